@@ -1,0 +1,219 @@
+//! Kubernetes/Flux duration fields: Go duration strings restricted by the CRD pattern
+//! `^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$` (timeouts: without `h`).
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A duration as written in a manifest (`1m0s`, `90s`, `1.5h`, `500ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GoDuration(pub Duration);
+
+/// A string that is not a valid duration for the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration '{value}': must match {pattern}")]
+pub struct DurationError {
+    pub value: String,
+    pub pattern: &'static str,
+}
+
+const PATTERN: &str = "^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$";
+const PATTERN_NO_HOURS: &str = "^([0-9]+(\\.[0-9]+)?(ms|s|m))+$";
+
+impl GoDuration {
+    /// Parses an `interval`-style duration (units ms, s, m, h).
+    pub fn parse(s: &str) -> Result<Self, DurationError> {
+        parse(s, true).ok_or_else(|| DurationError {
+            value: s.to_owned(),
+            pattern: PATTERN,
+        })
+    }
+
+    /// Parses a `timeout`-style duration (units ms, s, m).
+    pub fn parse_timeout(s: &str) -> Result<Self, DurationError> {
+        parse(s, false).ok_or_else(|| DurationError {
+            value: s.to_owned(),
+            pattern: PATTERN_NO_HOURS,
+        })
+    }
+
+    pub fn from_secs(secs: u64) -> Self {
+        GoDuration(Duration::from_secs(secs))
+    }
+
+    pub fn as_duration(&self) -> Duration {
+        self.0
+    }
+}
+
+fn parse(s: &str, hours: bool) -> Option<GoDuration> {
+    let b = s.as_bytes();
+    if b.is_empty() {
+        return None;
+    }
+    let mut i = 0;
+    let mut total_nanos: u128 = 0;
+    while i < b.len() {
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        let int: u128 = s[start..i].parse().ok()?;
+        let mut frac_num: u128 = 0;
+        let mut frac_den: u128 = 1;
+        if i < b.len() && b[i] == b'.' {
+            i += 1;
+            let fs = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                // Digits past nanosecond precision cannot change the result.
+                if frac_den < 1_000_000_000_000 {
+                    frac_num = frac_num * 10 + u128::from(b[i] - b'0');
+                    frac_den *= 10;
+                }
+                i += 1;
+            }
+            if i == fs {
+                return None;
+            }
+        }
+        let unit: u128 = if s[i..].starts_with("ms") {
+            i += 2;
+            1_000_000
+        } else {
+            let u = match b.get(i)? {
+                b's' => 1_000_000_000,
+                b'm' => 60_000_000_000,
+                b'h' if hours => 3_600_000_000_000,
+                _ => return None,
+            };
+            i += 1;
+            u
+        };
+        total_nanos = total_nanos
+            .checked_add(int.checked_mul(unit)?)?
+            .checked_add(frac_num * unit / frac_den)?;
+    }
+    let secs = u64::try_from(total_nanos / 1_000_000_000).ok()?;
+    // Go durations are int64 nanoseconds; beyond that Go fails too.
+    if total_nanos > i64::MAX as u128 {
+        return None;
+    }
+    Some(GoDuration(Duration::new(secs, (total_nanos % 1_000_000_000) as u32)))
+}
+
+impl fmt::Display for GoDuration {
+    /// Go's `time.Duration.String()`: `1m0s`, `1h0m0s`, `1.5s`, `500ms`, `0s`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nanos = self.0.as_nanos();
+        if nanos == 0 {
+            return f.write_str("0s");
+        }
+        if nanos < 1_000_000_000 {
+            let (unit, div) = if nanos < 1_000 {
+                ("ns", 1)
+            } else if nanos < 1_000_000 {
+                ("µs", 1_000)
+            } else {
+                ("ms", 1_000_000)
+            };
+            return write!(f, "{}{unit}", frac(nanos, div));
+        }
+        let hours = nanos / 3_600_000_000_000;
+        let minutes = (nanos / 60_000_000_000) % 60;
+        let secs = nanos % 60_000_000_000;
+        if hours > 0 {
+            write!(f, "{hours}h")?;
+        }
+        if hours > 0 || minutes > 0 {
+            write!(f, "{minutes}m")?;
+        }
+        write!(f, "{}s", frac(secs, 1_000_000_000))
+    }
+}
+
+/// `n / div` with the fraction's trailing zeros removed.
+fn frac(n: u128, div: u128) -> String {
+    let int = n / div;
+    let rem = n % div;
+    if rem == 0 {
+        return int.to_string();
+    }
+    let width = div.to_string().len() - 1;
+    let digits = format!("{rem:0width$}");
+    format!("{int}.{}", digits.trim_end_matches('0'))
+}
+
+impl Serialize for GoDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for GoDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        GoDuration::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A `timeout` field: same as [`GoDuration`] but without hours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timeout(pub GoDuration);
+
+impl Serialize for Timeout {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timeout {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        GoDuration::parse_timeout(&s)
+            .map(Timeout)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Duration {
+        GoDuration::parse(s).map(|g| g.0).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn parses_the_crd_pattern() {
+        assert_eq!(d("1m0s"), Duration::from_secs(60));
+        assert_eq!(d("1h"), Duration::from_secs(3600));
+        assert_eq!(d("1.5h"), Duration::from_secs(5400));
+        assert_eq!(d("500ms"), Duration::from_millis(500));
+        assert_eq!(d("1h30m10s"), Duration::from_secs(5410));
+        assert_eq!(d("2m2m"), Duration::from_secs(240));
+        for bad in ["", "1", "1d", "m", "1.m", ".5s", "-1s", "1 m", "1us", "1ns", "1µs", "1M"] {
+            assert!(GoDuration::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(GoDuration::parse_timeout("1h").is_err());
+        assert!(GoDuration::parse_timeout("90s").is_ok());
+        assert!(GoDuration::parse("99999999999h").is_err());
+    }
+
+    #[test]
+    fn formats_as_go() {
+        let f = |s: &str| GoDuration::parse(s).map(|g| g.to_string()).unwrap_or_default();
+        assert_eq!(f("1m"), "1m0s");
+        assert_eq!(f("5m"), "5m0s");
+        assert_eq!(f("1h"), "1h0m0s");
+        assert_eq!(f("90s"), "1m30s");
+        assert_eq!(f("1.5s"), "1.5s");
+        assert_eq!(f("500ms"), "500ms");
+        assert_eq!(f("1h0m1.25s"), "1h0m1.25s");
+        assert_eq!(f("0s"), "0s");
+        assert_eq!(GoDuration(Duration::from_micros(1500)).to_string(), "1.5ms");
+    }
+}

@@ -1,0 +1,497 @@
+//! Loading a directory of multi-document YAML manifests.
+//!
+//! Unknown kinds are skipped (users keep whole cluster folders here). A known kind with a bad
+//! field is an error on that object only: every other object still loads. Errors name the file,
+//! the document (1-based), the object and the field.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_yaml::Value;
+
+use crate::object::{FieldError, Kind, Object};
+
+/// Where an object came from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Source {
+    pub file: PathBuf,
+    /// 1-based document index within the file.
+    pub document: usize,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (document {})", self.file.display(), self.document)
+    }
+}
+
+/// A loaded, valid object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    pub source: Source,
+    pub object: Object,
+}
+
+/// Something that did not load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    pub source: Source,
+    pub kind: Option<String>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.source)?;
+        if let Some(kind) = &self.kind {
+            write!(f, "{kind} ")?;
+            let ns = self.namespace.as_deref().unwrap_or("default");
+            match &self.name {
+                Some(name) => write!(f, "{ns}/{name}: ")?,
+                None => write!(f, "{ns}/<no name>: ")?,
+            }
+        }
+        if let Some(field) = &self.field {
+            write!(f, "{field}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// The result of loading a directory: every valid object and every error.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    pub objects: Vec<Loaded>,
+    pub errors: Vec<LoadError>,
+}
+
+impl Config {
+    /// Looks an object up by kind, namespace and name.
+    pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<&Loaded> {
+        self.objects.iter().find(|o| {
+            let m = o.object.metadata();
+            o.object.kind() == kind && m.namespace == namespace && m.name == name
+        })
+    }
+
+    /// Objects of one kind, in load order.
+    pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Loaded> {
+        self.objects.iter().filter(move |o| o.object.kind() == kind)
+    }
+}
+
+/// Loads every `*.yaml`/`*.yml` file under `dir` (recursively, sorted; hidden entries such as
+/// `.git` and Kubernetes volume internals like `..data` are skipped, the visible symlinks into
+/// them are followed). A file or directory that cannot be read is reported as an error.
+pub fn load_dir(dir: &Path) -> Config {
+    let mut files = Vec::new();
+    let mut config = Config::default();
+    collect_files(dir, &mut files, &mut config.errors);
+    files.sort();
+    for file in files {
+        let display = file.strip_prefix(dir).unwrap_or(&file).to_path_buf();
+        match std::fs::read_to_string(&file) {
+            Ok(text) => load_str_into(&text, &display, &mut config),
+            Err(e) => config.errors.push(file_error(&display, format!("cannot read file: {e}"))),
+        }
+    }
+    config
+}
+
+/// Loads manifests from one string (multi-document), as if read from `file`.
+pub fn load_str(text: &str, file: &Path) -> Config {
+    let mut config = Config::default();
+    load_str_into(text, file, &mut config);
+    config
+}
+
+fn file_error(file: &Path, message: String) -> LoadError {
+    LoadError {
+        source: Source {
+            file: file.to_path_buf(),
+            document: 0,
+        },
+        kind: None,
+        namespace: None,
+        name: None,
+        field: None,
+        message,
+    }
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<LoadError>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push(file_error(dir, format!("cannot read directory: {e}")));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        // metadata() follows symlinks: ConfigMap volumes expose files as links into `..data`.
+        let Ok(meta) = std::fs::metadata(&path) else {
+            tracing::debug!(path = %path.display(), "skipping dangling link");
+            continue;
+        };
+        if meta.is_dir() {
+            collect_files(&path, out, errors);
+        } else if meta.is_file() && (name.ends_with(".yaml") || name.ends_with(".yml")) {
+            out.push(path);
+        }
+    }
+}
+
+fn load_str_into(text: &str, file: &Path, config: &mut Config) {
+    let mut seen: BTreeMap<(Kind, String, String), Source> = config
+        .objects
+        .iter()
+        .map(|o| {
+            let m = o.object.metadata();
+            ((o.object.kind(), m.namespace.clone(), m.name.clone()), o.source.clone())
+        })
+        .collect();
+    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let source = Source {
+            file: file.to_path_buf(),
+            document: index + 1,
+        };
+        let value = match Value::deserialize(doc) {
+            Ok(v) => v,
+            Err(e) => {
+                config.errors.push(LoadError {
+                    source,
+                    kind: None,
+                    namespace: None,
+                    name: None,
+                    field: None,
+                    message: format!("invalid YAML: {e}"),
+                });
+                // The parser cannot resynchronise after a syntax error in this file.
+                break;
+            }
+        };
+        match load_value(value, &source) {
+            Ok(None) => {}
+            Ok(Some(object)) => {
+                let m = object.metadata();
+                let key = (object.kind(), m.namespace.clone(), m.name.clone());
+                if let Some(first) = seen.get(&key) {
+                    config.errors.push(LoadError {
+                        source,
+                        kind: Some(object.kind().to_string()),
+                        namespace: Some(key.1.clone()),
+                        name: Some(key.2.clone()),
+                        field: Some("metadata.name".to_owned()),
+                        message: format!("duplicate object: already defined in {first}"),
+                    });
+                } else {
+                    seen.insert(key, source.clone());
+                    config.objects.push(Loaded { source, object });
+                }
+            }
+            Err(e) => config.errors.extend(e),
+        }
+    }
+}
+
+/// Loads one document: `Ok(None)` for empty documents and kinds tagpilot does not read.
+fn load_value(value: Value, source: &Source) -> Result<Option<Object>, Vec<LoadError>> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    let str_at = |path: &[&str]| -> Option<String> {
+        let mut v = &value;
+        for key in path {
+            v = v.get(*key)?;
+        }
+        v.as_str().map(str::to_owned)
+    };
+    let kind_name = str_at(&["kind"]);
+    let api_version = str_at(&["apiVersion"]);
+    let namespace = str_at(&["metadata", "namespace"]);
+    let name = str_at(&["metadata", "name"]);
+    let error = |field: Option<&str>, message: String| LoadError {
+        source: source.clone(),
+        kind: kind_name.clone(),
+        namespace: namespace.clone(),
+        name: name.clone(),
+        field: field.map(str::to_owned),
+        message,
+    };
+    if !value.is_mapping() {
+        return Err(vec![error(None, "document is not a mapping".to_owned())]);
+    }
+    let Some(kind) = kind_name.as_deref().and_then(Kind::from_name) else {
+        tracing::debug!(%source, kind = kind_name.as_deref().unwrap_or(""), "skipping unknown kind");
+        return Ok(None);
+    };
+    let api_version = api_version.unwrap_or_default();
+    if !kind.api_versions().contains(&api_version.as_str()) {
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        if group != kind.group() {
+            // Same kind name in another API group (e.g. kustomize's Kustomization): not ours.
+            tracing::debug!(%source, %kind, %api_version, "skipping kind of another API group");
+            return Ok(None);
+        }
+        return Err(vec![error(
+            Some("apiVersion"),
+            format!(
+                "unsupported apiVersion '{api_version}' for kind {kind}; accepted: {}",
+                kind.api_versions().join(", ")
+            ),
+        )]);
+    }
+    let object = match kind {
+        Kind::ImageRepository => typed(value).map(Object::ImageRepository),
+        Kind::ImagePolicy => typed(value).map(Object::ImagePolicy),
+        Kind::ImageUpdateAutomation => typed(value).map(Object::ImageUpdateAutomation),
+        Kind::GitRepository => typed(value).map(Object::GitRepository),
+        Kind::Receiver => typed(value).map(Object::Receiver),
+        Kind::Secret => typed(value).map(Object::Secret),
+    }
+    .map_err(|(field, message)| vec![error(Some(&field), message)])?;
+    let problems = object.validate();
+    if problems.is_empty() {
+        Ok(Some(object))
+    } else {
+        let m = object.metadata();
+        Err(problems
+            .into_iter()
+            .map(|FieldError { field, message }| LoadError {
+                source: source.clone(),
+                kind: Some(kind.to_string()),
+                namespace: Some(m.namespace.clone()),
+                name: Some(m.name.clone()),
+                field: Some(field),
+                message,
+            })
+            .collect())
+    }
+}
+
+/// Deserializes with the path of the failing field.
+fn typed<T: DeserializeOwned>(value: Value) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // serde reports a missing field on its parent; name the field itself.
+        let (path, message) = match missing_field(&inner) {
+            Some(field) if path == "." => (field.to_owned(), "is required".to_owned()),
+            Some(field) => (format!("{path}.{field}"), "is required".to_owned()),
+            None => (path, inner),
+        };
+        (path, message)
+    })
+}
+
+fn missing_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split('`').next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::DigestReflectionPolicy;
+
+    const GUIDE: &str = r#"
+apiVersion: image.toolkit.fluxcd.io/v1beta1
+kind: ImageRepository
+metadata:
+  name: podinfo
+  namespace: flux-system
+spec:
+  image: ghcr.io/stefanprodan/podinfo
+  interval: 1m0s
+---
+apiVersion: image.toolkit.fluxcd.io/v1beta1
+kind: ImagePolicy
+metadata:
+  name: podinfo
+  namespace: flux-system
+spec:
+  imageRepositoryRef:
+    name: podinfo
+  policy:
+    semver:
+      range: 5.0.x
+---
+apiVersion: image.toolkit.fluxcd.io/v1beta1
+kind: ImageUpdateAutomation
+metadata:
+  name: flux-system
+  namespace: flux-system
+spec:
+  interval: 1m0s
+  sourceRef:
+    kind: GitRepository
+    name: flux-system
+  git:
+    checkout:
+      ref:
+        branch: main
+    commit:
+      author:
+        email: fluxcdbot@users.noreply.github.com
+        name: fluxcdbot
+      messageTemplate: '{{range .Updated.Images}}{{println .}}{{end}}'
+    push:
+      branch: main
+  update:
+    path: ./clusters/my-cluster
+    strategy: Setters
+"#;
+
+    #[test]
+    fn loads_the_guide_manifests_with_defaults() {
+        let c = load_str(GUIDE, Path::new("guide.yaml"));
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        assert_eq!(c.objects.len(), 3);
+        let Some(Object::ImageRepository(repo)) = c
+            .get(Kind::ImageRepository, "flux-system", "podinfo")
+            .map(|l| &l.object)
+        else {
+            panic!("repository missing")
+        };
+        assert_eq!(repo.spec.exclusion_list, vec![r"^.*\.sig$".to_owned()]);
+        assert_eq!(repo.spec.interval.to_string(), "1m0s");
+        let Some(Object::ImagePolicy(pol)) = c
+            .get(Kind::ImagePolicy, "flux-system", "podinfo")
+            .map(|l| &l.object)
+        else {
+            panic!("policy missing")
+        };
+        assert_eq!(pol.spec.digest_reflection_policy, DigestReflectionPolicy::Never);
+        assert_eq!(c.objects[2].source.document, 3);
+    }
+
+    #[test]
+    fn namespace_defaults_and_unknown_kinds_are_skipped() {
+        let text = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: podinfo}
+---
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [a.yaml]
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata: {name: p}
+spec:
+  imageRepositoryRef: {name: r}
+  policy: {alphabetical: {}}
+"#;
+        let c = load_str(text, Path::new("x.yaml"));
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        assert_eq!(c.objects.len(), 1);
+        assert_eq!(c.objects[0].object.metadata().namespace, "default");
+    }
+
+    #[test]
+    fn a_bad_object_names_file_document_object_and_field() {
+        let text = r#"
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata: {name: good, namespace: apps}
+spec:
+  imageRepositoryRef: {name: r}
+  policy: {semver: {range: ">=1.0.0"}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata: {name: bad, namespace: apps}
+spec:
+  imageRepositoryRef: {name: r}
+  policy: {semver: {range: "1.0.0p"}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {name: repo}
+spec: {image: alpine, interval: 5 minutes}
+"#;
+        let c = load_str(text, Path::new("policies.yaml"));
+        assert_eq!(c.objects.len(), 1);
+        assert_eq!(c.errors.len(), 2);
+        assert_eq!(
+            c.errors[0].to_string(),
+            "policies.yaml (document 2): ImagePolicy apps/bad: spec.policy.semver.range: semver parse error: improper constraint: 1.0.0p"
+        );
+        let e = c.errors[1].to_string();
+        assert!(e.starts_with("policies.yaml (document 3): ImageRepository default/repo: spec.interval: invalid duration '5 minutes'"), "{e}");
+    }
+
+    #[test]
+    fn validation_rules() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("kind: ImagePolicy\nspec: {imageRepositoryRef: {name: r}, policy: {}}", "spec.policy", "invalid policy"),
+            ("kind: ImagePolicy\nspec: {imageRepositoryRef: {name: r}, policy: {semver: {range: '*'}, numerical: {}}}", "spec.policy", "exactly one"),
+            ("kind: ImagePolicy\nspec: {imageRepositoryRef: {name: r}, policy: {numerical: {order: up}}}", "spec.policy.numerical.order", "invalid order"),
+            ("kind: ImagePolicy\nspec: {imageRepositoryRef: {name: r}, policy: {alphabetical: {}}, filterTags: {pattern: '('}}", "spec.filterTags", "invalid regular expression pattern '('"),
+            ("kind: ImagePolicy\nspec: {imageRepositoryRef: {name: r}, policy: {alphabetical: {}}, digestReflectionPolicy: Always}", "spec.interval", "must be set"),
+            ("kind: ImagePolicy\nspec: {imageRepositoryRef: {name: r}, policy: {alphabetical: {}}, interval: 1m}", "spec.interval", "only accepted"),
+            ("kind: ImagePolicy\nspec: {imageRepositoryRef: {name: r}, policy: {alphabetical: {}}, digestReflectionPolicy: Sometimes}", "spec.digestReflectionPolicy", "unknown variant"),
+            ("kind: ImageRepository\nspec: {image: alpine, interval: 1m, exclusionList: ['(']}", "spec.exclusionList[0]", "failed to compile regex"),
+            ("kind: ImageRepository\nspec: {image: alpine, interval: 1m, timeout: 1h}", "spec.timeout", "invalid duration"),
+            ("kind: ImageRepository\nspec: {image: 'alpine:3', interval: 1m}", "spec.image", "should not include a tag"),
+            ("kind: ImageRepository\nspec: {image: alpine}", "spec.interval", "is required"),
+            ("kind: ImageUpdateAutomation\nspec: {interval: 1m, sourceRef: {name: g}, git: {commit: {author: {name: bot}}}}", "spec.git.commit.author.email", "is required"),
+            ("kind: ImageUpdateAutomation\nspec: {interval: 1m, sourceRef: {name: g, kind: Bucket}, git: {commit: {author: {email: a@b}}}}", "spec.sourceRef.kind", "unsupported"),
+        ];
+        for (body, field, message) in cases {
+            let text = format!("apiVersion: image.toolkit.fluxcd.io/v1\nmetadata: {{name: x}}\n{body}\n");
+            let c = load_str(&text, Path::new("t.yaml"));
+            assert!(c.objects.is_empty(), "{body} should fail");
+            let e = &c.errors[0];
+            assert_eq!(e.field.as_deref(), Some(*field), "{body}: {e}");
+            assert!(e.message.contains(message), "{body}: {e}");
+        }
+        let many: Vec<String> = (0..26).map(|i| format!("'^a{i}$'")).collect();
+        let text = format!(
+            "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {{name: x}}\nspec: {{image: alpine, interval: 1m, exclusionList: [{}]}}\n",
+            many.join(", ")
+        );
+        let c = load_str(&text, Path::new("t.yaml"));
+        assert_eq!(c.errors[0].field.as_deref(), Some("spec.exclusionList"));
+    }
+
+    #[test]
+    fn duplicates_and_versions() {
+        let doc = "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {name: r}\nspec: {image: alpine, interval: 1m}\n";
+        let c = load_str(&format!("{doc}---\n{doc}"), Path::new("d.yaml"));
+        assert_eq!(c.objects.len(), 1);
+        assert!(c.errors[0].message.contains("duplicate object: already defined in d.yaml (document 1)"));
+        let c = load_str(&doc.replace("/v1\n", "/v2\n"), Path::new("d.yaml"));
+        assert_eq!(c.errors[0].field.as_deref(), Some("apiVersion"));
+        let c = load_str("a: [1, 2\n", Path::new("broken.yaml"));
+        assert!(c.errors[0].message.starts_with("invalid YAML"));
+    }
+
+    #[test]
+    fn secrets_decode() {
+        let text = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {token: dG9rZW4=}\nstringData: {user: bob}\n";
+        let c = load_str(text, Path::new("s.yaml"));
+        let Some(Object::Secret(s)) = c.objects.first().map(|l| &l.object) else {
+            panic!("{:?}", c.errors)
+        };
+        assert_eq!(s.get("token").as_deref(), Some(&b"token"[..]));
+        assert_eq!(s.get("user").as_deref(), Some(&b"bob"[..]));
+        let c = load_str(&text.replace("dG9rZW4=", "not*base64"), Path::new("s.yaml"));
+        assert_eq!(c.errors[0].field.as_deref(), Some("data.token"));
+    }
+}
