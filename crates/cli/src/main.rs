@@ -1,1 +1,75 @@
-fn main() {}
+//! `tagpilot`: the one binary. Subcommands live in their own modules and delegate to the
+//! library crates; this file only parses arguments and maps outcomes to exit codes.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod resolve;
+mod validate;
+
+#[derive(Debug, Parser)]
+#[command(name = "tagpilot", version, about = "Keeps container image references in Git up to date")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Pick the latest tag from a tag list with an image policy.
+    Resolve(resolve::Args),
+    /// Load and check a directory of Flux manifests.
+    Validate(validate::Args),
+}
+
+fn main() -> ExitCode {
+    // Usage errors exit 1 like every other failure (scripts test for non-zero).
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Resolve(args) => resolve::run(args),
+        Command::Validate(args) => validate::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the error and its causes.
+            eprintln!("error: {}", format_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line; a cause already quoted by its parent is not repeated.
+fn format_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line.replace('\n', " ")
+}
+
+/// A reader that went away (`tagpilot … | head`) is not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,40 @@
+//! `tagpilot validate DIR`: one line per object, one per error; exit 1 if any error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Directory of Flux manifests (multi-document YAML, searched recursively).
+    pub dir: PathBuf,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if !args.dir.is_dir() {
+        anyhow::bail!("{}: not a directory", args.dir.display());
+    }
+    let config = tagpilot_api::load_dir(&args.dir);
+    for loaded in &config.objects {
+        let m = loaded.object.metadata();
+        println!(
+            "ok     {} {}/{} in {}",
+            loaded.object.kind(),
+            m.namespace,
+            m.name,
+            loaded.source
+        );
+    }
+    for e in &config.errors {
+        println!("error  {e}");
+    }
+    eprintln!(
+        "{} object(s) valid, {} error(s)",
+        config.objects.len(),
+        config.errors.len()
+    );
+    Ok(if config.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,265 @@
+//! Runs the built `tagpilot` binary the way scripts do and checks stdout, stderr and exit codes.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tags(name: &str) -> String {
+    repo_root()
+        .join("tests/data/tags")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn tagpilot(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tagpilot"))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run tagpilot: {e}"))
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Resolves and returns the first stdout line, asserting success.
+fn resolve(args: &[&str]) -> String {
+    let mut full = vec!["resolve"];
+    full.extend_from_slice(args);
+    let o = tagpilot(&full);
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    stdout(&o).lines().next().unwrap_or_default().to_owned()
+}
+
+/// Resolves expecting failure; returns stderr, asserting exit 1 and an empty stdout.
+fn resolve_fails(args: &[&str]) -> String {
+    let mut full = vec!["resolve"];
+    full.extend_from_slice(args);
+    let o = tagpilot(&full);
+    assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stdout(&o));
+    assert!(o.stdout.is_empty(), "{args:?}: stdout must be empty: {}", stdout(&o));
+    stderr(&o)
+}
+
+#[test]
+fn resolves_real_tag_lists() {
+    let node = tags("node.txt");
+    assert_eq!(resolve(&["--tags-file", &node, "--semver", ">=20.0.0 <21.0.0"]), "20.11.1");
+    assert_eq!(resolve(&["--tags-file", &node, "--semver", "*"]), "21.6.1");
+    assert_eq!(
+        resolve(&[
+            "--tags-file", &node, "--semver", "^20",
+            "--filter-pattern", r"^(?P<v>\d+\.\d+\.\d+)-alpine3\.19$", "--filter-extract", "$v",
+        ]),
+        "20.11.0-alpine3.19"
+    );
+
+    let nginx = tags("nginx.txt");
+    assert_eq!(resolve(&["--tags-file", &nginx, "--semver", "~1.26"]), "1.26.0");
+    assert_eq!(resolve(&["--tags-file", &nginx, "--semver", "*"]), "1.27.0");
+    assert_eq!(resolve(&["--tags-file", &nginx, "--alphabetical", "asc"]), "stable-alpine");
+    assert_eq!(resolve(&["--tags-file", &nginx, "--alphabetical", "desc"]), "1.25");
+    assert_eq!(
+        resolve(&[
+            "--tags-file", &nginx, "--semver", "*",
+            "--filter-pattern", r"^(?P<v>\d+\.\d+\.\d+)-alpine$", "--filter-extract", "$v",
+        ]),
+        "1.27.0-alpine"
+    );
+
+    let flux = tags("flux.txt");
+    assert_eq!(resolve(&["--tags-file", &flux, "--semver", ">=2.0.0"]), "v2.2.2");
+    // Pre-releases: rc.11 > rc.10 > rc.9 numerically.
+    assert_eq!(resolve(&["--tags-file", &flux, "--semver", "^2.x-0"]), "2.3.0-rc.11");
+
+    let calver = tags("calver.txt");
+    assert_eq!(resolve(&["--tags-file", &calver, "--semver", "*"]), "2025.10.1");
+    assert_eq!(resolve(&["--tags-file", &calver, "--semver", "2025.7.x"]), "v2025.07.03");
+
+    let minio = tags("minio.txt");
+    assert_eq!(
+        resolve(&[
+            "--tags-file", &minio, "--alphabetical", "asc",
+            "--filter-pattern", r"^RELEASE\.(?P<timestamp>.*)Z$", "--filter-extract", "$timestamp",
+        ]),
+        "RELEASE.2024-01-01T16-36-33Z"
+    );
+
+    let ids = tags("buildids.txt");
+    assert_eq!(
+        resolve(&[
+            "--tags-file", &ids, "--numerical", "asc",
+            "--filter-pattern", r"^main-[a-f0-9]+-(?P<ts>\d+)$", "--filter-extract", "$ts",
+        ]),
+        "main-5d6e7f8-1700003600"
+    );
+    assert_eq!(
+        resolve(&[
+            "--tags-file", &ids, "--numerical", "desc",
+            "--filter-pattern", r"^main-[a-f0-9]+-(?P<ts>\d+)$", "--filter-extract", "$ts",
+        ]),
+        "main-9abcdef-1699990000"
+    );
+}
+
+#[test]
+fn failures_exit_1_with_one_line_and_empty_stdout() {
+    let ids = tags("buildids.txt");
+    let e = resolve_fails(&[
+        "--tags-file", &ids, "--numerical", "asc",
+        "--filter-pattern", r"^main-[a-fA-F0-9]+-(?P<ts>.*)", "--filter-extract", "$ts",
+    ]);
+    assert_eq!(e, "error: failed to parse invalid numeric value 'not-a-number'\n");
+    let node = tags("node.txt");
+    let e = resolve_fails(&["--tags-file", &node, "--semver", ">=99"]);
+    assert_eq!(e, "error: unable to determine latest version from provided list\n");
+    let e = resolve_fails(&["--tags-file", &node, "--semver", "1.0.0p"]);
+    assert_eq!(e, "error: semver parse error: improper constraint: 1.0.0p\n");
+    let e = resolve_fails(&["--tags-file", &node, "--alphabetical", "sideways"]);
+    assert!(e.starts_with("error: invalid order argument provided: 'sideways'"), "{e}");
+    let e = resolve_fails(&["--tags-file", &node, "--semver", "*", "--filter-pattern", "("]);
+    assert!(e.starts_with("error: invalid regular expression pattern '(': "), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+    let e = resolve_fails(&["--tags-file", &node, "--semver", "*", "--filter-pattern", "^nothing$"]);
+    assert_eq!(e, "error: version list argument cannot be empty\n");
+    let e = resolve_fails(&["--tags-file", "/nonexistent/tags.txt", "--semver", "*"]);
+    assert!(e.contains("/nonexistent/tags.txt"), "{e}");
+    // No policy at all is a usage error.
+    let o = tagpilot(&["resolve", "--tags-file", &node]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn exclusions_default_and_replaced() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let f = dir.path().join("tags.txt");
+    std::fs::write(&f, "a\nz.sig\n\n  m  \r\n").unwrap_or_else(|e| panic!("{e}"));
+    let f = f.to_string_lossy().into_owned();
+    assert_eq!(resolve(&["--tags-file", &f, "--alphabetical", "asc"]), "m");
+    assert_eq!(
+        resolve(&["--tags-file", &f, "--alphabetical", "asc", "--exclude", "^m$"]),
+        "z.sig"
+    );
+    assert_eq!(
+        resolve(&["--tags-file", &f, "--alphabetical", "asc", "--exclude", "^m$", "--exclude", "sig"]),
+        "a"
+    );
+}
+
+#[test]
+fn reads_stdin_and_explains() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tagpilot"))
+        .args(["resolve", "--tags-file", "-", "--semver", "5.0.x", "--explain"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    child
+        .stdin
+        .take()
+        .map(|mut s| s.write_all(b"5.0.0\n5.0.3\nv5.0.3\n5.1.0\nlatest\nx.sig\n"))
+        .transpose()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let o = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(o.status.success());
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "v5.0.3");
+    assert!(out.contains("5.0.3   ranked equal to the winner; tie broken"), "{out}");
+    assert!(out.contains("5.1.0   outside the range"), "{out}");
+    assert!(out.contains("latest  not a version"), "{out}");
+    assert!(out.contains(r"x.sig   excluded by rule '^.*\.sig$'"), "{out}");
+}
+
+#[test]
+fn json_output() {
+    let node = tags("node.txt");
+    let o = tagpilot(&["resolve", "--tags-file", &node, "--semver", "^20", "--output", "json", "--explain"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v["tag"], "20.11.1");
+    let report = v["explain"]["tags"].as_array().cloned().unwrap_or_default();
+    assert_eq!(report.len(), 29);
+    let selected: Vec<_> = report.iter().filter(|t| t["verdict"] == "selected").collect();
+    assert_eq!(selected.len(), 1);
+    assert_eq!(selected[0]["tag"], "20.11.1");
+}
+
+#[test]
+fn policy_manifest_and_bundled_example() {
+    let root = repo_root();
+    let policy = root.join("config/clusters/my-cluster/podinfo-policy.yaml");
+    let podinfo = root.join("config/podinfo-tags.txt");
+    assert_eq!(
+        resolve(&[
+            "--policy", &policy.to_string_lossy(),
+            "--tags-file", &podinfo.to_string_lossy(),
+        ]),
+        "5.0.3"
+    );
+    // An ImageRepository in the same file supplies its exclusion list.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.path().join("policy.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {name: app}\nspec: {image: app, interval: 1m, exclusionList: ['^z']}\n---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {name: app}\nspec:\n  imageRepositoryRef: {name: app}\n  policy: {alphabetical: {order: asc}}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let tagfile = dir.path().join("tags");
+    std::fs::write(&tagfile, "a\nb.sig\nzz\n").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        resolve(&["--policy", &file.to_string_lossy(), "--tags-file", &tagfile.to_string_lossy()]),
+        "b.sig"
+    );
+    // A bad manifest names the file, document and field.
+    std::fs::write(
+        &file,
+        "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {name: app}\nspec:\n  imageRepositoryRef: {name: app}\n  policy: {semver: {range: 'nope'}}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let e = resolve_fails(&["--policy", &file.to_string_lossy(), "--tags-file", &tagfile.to_string_lossy()]);
+    assert!(e.contains("policy.yaml (document 1): ImagePolicy default/app: spec.policy.semver.range: semver parse error"), "{e}");
+}
+
+#[test]
+fn validate_reports_objects_and_errors() {
+    let root = repo_root();
+    let o = tagpilot(&["validate", &root.join("config").to_string_lossy()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 4, "{out}");
+    assert!(out.contains("ok     ImagePolicy flux-system/podinfo in clusters/my-cluster/podinfo-policy.yaml (document 1)"), "{out}");
+
+    // A ConfigMap-style volume (files are links into ..data) plus one bad object.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let data = dir.path().join("..2026_11_26_12_00_00.000000001");
+    std::fs::create_dir(&data).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        data.join("repos.yaml"),
+        "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {name: ok}\nspec: {image: alpine, interval: 1m}\n---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {name: bad}\nspec: {image: 'https://x.io/a', interval: 1m}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    symlink(&data, &dir.path().join("..data"));
+    symlink(Path::new("..data/repos.yaml"), &dir.path().join("repos.yaml"));
+    let o = tagpilot(&["validate", &dir.path().to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 2, "each object once, not once per link: {out}");
+    assert!(out.contains("ok     ImageRepository default/ok in repos.yaml (document 1)"), "{out}");
+    assert!(out.contains("error  repos.yaml (document 2): ImageRepository default/bad: spec.image: image 'https://x.io/a' should not include URL scheme; remove 'https://'"), "{out}");
+}
+
+fn symlink(target: &Path, link: &Path) {
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(target, link).unwrap_or_else(|e| panic!("{e}"));
+}
