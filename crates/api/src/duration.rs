@@ -102,7 +102,10 @@ fn parse(s: &str, hours: bool) -> Option<GoDuration> {
     if total_nanos > i64::MAX as u128 {
         return None;
     }
-    Some(GoDuration(Duration::new(secs, (total_nanos % 1_000_000_000) as u32)))
+    Some(GoDuration(Duration::new(
+        secs,
+        (total_nanos % 1_000_000_000) as u32,
+    )))
 }
 
 impl fmt::Display for GoDuration {
@@ -184,7 +187,9 @@ mod tests {
     use super::*;
 
     fn d(s: &str) -> Duration {
-        GoDuration::parse(s).map(|g| g.0).unwrap_or_else(|e| panic!("{e}"))
+        GoDuration::parse(s)
+            .map(|g| g.0)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
@@ -195,7 +200,9 @@ mod tests {
         assert_eq!(d("500ms"), Duration::from_millis(500));
         assert_eq!(d("1h30m10s"), Duration::from_secs(5410));
         assert_eq!(d("2m2m"), Duration::from_secs(240));
-        for bad in ["", "1", "1d", "m", "1.m", ".5s", "-1s", "1 m", "1us", "1ns", "1µs", "1M"] {
+        for bad in [
+            "", "1", "1d", "m", "1.m", ".5s", "-1s", "1 m", "1us", "1ns", "1µs", "1M",
+        ] {
             assert!(GoDuration::parse(bad).is_err(), "{bad:?}");
         }
         assert!(GoDuration::parse_timeout("1h").is_err());
@@ -205,7 +212,11 @@ mod tests {
 
     #[test]
     fn formats_as_go() {
-        let f = |s: &str| GoDuration::parse(s).map(|g| g.to_string()).unwrap_or_default();
+        let f = |s: &str| {
+            GoDuration::parse(s)
+                .map(|g| g.to_string())
+                .unwrap_or_default()
+        };
         assert_eq!(f("1m"), "1m0s");
         assert_eq!(f("5m"), "5m0s");
         assert_eq!(f("1h"), "1h0m0s");

@@ -100,7 +100,9 @@ pub fn load_dir(dir: &Path) -> Config {
         let display = file.strip_prefix(dir).unwrap_or(&file).to_path_buf();
         match std::fs::read_to_string(&file) {
             Ok(text) => load_str_into(&text, &display, &mut config),
-            Err(e) => config.errors.push(file_error(&display, format!("cannot read file: {e}"))),
+            Err(e) => config
+                .errors
+                .push(file_error(&display, format!("cannot read file: {e}"))),
         }
     }
     config
@@ -161,7 +163,10 @@ fn load_str_into(text: &str, file: &Path, config: &mut Config) {
         .iter()
         .map(|o| {
             let m = o.object.metadata();
-            ((o.object.kind(), m.namespace.clone(), m.name.clone()), o.source.clone())
+            (
+                (o.object.kind(), m.namespace.clone(), m.name.clone()),
+                o.source.clone(),
+            )
         })
         .collect();
     for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
@@ -375,7 +380,10 @@ spec:
         else {
             panic!("policy missing")
         };
-        assert_eq!(pol.spec.digest_reflection_policy, DigestReflectionPolicy::Never);
+        assert_eq!(
+            pol.spec.digest_reflection_policy,
+            DigestReflectionPolicy::Never
+        );
         assert_eq!(c.objects[2].source.document, 3);
     }
 
@@ -454,7 +462,8 @@ spec: {image: alpine, interval: 5 minutes}
             ("kind: ImageUpdateAutomation\nspec: {interval: 1m, sourceRef: {name: g, kind: Bucket}, git: {commit: {author: {email: a@b}}}}", "spec.sourceRef.kind", "unsupported"),
         ];
         for (body, field, message) in cases {
-            let text = format!("apiVersion: image.toolkit.fluxcd.io/v1\nmetadata: {{name: x}}\n{body}\n");
+            let text =
+                format!("apiVersion: image.toolkit.fluxcd.io/v1\nmetadata: {{name: x}}\n{body}\n");
             let c = load_str(&text, Path::new("t.yaml"));
             assert!(c.objects.is_empty(), "{body} should fail");
             let e = &c.errors[0];
@@ -475,7 +484,9 @@ spec: {image: alpine, interval: 5 minutes}
         let doc = "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {name: r}\nspec: {image: alpine, interval: 1m}\n";
         let c = load_str(&format!("{doc}---\n{doc}"), Path::new("d.yaml"));
         assert_eq!(c.objects.len(), 1);
-        assert!(c.errors[0].message.contains("duplicate object: already defined in d.yaml (document 1)"));
+        assert!(c.errors[0]
+            .message
+            .contains("duplicate object: already defined in d.yaml (document 1)"));
         let c = load_str(&doc.replace("/v1\n", "/v2\n"), Path::new("d.yaml"));
         assert_eq!(c.errors[0].field.as_deref(), Some("apiVersion"));
         let c = load_str("a: [1, 2\n", Path::new("broken.yaml"));

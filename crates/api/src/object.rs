@@ -83,7 +83,9 @@ impl fmt::Display for Kind {
     }
 }
 
-/// One loaded object.
+/// One loaded object. (Variants differ in size; configs hold hundreds of objects, loaded once,
+/// so boxing would buy nothing.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Object {
     ImageRepository(ImageRepository),
@@ -169,8 +171,14 @@ fn validate_name(v: &mut Validator, field: &str, name: &str) {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .last()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
     if !ok {
         v.err(
             field,
@@ -204,7 +212,10 @@ pub fn validate_image(image: &str) -> Result<(), String> {
             "image '{image}' should not include a tag; remove ':{tag}'"
         ));
     }
-    if image.chars().any(|c| c.is_whitespace() || c.is_ascii_uppercase()) {
+    if image
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_ascii_uppercase())
+    {
         return Err(format!(
             "could not parse reference: {image}: repository name must be lowercase and contain no spaces"
         ));
@@ -227,7 +238,10 @@ fn validate_image_repository(v: &mut Validator, s: &ImageRepositorySpec) {
             v.err(&format!("spec.exclusionList[{i}]"), e.to_string());
         }
     }
-    if s.service_account_name.as_ref().is_some_and(|n| n.len() > 253) {
+    if s.service_account_name
+        .as_ref()
+        .is_some_and(|n| n.len() > 253)
+    {
         v.err("spec.serviceAccountName", "must be at most 253 characters");
     }
 }
@@ -290,7 +304,10 @@ fn validate_automation(v: &mut Validator, s: &ImageUpdateAutomationSpec) {
     if s.source_ref.kind != "GitRepository" {
         v.err(
             "spec.sourceRef.kind",
-            format!("unsupported value '{}': supported values: \"GitRepository\"", s.source_ref.kind),
+            format!(
+                "unsupported value '{}': supported values: \"GitRepository\"",
+                s.source_ref.kind
+            ),
         );
     }
     if s.source_ref.name.is_empty() {
@@ -328,7 +345,10 @@ fn validate_git_repository(v: &mut Validator, s: &GitRepositorySpec) {
     if !SCHEMES.iter().any(|p| s.url.starts_with(p)) {
         v.err(
             "spec.url",
-            format!("'{}' must start with one of http://, https://, ssh://, git://, file://", s.url),
+            format!(
+                "'{}' must start with one of http://, https://, ssh://, git://, file://",
+                s.url
+            ),
         );
     }
 }
@@ -346,7 +366,12 @@ fn validate_receiver(v: &mut Validator, s: &ReceiverSpec) {
         }
         let defaulted = matches!(
             r.kind.as_str(),
-            "Bucket" | "HelmChart" | "HelmRepository" | "GitRepository" | "OCIRepository" | "ImageRepository"
+            "Bucket"
+                | "HelmChart"
+                | "HelmRepository"
+                | "GitRepository"
+                | "OCIRepository"
+                | "ImageRepository"
         );
         if r.api_version.is_none() && !defaulted {
             v.err(
@@ -382,10 +407,18 @@ mod tests {
         assert!(validate_image("alpine").is_ok());
         assert!(validate_image("localhost:5000/app").is_ok());
         assert!(validate_image("127.0.0.1:5000/team/app").is_ok());
-        let e = validate_image("https://ghcr.io/app").err().unwrap_or_default();
-        assert_eq!(e, "image 'https://ghcr.io/app' should not include URL scheme; remove 'https://'");
+        let e = validate_image("https://ghcr.io/app")
+            .err()
+            .unwrap_or_default();
+        assert_eq!(
+            e,
+            "image 'https://ghcr.io/app' should not include URL scheme; remove 'https://'"
+        );
         let e = validate_image("ghcr.io/app:1.0").err().unwrap_or_default();
-        assert_eq!(e, "image 'ghcr.io/app:1.0' should not include a tag; remove ':1.0'");
+        assert_eq!(
+            e,
+            "image 'ghcr.io/app:1.0' should not include a tag; remove ':1.0'"
+        );
         assert!(validate_image("alpine:3").is_err());
         assert!(validate_image("").is_err());
         assert!(validate_image("Alpine").is_err());

@@ -9,7 +9,11 @@ mod resolve;
 mod validate;
 
 #[derive(Debug, Parser)]
-#[command(name = "tagpilot", version, about = "Keeps container image references in Git up to date")]
+#[command(
+    name = "tagpilot",
+    version,
+    about = "Keeps container image references in Git up to date"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

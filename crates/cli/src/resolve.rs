@@ -114,7 +114,13 @@ fn write_explanation(out: &mut dyn Write, ex: &Explanation) -> io::Result<()> {
         (None, Some(e)) => writeln!(out, "nothing selected: {e}")?,
         (None, None) => {}
     }
-    let width = ex.tags.iter().map(|t| t.tag.len()).max().unwrap_or(0).min(60);
+    let width = ex
+        .tags
+        .iter()
+        .map(|t| t.tag.len())
+        .max()
+        .unwrap_or(0)
+        .min(60);
     for t in &ex.tags {
         match &t.value {
             Some(v) => writeln!(out, "  {:width$}  {} (value '{v}')", t.tag, t.verdict)?,
@@ -130,7 +136,9 @@ fn build(args: &Args) -> anyhow::Result<(Policy, Exclusions)> {
         .transpose()?;
     if let Some(path) = &args.policy {
         let (policy, repo_exclusions) = policy_from_file(path)?;
-        let exclusions = user_exclusions.or(repo_exclusions).unwrap_or_else(Exclusions::flux_default);
+        let exclusions = user_exclusions
+            .or(repo_exclusions)
+            .unwrap_or_else(Exclusions::flux_default);
         return Ok((policy, exclusions));
     }
     let choice = if let Some(range) = &args.semver {
@@ -143,7 +151,10 @@ fn build(args: &Args) -> anyhow::Result<(Policy, Exclusions)> {
         bail!("one of --semver, --alphabetical, --numerical or --policy is required");
     };
     let filter = match &args.filter_pattern {
-        Some(p) => Some(TagFilter::new_strict(p, args.filter_extract.as_deref().unwrap_or(""))?),
+        Some(p) => Some(TagFilter::new_strict(
+            p,
+            args.filter_extract.as_deref().unwrap_or(""),
+        )?),
         None => None,
     };
     Ok((
@@ -164,7 +175,11 @@ fn policy_from_file(path: &Path) -> anyhow::Result<(Policy, Option<Exclusions>)>
     let loaded = match policies.as_slice() {
         [one] => one,
         [] => bail!("{}: no ImagePolicy found", path.display()),
-        _ => bail!("{}: {} ImagePolicy objects found, expected one", path.display(), policies.len()),
+        _ => bail!(
+            "{}: {} ImagePolicy objects found, expected one",
+            path.display(),
+            policies.len()
+        ),
     };
     let Object::ImagePolicy(policy) = &loaded.object else {
         bail!("{}: not an ImagePolicy", loaded.source);
@@ -179,7 +194,10 @@ fn policy_from_file(path: &Path) -> anyhow::Result<(Policy, Option<Exclusions>)>
     })?;
     let r = &policy.spec.image_repository_ref;
     let ns = r.namespace.as_deref().unwrap_or(&policy.metadata.namespace);
-    let exclusions = match config.get(Kind::ImageRepository, ns, &r.name).map(|l| &l.object) {
+    let exclusions = match config
+        .get(Kind::ImageRepository, ns, &r.name)
+        .map(|l| &l.object)
+    {
         Some(Object::ImageRepository(repo)) => Some(Exclusions::new(&repo.spec.exclusion_list)?),
         _ => None,
     };

@@ -46,50 +46,96 @@ fn resolve_fails(args: &[&str]) -> String {
     full.extend_from_slice(args);
     let o = tagpilot(&full);
     assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stdout(&o));
-    assert!(o.stdout.is_empty(), "{args:?}: stdout must be empty: {}", stdout(&o));
+    assert!(
+        o.stdout.is_empty(),
+        "{args:?}: stdout must be empty: {}",
+        stdout(&o)
+    );
     stderr(&o)
 }
 
 #[test]
 fn resolves_real_tag_lists() {
     let node = tags("node.txt");
-    assert_eq!(resolve(&["--tags-file", &node, "--semver", ">=20.0.0 <21.0.0"]), "20.11.1");
+    assert_eq!(
+        resolve(&["--tags-file", &node, "--semver", ">=20.0.0 <21.0.0"]),
+        "20.11.1"
+    );
     assert_eq!(resolve(&["--tags-file", &node, "--semver", "*"]), "21.6.1");
     assert_eq!(
         resolve(&[
-            "--tags-file", &node, "--semver", "^20",
-            "--filter-pattern", r"^(?P<v>\d+\.\d+\.\d+)-alpine3\.19$", "--filter-extract", "$v",
+            "--tags-file",
+            &node,
+            "--semver",
+            "^20",
+            "--filter-pattern",
+            r"^(?P<v>\d+\.\d+\.\d+)-alpine3\.19$",
+            "--filter-extract",
+            "$v",
         ]),
         "20.11.0-alpine3.19"
     );
 
     let nginx = tags("nginx.txt");
-    assert_eq!(resolve(&["--tags-file", &nginx, "--semver", "~1.26"]), "1.26.0");
+    assert_eq!(
+        resolve(&["--tags-file", &nginx, "--semver", "~1.26"]),
+        "1.26.0"
+    );
     assert_eq!(resolve(&["--tags-file", &nginx, "--semver", "*"]), "1.27.0");
-    assert_eq!(resolve(&["--tags-file", &nginx, "--alphabetical", "asc"]), "stable-alpine");
-    assert_eq!(resolve(&["--tags-file", &nginx, "--alphabetical", "desc"]), "1.25");
+    assert_eq!(
+        resolve(&["--tags-file", &nginx, "--alphabetical", "asc"]),
+        "stable-alpine"
+    );
+    assert_eq!(
+        resolve(&["--tags-file", &nginx, "--alphabetical", "desc"]),
+        "1.25"
+    );
     assert_eq!(
         resolve(&[
-            "--tags-file", &nginx, "--semver", "*",
-            "--filter-pattern", r"^(?P<v>\d+\.\d+\.\d+)-alpine$", "--filter-extract", "$v",
+            "--tags-file",
+            &nginx,
+            "--semver",
+            "*",
+            "--filter-pattern",
+            r"^(?P<v>\d+\.\d+\.\d+)-alpine$",
+            "--filter-extract",
+            "$v",
         ]),
         "1.27.0-alpine"
     );
 
     let flux = tags("flux.txt");
-    assert_eq!(resolve(&["--tags-file", &flux, "--semver", ">=2.0.0"]), "v2.2.2");
+    assert_eq!(
+        resolve(&["--tags-file", &flux, "--semver", ">=2.0.0"]),
+        "v2.2.2"
+    );
     // Pre-releases: rc.11 > rc.10 > rc.9 numerically.
-    assert_eq!(resolve(&["--tags-file", &flux, "--semver", "^2.x-0"]), "2.3.0-rc.11");
+    assert_eq!(
+        resolve(&["--tags-file", &flux, "--semver", "^2.x-0"]),
+        "2.3.0-rc.11"
+    );
 
     let calver = tags("calver.txt");
-    assert_eq!(resolve(&["--tags-file", &calver, "--semver", "*"]), "2025.10.1");
-    assert_eq!(resolve(&["--tags-file", &calver, "--semver", "2025.7.x"]), "v2025.07.03");
+    assert_eq!(
+        resolve(&["--tags-file", &calver, "--semver", "*"]),
+        "2025.10.1"
+    );
+    assert_eq!(
+        resolve(&["--tags-file", &calver, "--semver", "2025.7.x"]),
+        "v2025.07.03"
+    );
 
     let minio = tags("minio.txt");
     assert_eq!(
         resolve(&[
-            "--tags-file", &minio, "--alphabetical", "asc",
-            "--filter-pattern", r"^RELEASE\.(?P<timestamp>.*)Z$", "--filter-extract", "$timestamp",
+            "--tags-file",
+            &minio,
+            "--alphabetical",
+            "asc",
+            "--filter-pattern",
+            r"^RELEASE\.(?P<timestamp>.*)Z$",
+            "--filter-extract",
+            "$timestamp",
         ]),
         "RELEASE.2024-01-01T16-36-33Z"
     );
@@ -97,15 +143,27 @@ fn resolves_real_tag_lists() {
     let ids = tags("buildids.txt");
     assert_eq!(
         resolve(&[
-            "--tags-file", &ids, "--numerical", "asc",
-            "--filter-pattern", r"^main-[a-f0-9]+-(?P<ts>\d+)$", "--filter-extract", "$ts",
+            "--tags-file",
+            &ids,
+            "--numerical",
+            "asc",
+            "--filter-pattern",
+            r"^main-[a-f0-9]+-(?P<ts>\d+)$",
+            "--filter-extract",
+            "$ts",
         ]),
         "main-5d6e7f8-1700003600"
     );
     assert_eq!(
         resolve(&[
-            "--tags-file", &ids, "--numerical", "desc",
-            "--filter-pattern", r"^main-[a-f0-9]+-(?P<ts>\d+)$", "--filter-extract", "$ts",
+            "--tags-file",
+            &ids,
+            "--numerical",
+            "desc",
+            "--filter-pattern",
+            r"^main-[a-f0-9]+-(?P<ts>\d+)$",
+            "--filter-extract",
+            "$ts",
         ]),
         "main-9abcdef-1699990000"
     );
@@ -115,21 +173,56 @@ fn resolves_real_tag_lists() {
 fn failures_exit_1_with_one_line_and_empty_stdout() {
     let ids = tags("buildids.txt");
     let e = resolve_fails(&[
-        "--tags-file", &ids, "--numerical", "asc",
-        "--filter-pattern", r"^main-[a-fA-F0-9]+-(?P<ts>.*)", "--filter-extract", "$ts",
+        "--tags-file",
+        &ids,
+        "--numerical",
+        "asc",
+        "--filter-pattern",
+        r"^main-[a-fA-F0-9]+-(?P<ts>.*)",
+        "--filter-extract",
+        "$ts",
     ]);
-    assert_eq!(e, "error: failed to parse invalid numeric value 'not-a-number'\n");
+    assert_eq!(
+        e,
+        "error: failed to parse invalid numeric value 'not-a-number'\n"
+    );
     let node = tags("node.txt");
     let e = resolve_fails(&["--tags-file", &node, "--semver", ">=99"]);
-    assert_eq!(e, "error: unable to determine latest version from provided list\n");
+    assert_eq!(
+        e,
+        "error: unable to determine latest version from provided list\n"
+    );
     let e = resolve_fails(&["--tags-file", &node, "--semver", "1.0.0p"]);
-    assert_eq!(e, "error: semver parse error: improper constraint: 1.0.0p\n");
+    assert_eq!(
+        e,
+        "error: semver parse error: improper constraint: 1.0.0p\n"
+    );
     let e = resolve_fails(&["--tags-file", &node, "--alphabetical", "sideways"]);
-    assert!(e.starts_with("error: invalid order argument provided: 'sideways'"), "{e}");
-    let e = resolve_fails(&["--tags-file", &node, "--semver", "*", "--filter-pattern", "("]);
-    assert!(e.starts_with("error: invalid regular expression pattern '(': "), "{e}");
+    assert!(
+        e.starts_with("error: invalid order argument provided: 'sideways'"),
+        "{e}"
+    );
+    let e = resolve_fails(&[
+        "--tags-file",
+        &node,
+        "--semver",
+        "*",
+        "--filter-pattern",
+        "(",
+    ]);
+    assert!(
+        e.starts_with("error: invalid regular expression pattern '(': "),
+        "{e}"
+    );
     assert_eq!(e.lines().count(), 1, "{e}");
-    let e = resolve_fails(&["--tags-file", &node, "--semver", "*", "--filter-pattern", "^nothing$"]);
+    let e = resolve_fails(&[
+        "--tags-file",
+        &node,
+        "--semver",
+        "*",
+        "--filter-pattern",
+        "^nothing$",
+    ]);
     assert_eq!(e, "error: version list argument cannot be empty\n");
     let e = resolve_fails(&["--tags-file", "/nonexistent/tags.txt", "--semver", "*"]);
     assert!(e.contains("/nonexistent/tags.txt"), "{e}");
@@ -147,11 +240,27 @@ fn exclusions_default_and_replaced() {
     let f = f.to_string_lossy().into_owned();
     assert_eq!(resolve(&["--tags-file", &f, "--alphabetical", "asc"]), "m");
     assert_eq!(
-        resolve(&["--tags-file", &f, "--alphabetical", "asc", "--exclude", "^m$"]),
+        resolve(&[
+            "--tags-file",
+            &f,
+            "--alphabetical",
+            "asc",
+            "--exclude",
+            "^m$"
+        ]),
         "z.sig"
     );
     assert_eq!(
-        resolve(&["--tags-file", &f, "--alphabetical", "asc", "--exclude", "^m$", "--exclude", "sig"]),
+        resolve(&[
+            "--tags-file",
+            &f,
+            "--alphabetical",
+            "asc",
+            "--exclude",
+            "^m$",
+            "--exclude",
+            "sig"
+        ]),
         "a"
     );
 }
@@ -159,7 +268,14 @@ fn exclusions_default_and_replaced() {
 #[test]
 fn reads_stdin_and_explains() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tagpilot"))
-        .args(["resolve", "--tags-file", "-", "--semver", "5.0.x", "--explain"])
+        .args([
+            "resolve",
+            "--tags-file",
+            "-",
+            "--semver",
+            "5.0.x",
+            "--explain",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -175,22 +291,40 @@ fn reads_stdin_and_explains() {
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "v5.0.3");
-    assert!(out.contains("5.0.3   ranked equal to the winner; tie broken"), "{out}");
+    assert!(
+        out.contains("5.0.3   ranked equal to the winner; tie broken"),
+        "{out}"
+    );
     assert!(out.contains("5.1.0   outside the range"), "{out}");
     assert!(out.contains("latest  not a version"), "{out}");
-    assert!(out.contains(r"x.sig   excluded by rule '^.*\.sig$'"), "{out}");
+    assert!(
+        out.contains(r"x.sig   excluded by rule '^.*\.sig$'"),
+        "{out}"
+    );
 }
 
 #[test]
 fn json_output() {
     let node = tags("node.txt");
-    let o = tagpilot(&["resolve", "--tags-file", &node, "--semver", "^20", "--output", "json", "--explain"]);
+    let o = tagpilot(&[
+        "resolve",
+        "--tags-file",
+        &node,
+        "--semver",
+        "^20",
+        "--output",
+        "json",
+        "--explain",
+    ]);
     assert!(o.status.success());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(v["tag"], "20.11.1");
     let report = v["explain"]["tags"].as_array().cloned().unwrap_or_default();
     assert_eq!(report.len(), 29);
-    let selected: Vec<_> = report.iter().filter(|t| t["verdict"] == "selected").collect();
+    let selected: Vec<_> = report
+        .iter()
+        .filter(|t| t["verdict"] == "selected")
+        .collect();
     assert_eq!(selected.len(), 1);
     assert_eq!(selected[0]["tag"], "20.11.1");
 }
@@ -202,8 +336,10 @@ fn policy_manifest_and_bundled_example() {
     let podinfo = root.join("config/podinfo-tags.txt");
     assert_eq!(
         resolve(&[
-            "--policy", &policy.to_string_lossy(),
-            "--tags-file", &podinfo.to_string_lossy(),
+            "--policy",
+            &policy.to_string_lossy(),
+            "--tags-file",
+            &podinfo.to_string_lossy(),
         ]),
         "5.0.3"
     );
@@ -218,7 +354,12 @@ fn policy_manifest_and_bundled_example() {
     let tagfile = dir.path().join("tags");
     std::fs::write(&tagfile, "a\nb.sig\nzz\n").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        resolve(&["--policy", &file.to_string_lossy(), "--tags-file", &tagfile.to_string_lossy()]),
+        resolve(&[
+            "--policy",
+            &file.to_string_lossy(),
+            "--tags-file",
+            &tagfile.to_string_lossy()
+        ]),
         "b.sig"
     );
     // A bad manifest names the file, document and field.
@@ -227,7 +368,12 @@ fn policy_manifest_and_bundled_example() {
         "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {name: app}\nspec:\n  imageRepositoryRef: {name: app}\n  policy: {semver: {range: 'nope'}}\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let e = resolve_fails(&["--policy", &file.to_string_lossy(), "--tags-file", &tagfile.to_string_lossy()]);
+    let e = resolve_fails(&[
+        "--policy",
+        &file.to_string_lossy(),
+        "--tags-file",
+        &tagfile.to_string_lossy(),
+    ]);
     assert!(e.contains("policy.yaml (document 1): ImagePolicy default/app: spec.policy.semver.range: semver parse error"), "{e}");
 }
 
@@ -250,12 +396,22 @@ fn validate_reports_objects_and_errors() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     symlink(&data, &dir.path().join("..data"));
-    symlink(Path::new("..data/repos.yaml"), &dir.path().join("repos.yaml"));
+    symlink(
+        Path::new("..data/repos.yaml"),
+        &dir.path().join("repos.yaml"),
+    );
     let o = tagpilot(&["validate", &dir.path().to_string_lossy()]);
     assert_eq!(o.status.code(), Some(1));
     let out = stdout(&o);
-    assert_eq!(out.lines().count(), 2, "each object once, not once per link: {out}");
-    assert!(out.contains("ok     ImageRepository default/ok in repos.yaml (document 1)"), "{out}");
+    assert_eq!(
+        out.lines().count(),
+        2,
+        "each object once, not once per link: {out}"
+    );
+    assert!(
+        out.contains("ok     ImageRepository default/ok in repos.yaml (document 1)"),
+        "{out}"
+    );
     assert!(out.contains("error  repos.yaml (document 2): ImageRepository default/bad: spec.image: image 'https://x.io/a' should not include URL scheme; remove 'https://'"), "{out}");
 }
 

@@ -124,7 +124,8 @@ impl Constraints {
         }
         let mut groups = Vec::with_capacity(parts.len());
         for part in parts {
-            let atoms = split_group(part).ok_or_else(|| ConstraintError::Improper(part.to_owned()))?;
+            let atoms =
+                split_group(part).ok_or_else(|| ConstraintError::Improper(part.to_owned()))?;
             let mut constraints = Vec::with_capacity(atoms.len());
             for atom in atoms {
                 constraints.push(parse_atom(atom)?);
@@ -551,10 +552,27 @@ mod tests {
             assert!(Constraints::parse(ok).is_ok(), "{ok:?} should parse");
         }
         for bad in [
-            "1.0.0p", "1x", "x1", "-1", "a", "", "*-*", ">=1.2.3<2", ">=", "1.2.3 ||", "|| 1.2.3",
-            "1..2", "1.2.3-", "1.2.3-01", "> = 1", "1|2",
+            "1.0.0p",
+            "1x",
+            "x1",
+            "-1",
+            "a",
+            "",
+            "*-*",
+            ">=1.2.3<2",
+            ">=",
+            "1.2.3 ||",
+            "|| 1.2.3",
+            "1..2",
+            "1.2.3-",
+            "1.2.3-01",
+            "> = 1",
+            "1|2",
         ] {
-            assert!(Constraints::parse(bad).is_err(), "{bad:?} should be rejected");
+            assert!(
+                Constraints::parse(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
         assert!(Constraints::parse(&"1".repeat(600)).is_err());
         assert!(Constraints::parse(&vec!["1.0.0"; 40].join("||")).is_err());

@@ -107,7 +107,8 @@ fn reference(s: &str) -> Option<(Piece, &str)> {
     if brace {
         rest = rest.strip_prefix('}')?;
     }
-    let numeric = name.bytes().all(|b| b.is_ascii_digit()) && !(name.len() > 1 && name.starts_with('0'));
+    let numeric =
+        name.bytes().all(|b| b.is_ascii_digit()) && !(name.len() > 1 && name.starts_with('0'));
     // Go gives up on numbers of 1e8 and above and treats them as names.
     let piece = match name.parse::<usize>() {
         Ok(n) if numeric && n < 100_000_000 => Piece::Number(n),
@@ -122,7 +123,9 @@ mod tests {
 
     fn expand(pattern: &str, template: &str, input: &str) -> String {
         let re = Regex::new(pattern).unwrap_or_else(|e| panic!("{e}"));
-        let caps = re.captures(input).unwrap_or_else(|| panic!("{pattern} must match {input}"));
+        let caps = re
+            .captures(input)
+            .unwrap_or_else(|| panic!("{pattern} must match {input}"));
         let mut out = String::new();
         Template::parse(template).expand(&re, &caps, &mut out);
         out
@@ -155,6 +158,9 @@ mod tests {
     #[test]
     fn unknown_names_are_reported() {
         let re = Regex::new(r"(?P<a>x)").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(Template::parse("$a $b ${c} $1").unknown_names(&re), vec!["b", "c"]);
+        assert_eq!(
+            Template::parse("$a $b ${c} $1").unknown_names(&re),
+            vec!["b", "c"]
+        );
     }
 }

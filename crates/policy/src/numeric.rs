@@ -31,7 +31,11 @@ fn special(s: &str) -> Option<f64> {
         _ => (0.0, s),
     };
     if rest.eq_ignore_ascii_case("inf") || rest.eq_ignore_ascii_case("infinity") {
-        return Some(if sign < 0.0 { f64::NEG_INFINITY } else { f64::INFINITY });
+        return Some(if sign < 0.0 {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        });
     }
     if sign == 0.0 && rest.eq_ignore_ascii_case("nan") {
         return Some(f64::NAN);
@@ -143,8 +147,29 @@ mod tests {
     #[test]
     fn rejects_what_go_rejects() {
         for s in [
-            "", " 1", "1 ", "1_000", "0x10", "20260528-153652", "1e", "e3", ".", "+", "-", "1.2.3",
-            "+nan", "infin", "1e400", "-1e400", "0x", "0xp1", "0x1p", "0x1_p1", "1__0", "v1", "١",
+            "",
+            " 1",
+            "1 ",
+            "1_000",
+            "0x10",
+            "20260528-153652",
+            "1e",
+            "e3",
+            ".",
+            "+",
+            "-",
+            "1.2.3",
+            "+nan",
+            "infin",
+            "1e400",
+            "-1e400",
+            "0x",
+            "0xp1",
+            "0x1p",
+            "0x1_p1",
+            "1__0",
+            "v1",
+            "١",
         ] {
             assert_eq!(parse_go_float(s), None, "{s:?}");
         }

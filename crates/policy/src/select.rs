@@ -500,14 +500,22 @@ impl Policy {
 mod tests {
     use super::*;
 
-    fn pick(choice: Choice, filter: Option<TagFilter>, tags: &[&str]) -> Result<String, PolicyError> {
+    fn pick(
+        choice: Choice,
+        filter: Option<TagFilter>,
+        tags: &[&str],
+    ) -> Result<String, PolicyError> {
         Policy::new(choice, filter)
             .select(tags, &Exclusions::flux_default())
             .map(|s| s.tag)
     }
 
     fn semver(range: &str, tags: &[&str]) -> Result<String, PolicyError> {
-        pick(Choice::semver(range).unwrap_or_else(|e| panic!("{e}")), None, tags)
+        pick(
+            Choice::semver(range).unwrap_or_else(|e| panic!("{e}")),
+            None,
+            tags,
+        )
     }
 
     fn ok(r: Result<String, PolicyError>) -> String {
@@ -515,8 +523,19 @@ mod tests {
     }
 
     const PODINFO: &[&str] = &[
-        "5.0.0", "5.0.1", "5.0.2", "5.0.3", "5.1.0", "5.1.1", "5.2.0", "6.0.0", "6.0.1-rc.1",
-        "latest", "master-1a2b3c4", "6.0.0.sig", "sha256-abc.sig",
+        "5.0.0",
+        "5.0.1",
+        "5.0.2",
+        "5.0.3",
+        "5.1.0",
+        "5.1.1",
+        "5.2.0",
+        "6.0.0",
+        "6.0.1-rc.1",
+        "latest",
+        "master-1a2b3c4",
+        "6.0.0.sig",
+        "sha256-abc.sig",
     ];
 
     #[test]
@@ -526,10 +545,7 @@ mod tests {
         assert_eq!(ok(semver(">=1.0.0", PODINFO)), "6.0.0");
         assert_eq!(ok(semver("^6.x-0", PODINFO)), "6.0.1-rc.1");
         assert_eq!(ok(semver("5.0.0", PODINFO)), "5.0.0");
-        assert_eq!(
-            semver(">=7.0.0", PODINFO),
-            Err(PolicyError::NoneSelectable)
-        );
+        assert_eq!(semver(">=7.0.0", PODINFO), Err(PolicyError::NoneSelectable));
         assert_eq!(semver("*", &[]), Err(PolicyError::EmptyList));
         assert_eq!(semver("*", &["a.sig"]), Err(PolicyError::EmptyList));
     }
@@ -538,22 +554,55 @@ mod tests {
     fn semver_ties_go_to_the_byte_greatest_tag() {
         assert_eq!(ok(semver("*", &["1.0.0", "v1.0.0"])), "v1.0.0");
         assert_eq!(ok(semver("*", &["v1.0.0", "1.0.0"])), "v1.0.0");
-        assert_eq!(ok(semver("*", &["1.2.3+build.5", "1.2.3+build.7"])), "1.2.3+build.7");
-        assert_eq!(ok(semver("*", &["v2025.07.03", "2025.7.3", "2025.7.2"])), "v2025.07.03");
+        assert_eq!(
+            ok(semver("*", &["1.2.3+build.5", "1.2.3+build.7"])),
+            "1.2.3+build.7"
+        );
+        assert_eq!(
+            ok(semver("*", &["v2025.07.03", "2025.7.3", "2025.7.2"])),
+            "v2025.07.03"
+        );
     }
 
     #[test]
     fn alphabetical() {
-        let tags = ["RELEASE.2023-01-31T08-42-01Z", "RELEASE.2024-05-01T00-00-00Z", "B", "a"];
-        let asc = ok(pick(Choice::alphabetical("asc").unwrap_or_else(|e| panic!("{e}")), None, &tags));
+        let tags = [
+            "RELEASE.2023-01-31T08-42-01Z",
+            "RELEASE.2024-05-01T00-00-00Z",
+            "B",
+            "a",
+        ];
+        let asc = ok(pick(
+            Choice::alphabetical("asc").unwrap_or_else(|e| panic!("{e}")),
+            None,
+            &tags,
+        ));
         assert_eq!(asc, "a");
-        let desc = ok(pick(Choice::alphabetical("DESC").unwrap_or_else(|e| panic!("{e}")), None, &tags));
+        let desc = ok(pick(
+            Choice::alphabetical("DESC").unwrap_or_else(|e| panic!("{e}")),
+            None,
+            &tags,
+        ));
         assert_eq!(desc, "B");
-        assert_eq!(ok(pick(Choice::alphabetical("").unwrap_or_else(|e| panic!("{e}")), None, &["9", "10"])), "9");
-        assert!(matches!(Choice::alphabetical("up"), Err(PolicyError::InvalidOrder(_))));
+        assert_eq!(
+            ok(pick(
+                Choice::alphabetical("").unwrap_or_else(|e| panic!("{e}")),
+                None,
+                &["9", "10"]
+            )),
+            "9"
+        );
+        assert!(matches!(
+            Choice::alphabetical("up"),
+            Err(PolicyError::InvalidOrder(_))
+        ));
         // Flux docs: RELEASE.<timestamp>Z with extract, alphabetical asc.
         let f = TagFilter::new(r"^RELEASE\.(?P<timestamp>.*)Z$", "$timestamp").ok();
-        let tags = ["RELEASE.2023-01-31T08-42-01Z", "RELEASE.2024-05-01T00-00-00Z", "latest"];
+        let tags = [
+            "RELEASE.2023-01-31T08-42-01Z",
+            "RELEASE.2024-05-01T00-00-00Z",
+            "latest",
+        ];
         assert_eq!(
             ok(pick(Choice::Alphabetical(Order::Asc), f, &tags)),
             "RELEASE.2024-05-01T00-00-00Z"
@@ -580,14 +629,28 @@ mod tests {
         assert_eq!(ok(pick(n("desc"), None, &["3", "NaN"])), "3");
         // Flux docs: main-<sha>-<ts> with $ts, numerical asc.
         let f = TagFilter::new(r"^main-[a-fA-F0-9]+-(?P<ts>.*)", "$ts").ok();
-        let tags = ["main-aaaa-1611000000", "main-bbbb-1612000000", "main-cccc-1610000000", "v1.0.0"];
+        let tags = [
+            "main-aaaa-1611000000",
+            "main-bbbb-1612000000",
+            "main-cccc-1610000000",
+            "v1.0.0",
+        ];
         assert_eq!(ok(pick(n("asc"), f, &tags)), "main-bbbb-1612000000");
     }
 
     #[test]
     fn filter_and_extract() {
-        let f = TagFilter::new(r"^(?P<semver>[0-9]*\.[0-9]*\.[0-9]*)-(alpine[0-9]*\.[0-9]*)", "$semver").ok();
-        let tags = ["1.2.3-alpine3.17", "1.3.0-alpine3.18", "1.4.0", "2.0.0-bullseye"];
+        let f = TagFilter::new(
+            r"^(?P<semver>[0-9]*\.[0-9]*\.[0-9]*)-(alpine[0-9]*\.[0-9]*)",
+            "$semver",
+        )
+        .ok();
+        let tags = [
+            "1.2.3-alpine3.17",
+            "1.3.0-alpine3.18",
+            "1.4.0",
+            "2.0.0-bullseye",
+        ];
         let c = Choice::semver(">=1.0.0").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(ok(pick(c, f, &tags)), "1.3.0-alpine3.18");
         // Two originals extracting the same value: the byte-greatest original wins, whatever
@@ -603,16 +666,31 @@ mod tests {
         // Unanchored search.
         let f = TagFilter::new("rc", "").ok();
         let c = Choice::semver("^1.x-0").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(ok(pick(c, f, &["1.0.0", "1.1.0-rc.1", "1.2.0-rc.2"])), "1.2.0-rc.2");
+        assert_eq!(
+            ok(pick(c, f, &["1.0.0", "1.1.0-rc.1", "1.2.0-rc.2"])),
+            "1.2.0-rc.2"
+        );
     }
 
     #[test]
     fn errors_carry_flux_wording() {
-        let e = TagFilter::new("(", "").err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(e.starts_with("invalid regular expression pattern '(': "), "{e}");
-        let e = Choice::semver("1.0.0p").err().map(|e| e.to_string()).unwrap_or_default();
+        let e = TagFilter::new("(", "")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.starts_with("invalid regular expression pattern '(': "),
+            "{e}"
+        );
+        let e = Choice::semver("1.0.0p")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert_eq!(e, "semver parse error: improper constraint: 1.0.0p");
-        let e = TagFilter::new_strict("(?P<a>x)", "$b").err().map(|e| e.to_string()).unwrap_or_default();
+        let e = TagFilter::new_strict("(?P<a>x)", "$b")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("$b"), "{e}");
     }
 
@@ -620,18 +698,38 @@ mod tests {
     fn exclusions() {
         let p = Policy::new(Choice::Alphabetical(Order::Asc), None);
         let tags = ["a", "z.sig"];
-        assert_eq!(p.select(&tags, &Exclusions::flux_default()).map(|s| s.tag), Ok("a".into()));
-        assert_eq!(p.select(&tags, &Exclusions::none()).map(|s| s.tag), Ok("z.sig".into()));
+        assert_eq!(
+            p.select(&tags, &Exclusions::flux_default()).map(|s| s.tag),
+            Ok("a".into())
+        );
+        assert_eq!(
+            p.select(&tags, &Exclusions::none()).map(|s| s.tag),
+            Ok("z.sig".into())
+        );
         // A user list replaces the default; matching is unanchored.
         let ex = Exclusions::new(&["^z"]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(p.select(&["a", "z", "b.sig"], &ex).map(|s| s.tag), Ok("b.sig".into()));
+        assert_eq!(
+            p.select(&["a", "z", "b.sig"], &ex).map(|s| s.tag),
+            Ok("b.sig".into())
+        );
         assert!(Exclusions::new(&["("]).is_err());
     }
 
     #[test]
     fn explain_reports_every_tag() {
-        let p = Policy::new(Choice::semver("5.0.x").unwrap_or_else(|e| panic!("{e}")), None);
-        let tags = ["5.0.0", "5.0.3", "v5.0.3", "5.1.0", "5.0.4-rc.1", "latest", "x.sig"];
+        let p = Policy::new(
+            Choice::semver("5.0.x").unwrap_or_else(|e| panic!("{e}")),
+            None,
+        );
+        let tags = [
+            "5.0.0",
+            "5.0.3",
+            "v5.0.3",
+            "5.1.0",
+            "5.0.4-rc.1",
+            "latest",
+            "x.sig",
+        ];
         let ex = p.explain(&tags, &Exclusions::flux_default());
         assert_eq!(ex.selected.as_ref().map(|s| s.tag.as_str()), Some("v5.0.3"));
         let verdicts: Vec<_> = ex.tags.iter().map(|t| t.verdict.clone()).collect();
@@ -645,7 +743,10 @@ mod tests {
         // Numerical failures are reported per tag too.
         let p = Policy::new(Choice::Numerical(Order::Asc), None);
         let ex = p.explain(&["1", "x", "y"], &Exclusions::none());
-        assert_eq!(ex.error.as_deref(), Some("failed to parse invalid numeric value 'x'"));
+        assert_eq!(
+            ex.error.as_deref(),
+            Some("failed to parse invalid numeric value 'x'")
+        );
         assert_eq!(ex.tags[2].verdict, Verdict::NotANumber);
     }
 }

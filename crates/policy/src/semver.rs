@@ -288,8 +288,14 @@ mod tests {
             assert_eq!(v(w[0]).precedence(&v(w[1])), Ordering::Less, "{w:?}");
         }
         // Alphanumeric identifiers compare bytewise: rc9 > rc10, but rc.10 > rc.9.
-        assert_eq!(v("1.0.0-rc9").precedence(&v("1.0.0-rc10")), Ordering::Greater);
-        assert_eq!(v("1.0.0-rc.10").precedence(&v("1.0.0-rc.9")), Ordering::Greater);
+        assert_eq!(
+            v("1.0.0-rc9").precedence(&v("1.0.0-rc10")),
+            Ordering::Greater
+        );
+        assert_eq!(
+            v("1.0.0-rc.10").precedence(&v("1.0.0-rc.9")),
+            Ordering::Greater
+        );
         // Build metadata and the v prefix do not matter.
         assert_eq!(v("v1.0.0").precedence(&v("1.0.0+b7")), Ordering::Equal);
     }
