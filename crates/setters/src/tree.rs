@@ -1,0 +1,188 @@
+//! Walking an update path for marked files, and writing the results atomically.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::edit::{update_str, FileError, Policies};
+use crate::ObjectChange;
+
+/// The literal every candidate file must contain (Flux's cheap screen).
+const SCREEN: &[u8] = b"\"$imagepolicy\"";
+
+/// A file that could not be processed or written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TreeError {
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    #[error("{path}: {source}")]
+    Refused { path: String, source: FileError },
+}
+
+/// One changed file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileChange {
+    /// Relative to the update path, `/`-separated.
+    pub path: String,
+    pub objects: Vec<ObjectChange>,
+    /// The new contents.
+    #[serde(skip)]
+    pub content: String,
+}
+
+/// The result of applying the setters to a tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ChangeSet {
+    /// Changed files, sorted by path.
+    pub files: Vec<FileChange>,
+    /// Files skipped or markers not applied, with the reason.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Files that could not be read or safely edited; nothing is written for them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+impl ChangeSet {
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
+/// Applies the setters to every marked file under `root` without writing anything.
+pub fn scan_tree(root: &Path, policies: &Policies) -> Result<ChangeSet, TreeError> {
+    let canonical_root = root.canonicalize().map_err(|e| TreeError::Io {
+        path: root.display().to_string(),
+        message: e.to_string(),
+    })?;
+    if !canonical_root.is_dir() {
+        return Err(TreeError::Io {
+            path: root.display().to_string(),
+            message: "not a directory".to_owned(),
+        });
+    }
+    let mut set = ChangeSet::default();
+    let mut files = Vec::new();
+    walk(&canonical_root, &canonical_root, &mut files, &mut set);
+    files.sort();
+    for (rel, path) in files {
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                set.errors.push(format!("{rel}: cannot read: {e}"));
+                continue;
+            }
+        };
+        if memchr::memmem::find(&bytes, SCREEN).is_none() {
+            continue;
+        }
+        let Ok(text) = String::from_utf8(bytes) else {
+            set.warnings.push(format!("{rel}: not UTF-8, skipped"));
+            continue;
+        };
+        match update_str(&text, policies) {
+            Ok(update) => {
+                set.warnings
+                    .extend(update.warnings.into_iter().map(|w| format!("{rel}: {w}")));
+                if !update.objects.is_empty() {
+                    set.files.push(FileChange {
+                        path: rel,
+                        objects: update.objects,
+                        content: update.content,
+                    });
+                }
+            }
+            Err(e @ FileError::Parse(_)) => set.warnings.push(format!("{rel}: {e}")),
+            Err(e @ FileError::Verify(_)) => set.errors.push(format!("{rel}: {e}")),
+        }
+    }
+    Ok(set)
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>, set: &mut ChangeSet) {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            set.errors.push(format!("{}: cannot read directory: {e}", rel(root, dir)));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+        if meta.file_type().is_symlink() {
+            // Never followed: a link inside the tree is visited at its target anyway, and a
+            // link leading out of the update path must not be read or written.
+            let inside = path.canonicalize().is_ok_and(|t| t.starts_with(root));
+            if !inside && is_candidate(&name.to_string_lossy()) {
+                set.warnings.push(format!(
+                    "{}: symlink leads outside the update path, refused",
+                    rel(root, &path)
+                ));
+            }
+            continue;
+        }
+        if meta.is_dir() {
+            if name != ".git" {
+                walk(root, &path, out, set);
+            }
+        } else if meta.is_file() && is_candidate(&name.to_string_lossy()) {
+            out.push((rel(root, &path), path));
+        }
+    }
+}
+
+fn is_candidate(name: &str) -> bool {
+    name.ends_with(".yaml") || name.ends_with(".yml") || name == "Kustomization"
+}
+
+fn rel(root: &Path, path: &Path) -> String {
+    let r = path.strip_prefix(root).unwrap_or(path);
+    r.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Writes every changed file under `root`: temp file in the same directory, same mode, fsync,
+/// rename. A file is either fully old or fully new, never half-written.
+pub fn write_changes(root: &Path, set: &ChangeSet) -> Result<(), TreeError> {
+    for f in &set.files {
+        if f.path.split('/').any(|c| c == ".." || c.is_empty()) {
+            return Err(TreeError::Io {
+                path: f.path.clone(),
+                message: "path escapes the update path".to_owned(),
+            });
+        }
+        let target = root.join(&f.path);
+        write_atomic(&target, f.content.as_bytes()).map_err(|e| TreeError::Io {
+            path: f.path.clone(),
+            message: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+fn write_atomic(target: &Path, content: &[u8]) -> std::io::Result<()> {
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tagpilot-{}.tmp", std::process::id()));
+    let perms = fs::metadata(target)?.permissions();
+    let result = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(content)?;
+        f.set_permissions(perms)?;
+        f.sync_all()?;
+        fs::rename(&tmp, target)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
