@@ -201,3 +201,26 @@ fn default_message() {
     assert_eq!(render_message(None, &data()).ok().as_deref(), Some("Update from image update automation"));
     assert_eq!(render_message(Some(""), &data()).ok().as_deref(), Some("Update from image update automation"));
 }
+
+/// Every case in tests/gocheck/cases.txt rendered by Go 1.19's text/template (expected.json,
+/// produced by tests/gocheck/main.go against the same data) must render identically here.
+#[test]
+fn matches_go_text_template_output() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gocheck");
+    let cases = std::fs::read_to_string(dir.join("cases.txt")).unwrap_or_else(|e| panic!("{e}"));
+    let expected = std::fs::read_to_string(dir.join("expected.json")).unwrap_or_else(|e| panic!("{e}"));
+    let expected: BTreeMap<String, String> = serde_json::from_str(&expected).unwrap_or_else(|e| panic!("{e}"));
+    let mut checked = 0;
+    for line in cases.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let src: String = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}"));
+        let want = expected.get(&src).unwrap_or_else(|| panic!("no Go output for {src:?}"));
+        let got = Template::parse("msg", &src).and_then(|t| t.execute(&data()));
+        if want.starts_with("PARSE ERROR") || want.starts_with("EXEC ERROR") {
+            assert!(got.is_err(), "{src:?}: Go failed ({want}) but we rendered {got:?}");
+        } else {
+            assert_eq!(got.as_deref().map_err(ToString::to_string), Ok(want.as_str()), "{src:?}");
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, expected.len());
+}
