@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod resolve;
+mod update;
 mod validate;
 
 #[derive(Debug, Parser)]
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Pick the latest tag from a tag list with an image policy.
     Resolve(resolve::Args),
+    /// Apply `$imagepolicy` setters to a directory and render the commit message.
+    Update(update::Args),
     /// Load and check a directory of Flux manifests.
     Validate(validate::Args),
 }
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Resolve(args) => resolve::run(args),
+        Command::Update(args) => update::run(args),
         Command::Validate(args) => validate::run(args),
     };
     match result {

@@ -30,9 +30,78 @@ pub struct LatestRef {
 impl LatestRef {
     /// The full reference a `ns:name` marker writes: `name:tag[@digest]`.
     pub fn image(&self) -> String {
-        match self.digest.as_deref() {
-            Some(d) if !d.is_empty() => format!("{}:{}@{d}", self.name, self.tag),
-            _ => format!("{}:{}", self.name, self.tag),
+        let mut s = self.name.clone();
+        if !self.tag.is_empty() {
+            s.push(':');
+            s.push_str(&self.tag);
+        }
+        if let Some(d) = self.digest.as_deref().filter(|d| !d.is_empty()) {
+            s.push('@');
+            s.push_str(d);
+        }
+        s
+    }
+
+    /// Parses `IMAGE[:TAG][@DIGEST]`: the tag follows the last `:` after the last `/`.
+    pub fn parse(image: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("encountered invalid image ref \"{image}\": {why}");
+        let (rest, digest) = match image.split_once('@') {
+            Some((r, d)) => {
+                let valid = d.split_once(':').is_some_and(|(algo, hex)| {
+                    !algo.is_empty()
+                        && algo.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
+                        && hex.len() >= 32
+                        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+                });
+                if !valid {
+                    return Err(bad("invalid digest"));
+                }
+                (r, Some(d.to_owned()))
+            }
+            None => (image, None),
+        };
+        let slash = rest.rfind('/').map_or(0, |i| i + 1);
+        let (name, tag) = match rest[slash..].rfind(':') {
+            Some(i) => (&rest[..slash + i], &rest[slash + i + 1..]),
+            None => (rest, ""),
+        };
+        if name.is_empty() || name.contains(char::is_whitespace) || name.contains("://") {
+            return Err(bad("invalid repository name"));
+        }
+        let tag_ok = tag.is_empty()
+            || (tag.len() <= 128
+                && tag.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)));
+        if !tag_ok {
+            return Err(bad("invalid tag"));
+        }
+        if tag.is_empty() && digest.is_none() {
+            return Err(bad("a tag or a digest is required"));
+        }
+        Ok(LatestRef {
+            name: name.to_owned(),
+            tag: tag.to_owned(),
+            digest,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LatestRef;
+
+    #[test]
+    fn parses_image_refs() {
+        let r = LatestRef::parse("ghcr.io/stefanprodan/podinfo:5.0.3").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((r.name.as_str(), r.tag.as_str(), r.digest), ("ghcr.io/stefanprodan/podinfo", "5.0.3", None));
+        let r = LatestRef::parse("localhost:5000/app:1.0").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((r.name.as_str(), r.tag.as_str()), ("localhost:5000/app", "1.0"));
+        let d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let r = LatestRef::parse(&format!("localhost:5000/app@{d}")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((r.tag.as_str(), r.digest.as_deref()), ("", Some(d)));
+        assert_eq!(r.image(), format!("localhost:5000/app@{d}"));
+        for bad in ["", "app", "app:", "app:-x", "app@sha256:xyz", "a b:1", "https://x/y:1"] {
+            assert!(LatestRef::parse(bad).is_err(), "{bad:?}");
         }
     }
 }
