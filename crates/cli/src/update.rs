@@ -20,19 +20,32 @@ pub struct Args {
     /// The update path: the directory whose YAML files carry `$imagepolicy` markers.
     pub path: PathBuf,
     /// What a policy now resolves to: NAMESPACE/NAME=IMAGE[:TAG][@DIGEST]. Repeatable.
-    #[arg(long = "latest", value_name = "NAMESPACE/NAME=IMAGE[:TAG][@DIGEST]", required = true)]
+    #[arg(
+        long = "latest",
+        value_name = "NAMESPACE/NAME=IMAGE[:TAG][@DIGEST]",
+        required = true
+    )]
     pub latest: Vec<String>,
     /// Compute and report the changes without touching any file.
     #[arg(long)]
     pub dry_run: bool,
     /// text: summary on stderr; json: the change set on stdout.
-    #[arg(long, value_enum, default_value = "text", conflicts_with = "message_template")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "text",
+        conflicts_with = "message_template"
+    )]
     pub output: Output,
     /// Go text/template file for the commit message; stdout gets exactly the rendered message.
     #[arg(long, value_name = "FILE")]
     pub message_template: Option<PathBuf>,
     /// The automation the message is for (`.AutomationObject`).
-    #[arg(long, value_name = "NAMESPACE/NAME", default_value = "default/tagpilot")]
+    #[arg(
+        long,
+        value_name = "NAMESPACE/NAME",
+        default_value = "default/tagpilot"
+    )]
     pub automation: String,
     /// A `.Values` entry for the template. Repeatable.
     #[arg(long = "value", value_name = "KEY=VALUE")]
@@ -55,7 +68,8 @@ fn parse_latest(items: &[String]) -> anyhow::Result<Policies> {
             bail!("--latest '{item}': expected NAMESPACE/NAME=IMAGE[:TAG][@DIGEST]");
         };
         let key = split_ns_name(policy, "--latest policy")?;
-        let latest = LatestRef::parse(image).map_err(|e| anyhow::anyhow!("--latest '{item}': {e}"))?;
+        let latest =
+            LatestRef::parse(image).map_err(|e| anyhow::anyhow!("--latest '{item}': {e}"))?;
         if policies.insert(key, latest).is_some() {
             bail!("--latest '{item}': policy {policy} given twice");
         }
@@ -127,7 +141,11 @@ fn summarize(set: &ChangeSet, dry_run: bool) -> io::Result<()> {
             } else if id.name.is_empty() {
                 id.kind.clone()
             } else {
-                let ns = if id.namespace.is_empty() { "-" } else { &id.namespace };
+                let ns = if id.namespace.is_empty() {
+                    "-"
+                } else {
+                    &id.namespace
+                };
                 format!("{} {ns}/{}", id.kind, id.name)
             };
             for c in &o.changes {

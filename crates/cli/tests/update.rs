@@ -34,12 +34,23 @@ fn tree() -> tempfile::TempDir {
 fn dry_run_touches_nothing_and_reports_on_stderr() {
     let dir = tree();
     let root = dir.path().to_string_lossy().into_owned();
-    let o = tagpilot(&["update", &root, "--latest", "flux-system/podinfo=ghcr.io/stefanprodan/podinfo:5.0.3", "--dry-run"]);
+    let o = tagpilot(&[
+        "update",
+        &root,
+        "--latest",
+        "flux-system/podinfo=ghcr.io/stefanprodan/podinfo:5.0.3",
+        "--dry-run",
+    ]);
     assert!(o.status.success());
     assert!(o.stdout.is_empty());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("apps/deploy.yaml: Deployment apps/podinfo: ghcr.io/stefanprodan/podinfo:5.0.0 -> ghcr.io/stefanprodan/podinfo:5.0.3 (flux-system:podinfo)"), "{err}");
-    assert!(err.contains("apps/helm.yaml: HelmRelease apps/podinfo: 5.0.0 -> 5.0.3 (flux-system:podinfo:tag)"), "{err}");
+    assert!(
+        err.contains(
+            "apps/helm.yaml: HelmRelease apps/podinfo: 5.0.0 -> 5.0.3 (flux-system:podinfo:tag)"
+        ),
+        "{err}"
+    );
     assert!(err.contains("would change 2 files"), "{err}");
     assert_eq!(read(dir.path(), "apps/deploy.yaml"), DEPLOY);
     assert_eq!(read(dir.path(), "apps/helm.yaml"), HELM);
@@ -49,17 +60,43 @@ fn dry_run_touches_nothing_and_reports_on_stderr() {
 fn writes_files_and_json_change_set() {
     let dir = tree();
     let root = dir.path().to_string_lossy().into_owned();
-    let o = tagpilot(&["update", &root, "--latest", "flux-system/podinfo=ghcr.io/stefanprodan/podinfo:5.0.3", "--output", "json"]);
+    let o = tagpilot(&[
+        "update",
+        &root,
+        "--latest",
+        "flux-system/podinfo=ghcr.io/stefanprodan/podinfo:5.0.3",
+        "--output",
+        "json",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(v["files"][0]["path"], "apps/deploy.yaml");
     assert_eq!(v["files"][0]["objects"][0]["object"]["kind"], "Deployment");
-    assert_eq!(v["files"][0]["objects"][0]["changes"][0]["newValue"], "ghcr.io/stefanprodan/podinfo:5.0.3");
-    assert_eq!(v["files"][1]["objects"][0]["changes"][0]["setter"], "flux-system:podinfo:tag");
-    assert_eq!(read(dir.path(), "apps/deploy.yaml"), DEPLOY.replace(":5.0.0 #", ":5.0.3 #"));
-    assert_eq!(read(dir.path(), "apps/helm.yaml"), HELM.replace("tag: 5.0.0", "tag: 5.0.3"));
+    assert_eq!(
+        v["files"][0]["objects"][0]["changes"][0]["newValue"],
+        "ghcr.io/stefanprodan/podinfo:5.0.3"
+    );
+    assert_eq!(
+        v["files"][1]["objects"][0]["changes"][0]["setter"],
+        "flux-system:podinfo:tag"
+    );
+    assert_eq!(
+        read(dir.path(), "apps/deploy.yaml"),
+        DEPLOY.replace(":5.0.0 #", ":5.0.3 #")
+    );
+    assert_eq!(
+        read(dir.path(), "apps/helm.yaml"),
+        HELM.replace("tag: 5.0.0", "tag: 5.0.3")
+    );
     // A second run finds nothing to do.
-    let o = tagpilot(&["update", &root, "--latest", "flux-system/podinfo=ghcr.io/stefanprodan/podinfo:5.0.3", "--output", "json"]);
+    let o = tagpilot(&[
+        "update",
+        &root,
+        "--latest",
+        "flux-system/podinfo=ghcr.io/stefanprodan/podinfo:5.0.3",
+        "--output",
+        "json",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(v["files"].as_array().map(Vec::len), Some(0));
 }
@@ -69,8 +106,16 @@ fn message_template_is_stdout_byte_for_byte() {
     let dir = tree();
     let root = dir.path().to_string_lossy().into_owned();
     let tpl = dir.path().join("msg.tmpl");
-    std::fs::write(&tpl, "{{range .Updated.Images}}{{println .}}{{end}}").unwrap_or_else(|e| panic!("{e}"));
-    let o = tagpilot(&["update", &root, "--latest", "flux-system/podinfo=ghcr.io/stefanprodan/podinfo:5.0.3", "--message-template", &tpl.to_string_lossy()]);
+    std::fs::write(&tpl, "{{range .Updated.Images}}{{println .}}{{end}}")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let o = tagpilot(&[
+        "update",
+        &root,
+        "--latest",
+        "flux-system/podinfo=ghcr.io/stefanprodan/podinfo:5.0.3",
+        "--message-template",
+        &tpl.to_string_lossy(),
+    ]);
     assert!(o.status.success());
     assert_eq!(o.stdout, b"ghcr.io/stefanprodan/podinfo:5.0.3\n");
 
@@ -78,11 +123,23 @@ fn message_template_is_stdout_byte_for_byte() {
     let root = dir.path().to_string_lossy().into_owned();
     std::fs::write(&tpl, "{{ .AutomationObject }} {{ .Values.env }}: {{ range .Changed.Changes }}{{ .NewValue }} {{ end -}}").unwrap_or_else(|e| panic!("{e}"));
     let o = tagpilot(&[
-        "update", &root, "--latest", "flux-system/podinfo=ghcr.io/stefanprodan/podinfo:5.0.3",
-        "--message-template", &tpl.to_string_lossy(), "--automation", "flux-system/apps", "--value", "env=prod", "--dry-run",
+        "update",
+        &root,
+        "--latest",
+        "flux-system/podinfo=ghcr.io/stefanprodan/podinfo:5.0.3",
+        "--message-template",
+        &tpl.to_string_lossy(),
+        "--automation",
+        "flux-system/apps",
+        "--value",
+        "env=prod",
+        "--dry-run",
     ]);
     assert!(o.status.success());
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "flux-system/apps prod: ghcr.io/stefanprodan/podinfo:5.0.3 5.0.3 ");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "flux-system/apps prod: ghcr.io/stefanprodan/podinfo:5.0.3 5.0.3 "
+    );
 }
 
 #[test]
@@ -91,7 +148,14 @@ fn bad_template_or_arguments_exit_1_and_write_nothing() {
     let root = dir.path().to_string_lossy().into_owned();
     let tpl = dir.path().join("bad.tmpl");
     std::fs::write(&tpl, "line\n{{ if .X }}").unwrap_or_else(|e| panic!("{e}"));
-    let o = tagpilot(&["update", &root, "--latest", "flux-system/podinfo=ghcr.io/stefanprodan/podinfo:5.0.3", "--message-template", &tpl.to_string_lossy()]);
+    let o = tagpilot(&[
+        "update",
+        &root,
+        "--latest",
+        "flux-system/podinfo=ghcr.io/stefanprodan/podinfo:5.0.3",
+        "--message-template",
+        &tpl.to_string_lossy(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("bad.tmpl:2:1"), "{err}");
@@ -116,11 +180,23 @@ fn bad_template_or_arguments_exit_1_and_write_nothing() {
 #[test]
 fn unparsable_files_are_skipped_with_a_warning() {
     let dir = tree();
-    write(dir.path(), "charts/templates/d.yaml", "image: {{ .Values.image }} # {\"$imagepolicy\": \"flux-system:podinfo\"}\n  x: [\n");
+    write(
+        dir.path(),
+        "charts/templates/d.yaml",
+        "image: {{ .Values.image }} # {\"$imagepolicy\": \"flux-system:podinfo\"}\n  x: [\n",
+    );
     let root = dir.path().to_string_lossy().into_owned();
-    let o = tagpilot(&["update", &root, "--latest", "flux-system/podinfo=ghcr.io/stefanprodan/podinfo:5.0.3"]);
+    let o = tagpilot(&[
+        "update",
+        &root,
+        "--latest",
+        "flux-system/podinfo=ghcr.io/stefanprodan/podinfo:5.0.3",
+    ]);
     assert!(o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("warning: charts/templates/d.yaml: not valid YAML, skipped"), "{err}");
+    assert!(
+        err.contains("warning: charts/templates/d.yaml: not valid YAML, skipped"),
+        "{err}"
+    );
     assert!(err.contains("changed 2 files"), "{err}");
 }

@@ -46,9 +46,28 @@ struct Scalar {
 /// Every event of the stream reduced to what must survive an edit unchanged.
 #[derive(Debug, Clone, PartialEq)]
 enum Shape {
-    /// Value, and style/anchor/tag as text.
-    Scalar(String, String),
-    Other(String),
+    /// Value, style, anchor id, and the tag as text (rare, so formatted only when present).
+    Scalar(String, ScalarStyle, usize, Option<String>),
+    /// Event kind, anchor id, tag as text.
+    Other(u8, usize, Option<String>),
+}
+
+fn shape(event: &Event<'_>) -> Shape {
+    let tag =
+        |t: &Option<std::borrow::Cow<'_, saphyr_parser::Tag>>| t.as_ref().map(|t| format!("{t:?}"));
+    match event {
+        Event::Scalar(v, style, anchor, t) => Shape::Scalar(v.to_string(), *style, *anchor, tag(t)),
+        Event::SequenceStart(anchor, t) => Shape::Other(1, *anchor, tag(t)),
+        Event::MappingStart(anchor, t) => Shape::Other(2, *anchor, tag(t)),
+        Event::SequenceEnd => Shape::Other(3, 0, None),
+        Event::MappingEnd => Shape::Other(4, 0, None),
+        Event::Alias(id) => Shape::Other(5, *id, None),
+        Event::DocumentStart(explicit) => Shape::Other(6, usize::from(*explicit), None),
+        Event::DocumentEnd => Shape::Other(7, 0, None),
+        Event::StreamStart => Shape::Other(8, 0, None),
+        Event::StreamEnd => Shape::Other(9, 0, None),
+        Event::Nothing => Shape::Other(10, 0, None),
+    }
 }
 
 /// Maps char indices (the parser's unit) to byte offsets.
@@ -124,9 +143,11 @@ pub fn update_str(content: &str, policies: &Policies) -> Result<FileUpdate, File
     let mut edits: Vec<Edit> = Vec::new();
     let mut expected: Vec<(usize, String)> = Vec::new();
     let mut scalar_count = 0usize;
+    let mut before = Vec::new();
 
     for item in Parser::new_from_str(content) {
         let (event, span) = item.map_err(|e| FileError::Parse(e.to_string()))?;
+        before.push(shape(&event));
         match event {
             Event::DocumentStart(_) => {
                 frames.clear();
@@ -203,7 +224,7 @@ pub fn update_str(content: &str, policies: &Policies) -> Result<FileUpdate, File
     for e in edits.iter().rev() {
         out.replace_range(e.start..e.end, &e.text);
     }
-    verify(content, &out, &expected)?;
+    verify(&before, &out, &expected)?;
     Ok(FileUpdate {
         content: out,
         objects,
@@ -361,17 +382,19 @@ fn plan_edit(
 }
 
 /// Re-parses both texts and checks that they differ exactly in the planned scalars.
-fn verify(before: &str, after: &str, expected: &[(usize, String)]) -> Result<(), FileError> {
-    let old = shapes(before).map_err(FileError::Verify)?;
-    let new = shapes(after).map_err(|e| FileError::Verify(format!("the edited file does not parse: {e}")))?;
+fn verify(old: &[Shape], after: &str, expected: &[(usize, String)]) -> Result<(), FileError> {
+    let new = shapes(after)
+        .map_err(|e| FileError::Verify(format!("the edited file does not parse: {e}")))?;
     if old.len() != new.len() {
-        return Err(FileError::Verify("the edit changed the document structure".to_owned()));
+        return Err(FileError::Verify(
+            "the edit changed the document structure".to_owned(),
+        ));
     }
     let mut scalar_index = 0usize;
     let mut want = expected.iter().peekable();
     for (o, n) in old.iter().zip(&new) {
         match (o, n) {
-            (Shape::Scalar(..), Shape::Scalar(nv, _)) => {
+            (Shape::Scalar(..), Shape::Scalar(nv, ..)) => {
                 if let Some((_, value)) = want.next_if(|(i, _)| *i == scalar_index) {
                     if nv != value {
                         return Err(FileError::Verify(format!(
@@ -400,12 +423,7 @@ fn shapes(text: &str) -> Result<Vec<Shape>, String> {
     let mut out = Vec::new();
     for item in Parser::new_from_str(text) {
         let (event, _) = item.map_err(|e| e.to_string())?;
-        out.push(match event {
-            Event::Scalar(v, style, anchor, tag) => {
-                Shape::Scalar(v.to_string(), format!("{style:?} {anchor} {tag:?}"))
-            }
-            other => Shape::Other(format!("{other:?}")),
-        });
+        out.push(shape(&event));
     }
     Ok(out)
 }

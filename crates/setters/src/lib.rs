@@ -49,7 +49,9 @@ impl LatestRef {
             Some((r, d)) => {
                 let valid = d.split_once(':').is_some_and(|(algo, hex)| {
                     !algo.is_empty()
-                        && algo.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
+                        && algo.bytes().all(|b| {
+                            b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b)
+                        })
                         && hex.len() >= 32
                         && hex.bytes().all(|b| b.is_ascii_hexdigit())
                 });
@@ -70,8 +72,13 @@ impl LatestRef {
         }
         let tag_ok = tag.is_empty()
             || (tag.len() <= 128
-                && tag.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-                && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)));
+                && tag
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && tag
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)));
         if !tag_ok {
             return Err(bad("invalid tag"));
         }
@@ -92,15 +99,31 @@ mod tests {
 
     #[test]
     fn parses_image_refs() {
-        let r = LatestRef::parse("ghcr.io/stefanprodan/podinfo:5.0.3").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((r.name.as_str(), r.tag.as_str(), r.digest), ("ghcr.io/stefanprodan/podinfo", "5.0.3", None));
+        let r = LatestRef::parse("ghcr.io/stefanprodan/podinfo:5.0.3")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (r.name.as_str(), r.tag.as_str(), r.digest),
+            ("ghcr.io/stefanprodan/podinfo", "5.0.3", None)
+        );
         let r = LatestRef::parse("localhost:5000/app:1.0").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((r.name.as_str(), r.tag.as_str()), ("localhost:5000/app", "1.0"));
+        assert_eq!(
+            (r.name.as_str(), r.tag.as_str()),
+            ("localhost:5000/app", "1.0")
+        );
         let d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-        let r = LatestRef::parse(&format!("localhost:5000/app@{d}")).unwrap_or_else(|e| panic!("{e}"));
+        let r =
+            LatestRef::parse(&format!("localhost:5000/app@{d}")).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((r.tag.as_str(), r.digest.as_deref()), ("", Some(d)));
         assert_eq!(r.image(), format!("localhost:5000/app@{d}"));
-        for bad in ["", "app", "app:", "app:-x", "app@sha256:xyz", "a b:1", "https://x/y:1"] {
+        for bad in [
+            "",
+            "app",
+            "app:",
+            "app:-x",
+            "app@sha256:xyz",
+            "a b:1",
+            "https://x/y:1",
+        ] {
             assert!(LatestRef::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -59,10 +59,22 @@ mod tests {
     #[test]
     fn recognises_flux_markers() {
         let m = parse_marker(r#"# {"$imagepolicy": "flux-system:podinfo"}"#);
-        assert_eq!(m.map(|m| (m.namespace, m.name, m.setter)), Some(("flux-system".into(), "podinfo".into(), Setter::Image)));
-        assert_eq!(parse_marker(r#"#{"$imagepolicy":"a:b:tag"}"#).map(|m| m.setter), Some(Setter::Tag));
-        assert_eq!(parse_marker(r#"### {"$imagepolicy": "a:b:name", "x": "y"}"#).map(|m| m.setter), Some(Setter::Name));
-        assert_eq!(parse_marker(r#"# {"$imagepolicy": "a:b:digest"}  "#).map(|m| m.setter), Some(Setter::Digest));
+        assert_eq!(
+            m.map(|m| (m.namespace, m.name, m.setter)),
+            Some(("flux-system".into(), "podinfo".into(), Setter::Image))
+        );
+        assert_eq!(
+            parse_marker(r#"#{"$imagepolicy":"a:b:tag"}"#).map(|m| m.setter),
+            Some(Setter::Tag)
+        );
+        assert_eq!(
+            parse_marker(r#"### {"$imagepolicy": "a:b:name", "x": "y"}"#).map(|m| m.setter),
+            Some(Setter::Name)
+        );
+        assert_eq!(
+            parse_marker(r#"# {"$imagepolicy": "a:b:digest"}  "#).map(|m| m.setter),
+            Some(Setter::Digest)
+        );
     }
 
     #[test]

@@ -72,10 +72,10 @@ pub fn plain_is_safe(value: &str, flow: bool) -> bool {
 /// YAML 1.1 (and 1.2 core) implicit types: anything here is not read as a string when plain.
 pub fn reads_as_non_string(v: &str) -> bool {
     const WORDS: &[&str] = &[
-        "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE",
-        "false", "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF", "~", "null", "Null",
-        "NULL", ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF",
-        ".nan", ".NaN", ".NAN", "<<", "=",
+        "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false",
+        "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF", "~", "null", "Null", "NULL",
+        ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF", ".nan",
+        ".NaN", ".NAN", "<<", "=",
     ];
     WORDS.contains(&v) || is_int(v) || is_float(v) || is_timestamp(v)
 }
@@ -113,13 +113,15 @@ fn is_sexagesimal(s: &str, allow_fraction: bool) -> bool {
         None => (s, None),
     };
     let mut parts = whole.split(':');
-    let first_ok = parts.next().is_some_and(|p| digits(p, |b| b.is_ascii_digit()));
+    let first_ok = parts
+        .next()
+        .is_some_and(|p| digits(p, |b| b.is_ascii_digit()));
     let rest: Vec<&str> = parts.collect();
     first_ok
         && !rest.is_empty()
-        && rest.iter().all(|p| {
-            !p.is_empty() && p.len() <= 2 && p.bytes().all(|b| b.is_ascii_digit())
-        })
+        && rest
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 2 && p.bytes().all(|b| b.is_ascii_digit()))
         && frac.is_none_or(|f| f.bytes().all(|b| b.is_ascii_digit() || b == b'_'))
 }
 
@@ -136,11 +138,13 @@ fn is_float(v: &str) -> bool {
         Some((int, frac)) => {
             (int.is_empty() || int.bytes().all(|b| b.is_ascii_digit() || b == b'_'))
                 && frac.bytes().all(|b| b.is_ascii_digit() || b == b'_')
-                && (int.bytes().any(|b| b.is_ascii_digit()) || frac.bytes().any(|b| b.is_ascii_digit()))
+                && (int.bytes().any(|b| b.is_ascii_digit())
+                    || frac.bytes().any(|b| b.is_ascii_digit()))
         }
         None => exp.is_some() && digits(mantissa, |b| b.is_ascii_digit()),
     };
-    mantissa_ok && exp.is_none_or(|e| digits(strip_sign(e), |b| b.is_ascii_digit()) && !e.contains('_'))
+    mantissa_ok
+        && exp.is_none_or(|e| digits(strip_sign(e), |b| b.is_ascii_digit()) && !e.contains('_'))
 }
 
 fn is_timestamp(v: &str) -> bool {
@@ -149,9 +153,10 @@ fn is_timestamp(v: &str) -> bool {
     b.len() >= 8
         && b[..4].iter().all(u8::is_ascii_digit)
         && b[4] == b'-'
-        && v[5..].split(['-', 'T', 't', ' ', ':', '.', 'Z', '+']).next().is_some_and(|m| {
-            !m.is_empty() && m.len() <= 2 && m.bytes().all(|c| c.is_ascii_digit())
-        })
+        && v[5..]
+            .split(['-', 'T', 't', ' ', ':', '.', 'Z', '+'])
+            .next()
+            .is_some_and(|m| !m.is_empty() && m.len() <= 2 && m.bytes().all(|c| c.is_ascii_digit()))
         && v[5..]
             .bytes()
             .all(|c| c.is_ascii_digit() || b"-Tt :.Z+".contains(&c))
@@ -164,9 +169,32 @@ mod tests {
     #[test]
     fn non_strings_get_quoted() {
         for v in [
-            "1.10", "20230101", "true", "yes", "on", "null", "~", "0x1f", "1e3", "0o17", "1_000",
-            ".5", "-1", "+2.5", "1:30", "2023-01-01", ".inf", "", " x", "x:", "a: b", "#x", "- x",
-            "*x", "!x", "@x",
+            "1.10",
+            "20230101",
+            "true",
+            "yes",
+            "on",
+            "null",
+            "~",
+            "0x1f",
+            "1e3",
+            "0o17",
+            "1_000",
+            ".5",
+            "-1",
+            "+2.5",
+            "1:30",
+            "2023-01-01",
+            ".inf",
+            "",
+            " x",
+            "x:",
+            "a: b",
+            "#x",
+            "- x",
+            "*x",
+            "!x",
+            "@x",
         ] {
             assert_eq!(render(v, Style::Plain, false), double_quoted(v), "{v:?}");
         }

@@ -67,53 +67,102 @@ pub fn scan_tree(root: &Path, policies: &Policies) -> Result<ChangeSet, TreeErro
     let mut files = Vec::new();
     walk(&canonical_root, &canonical_root, &mut files, &mut set);
     files.sort();
-    for (rel, path) in files {
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) => {
-                set.errors.push(format!("{rel}: cannot read: {e}"));
-                continue;
-            }
-        };
-        if memchr::memmem::find(&bytes, SCREEN).is_none() {
-            continue;
-        }
-        let Ok(text) = String::from_utf8(bytes) else {
-            set.warnings.push(format!("{rel}: not UTF-8, skipped"));
-            continue;
-        };
-        match update_str(&text, policies) {
-            Ok(update) => {
-                set.warnings
-                    .extend(update.warnings.into_iter().map(|w| format!("{rel}: {w}")));
-                if !update.objects.is_empty() {
-                    set.files.push(FileChange {
-                        path: rel,
-                        objects: update.objects,
-                        content: update.content,
-                    });
+    // Reading and editing files is independent per file: spread it over the cores, then
+    // merge in path order so the result does not depend on scheduling.
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let chunk = files.len().div_ceil(workers).max(64);
+    let outcomes: Vec<Vec<Outcome>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(rel, path)| process(rel, path, policies))
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    vec![Outcome::Error("internal error: worker panicked".to_owned())]
+                })
+            })
+            .collect()
+    });
+    for outcome in outcomes.into_iter().flatten() {
+        match outcome {
+            Outcome::Unmarked => {}
+            Outcome::Changed(change, warnings) => {
+                set.warnings.extend(warnings);
+                if let Some(c) = change {
+                    set.files.push(c);
                 }
             }
-            Err(e @ FileError::Parse(_)) => set.warnings.push(format!("{rel}: {e}")),
-            Err(e @ FileError::Verify(_)) => set.errors.push(format!("{rel}: {e}")),
+            Outcome::Warning(w) => set.warnings.push(w),
+            Outcome::Error(e) => set.errors.push(e),
         }
     }
     Ok(set)
+}
+
+enum Outcome {
+    Unmarked,
+    Changed(Option<FileChange>, Vec<String>),
+    Warning(String),
+    Error(String),
+}
+
+fn process(rel: &str, path: &Path, policies: &Policies) -> Outcome {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) => return Outcome::Error(format!("{rel}: cannot read: {e}")),
+    };
+    if memchr::memmem::find(&bytes, SCREEN).is_none() {
+        return Outcome::Unmarked;
+    }
+    let Ok(text) = String::from_utf8(bytes) else {
+        return Outcome::Warning(format!("{rel}: not UTF-8, skipped"));
+    };
+    match update_str(&text, policies) {
+        Ok(update) => {
+            let warnings = update
+                .warnings
+                .into_iter()
+                .map(|w| format!("{rel}: {w}"))
+                .collect();
+            let change = (!update.objects.is_empty()).then(|| FileChange {
+                path: rel.to_owned(),
+                objects: update.objects,
+                content: update.content,
+            });
+            Outcome::Changed(change, warnings)
+        }
+        Err(e @ FileError::Parse(_)) => Outcome::Warning(format!("{rel}: {e}")),
+        Err(e @ FileError::Verify(_)) => Outcome::Error(format!("{rel}: {e}")),
+    }
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>, set: &mut ChangeSet) {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            set.errors.push(format!("{}: cannot read directory: {e}", rel(root, dir)));
+            set.errors
+                .push(format!("{}: cannot read directory: {e}", rel(root, dir)));
             return;
         }
     };
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name();
-        let Ok(meta) = fs::symlink_metadata(&path) else { continue };
-        if meta.file_type().is_symlink() {
+        // The directory entry's type needs no extra system call (unlike a stat per file).
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
+        if file_type.is_symlink() {
             // Never followed: a link inside the tree is visited at its target anyway, and a
             // link leading out of the update path must not be read or written.
             let inside = path.canonicalize().is_ok_and(|t| t.starts_with(root));
@@ -125,11 +174,11 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>, set: &mut Cha
             }
             continue;
         }
-        if meta.is_dir() {
+        if file_type.is_dir() {
             if name != ".git" {
                 walk(root, &path, out, set);
             }
-        } else if meta.is_file() && is_candidate(&name.to_string_lossy()) {
+        } else if file_type.is_file() && is_candidate(&name.to_string_lossy()) {
             out.push((rel(root, &path), path));
         }
     }

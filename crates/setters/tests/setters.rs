@@ -57,11 +57,19 @@ spec:
         - containerPort: 9898
 "#;
     let u = update_str(input, &policies()).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(u.content, input.replace("podinfo:5.0.0 #", "podinfo:5.0.3 #"));
+    assert_eq!(
+        u.content,
+        input.replace("podinfo:5.0.0 #", "podinfo:5.0.3 #")
+    );
     assert_eq!(u.objects.len(), 1);
     let o = &u.objects[0];
     assert_eq!(
-        (o.object.api_version.as_str(), o.object.kind.as_str(), o.object.namespace.as_str(), o.object.name.as_str()),
+        (
+            o.object.api_version.as_str(),
+            o.object.kind.as_str(),
+            o.object.namespace.as_str(),
+            o.object.name.as_str()
+        ),
         ("apps/v1", "Deployment", "default", "podinfo")
     );
     assert_eq!(o.changes[0].old_value, "ghcr.io/stefanprodan/podinfo:5.0.0");
@@ -206,8 +214,14 @@ fn digest_marker_without_digest_is_not_blanked() {
 fn formatting_is_preserved() {
     let input = "---\n# leading comment\n\napiVersion: v1   # trailing\nkind: Pod\nmetadata:\n    name: p   \n\n\nspec:\n    containers:\n        -   name: c\n            image: 'ghcr.io/stefanprodan/podinfo:1' # {\"$imagepolicy\": \"flux-system:podinfo\"}\n\n            env: {A: b, C: \"d\"}   # flow\n        - {name: s, image: \"ghcr.io/stefanprodan/podinfo:2\"} # {\"$imagepolicy\": \"flux-system:podinfo\"}\n...\n---\n# second doc\nplain: x\nlist: [docker.io/golang:1.0, \"z\"] # {\"$imagepolicy\": \"flux-system:golang\"}\n";
     let want = input
-        .replace("'ghcr.io/stefanprodan/podinfo:1'", "'ghcr.io/stefanprodan/podinfo:5.0.3'")
-        .replace("\"ghcr.io/stefanprodan/podinfo:2\"", "\"ghcr.io/stefanprodan/podinfo:5.0.3\"");
+        .replace(
+            "'ghcr.io/stefanprodan/podinfo:1'",
+            "'ghcr.io/stefanprodan/podinfo:5.0.3'",
+        )
+        .replace(
+            "\"ghcr.io/stefanprodan/podinfo:2\"",
+            "\"ghcr.io/stefanprodan/podinfo:5.0.3\"",
+        );
     // In `[a, "z"] # marker` the comment belongs to the last scalar on the line ("z").
     let want = want.replace("\"z\"] #", "\"docker.io/golang:1.16.0\"] #");
     let u = update_str(input, &policies()).unwrap_or_else(|e| panic!("{e}"));
@@ -226,7 +240,8 @@ fn crlf_and_unicode_survive() {
 
 #[test]
 fn second_run_changes_nothing() {
-    let input = "image: ghcr.io/stefanprodan/podinfo:1 # {\"$imagepolicy\": \"flux-system:podinfo\"}\n";
+    let input =
+        "image: ghcr.io/stefanprodan/podinfo:1 # {\"$imagepolicy\": \"flux-system:podinfo\"}\n";
     let once = apply(input);
     let u = update_str(&once, &policies()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(u.content, once);
@@ -235,7 +250,8 @@ fn second_run_changes_nothing() {
 
 #[test]
 fn invalid_yaml_is_a_parse_error() {
-    let helm = "image: {{ .Values.image }} # {\"$imagepolicy\": \"flux-system:podinfo\"}\n  bad: [\n";
+    let helm =
+        "image: {{ .Values.image }} # {\"$imagepolicy\": \"flux-system:podinfo\"}\n  bad: [\n";
     assert!(matches!(
         update_str(helm, &policies()),
         Err(tagpilot_setters::FileError::Parse(_))
@@ -251,44 +267,83 @@ fn tree_walk_selection_and_atomic_write() {
         std::fs::create_dir_all(p.parent().unwrap_or(&root)).unwrap_or_else(|e| panic!("{e}"));
         std::fs::write(p, text).unwrap_or_else(|e| panic!("{e}"));
     };
-    let marked = "image: ghcr.io/stefanprodan/podinfo:1 # {\"$imagepolicy\": \"flux-system:podinfo\"}\n";
+    let marked =
+        "image: ghcr.io/stefanprodan/podinfo:1 # {\"$imagepolicy\": \"flux-system:podinfo\"}\n";
     write("apps/deploy.yaml", marked);
     write("apps/deploy.yml", marked);
     write("apps/Kustomization", marked);
     write("apps/notes.txt", marked);
-    write("apps/unmarked.yaml", "image: ghcr.io/stefanprodan/podinfo:1\n");
+    write(
+        "apps/unmarked.yaml",
+        "image: ghcr.io/stefanprodan/podinfo:1\n",
+    );
     write(".git/config.yaml", marked);
-    write("charts/templates/dep.yaml", "image: {{ .Values.x }} # {\"$imagepolicy\": \"flux-system:podinfo\"}\n  - [\n");
+    write(
+        "charts/templates/dep.yaml",
+        "image: {{ .Values.x }} # {\"$imagepolicy\": \"flux-system:podinfo\"}\n  - [\n",
+    );
     write("../outside.yaml", marked);
     #[cfg(unix)]
     {
         std::os::unix::fs::symlink(dir.path().join("outside.yaml"), root.join("apps/link.yaml"))
             .unwrap_or_else(|e| panic!("{e}"));
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(root.join("apps/deploy.yaml"), std::fs::Permissions::from_mode(0o640))
-            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(
+            root.join("apps/deploy.yaml"),
+            std::fs::Permissions::from_mode(0o640),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
     }
     let set = scan_tree(&root, &policies()).unwrap_or_else(|e| panic!("{e}"));
     let paths: Vec<&str> = set.files.iter().map(|f| f.path.as_str()).collect();
-    assert_eq!(paths, vec!["apps/Kustomization", "apps/deploy.yaml", "apps/deploy.yml"]);
-    assert!(set.warnings.iter().any(|w| w.starts_with("charts/templates/dep.yaml: not valid YAML")), "{:?}", set.warnings);
+    assert_eq!(
+        paths,
+        vec!["apps/Kustomization", "apps/deploy.yaml", "apps/deploy.yml"]
+    );
+    assert!(
+        set.warnings
+            .iter()
+            .any(|w| w.starts_with("charts/templates/dep.yaml: not valid YAML")),
+        "{:?}",
+        set.warnings
+    );
     #[cfg(unix)]
-    assert!(set.warnings.iter().any(|w| w.contains("apps/link.yaml: symlink leads outside")), "{:?}", set.warnings);
+    assert!(
+        set.warnings
+            .iter()
+            .any(|w| w.contains("apps/link.yaml: symlink leads outside")),
+        "{:?}",
+        set.warnings
+    );
     // Nothing is written by scanning.
-    assert_eq!(std::fs::read_to_string(root.join("apps/deploy.yaml")).unwrap_or_default(), marked);
+    assert_eq!(
+        std::fs::read_to_string(root.join("apps/deploy.yaml")).unwrap_or_default(),
+        marked
+    );
     write_changes(&root, &set).unwrap_or_else(|e| panic!("{e}"));
     let after = std::fs::read_to_string(root.join("apps/deploy.yaml")).unwrap_or_default();
     assert_eq!(after, marked.replace("podinfo:1 #", "podinfo:5.0.3 #"));
-    assert_eq!(std::fs::read_to_string(dir.path().join("outside.yaml")).unwrap_or_default(), marked);
-    assert_eq!(std::fs::read_to_string(root.join(".git/config.yaml")).unwrap_or_default(), marked);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("outside.yaml")).unwrap_or_default(),
+        marked
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join(".git/config.yaml")).unwrap_or_default(),
+        marked
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(root.join("apps/deploy.yaml")).map(|m| m.permissions().mode() & 0o777);
+        let mode = std::fs::metadata(root.join("apps/deploy.yaml"))
+            .map(|m| m.permissions().mode() & 0o777);
         assert_eq!(mode.ok(), Some(0o640));
     }
     let leftovers: Vec<_> = std::fs::read_dir(root.join("apps"))
-        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().contains("tagpilot")).count())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().contains("tagpilot"))
+                .count()
+        })
         .unwrap_or(0)
         .to_string()
         .into_bytes();

@@ -23,7 +23,10 @@ pub struct MessageInput<'a> {
 fn namespaced_name(namespace: &str, name: &str) -> Value {
     Value::structure(
         "types.NamespacedName",
-        vec![("Namespace", Value::str(namespace)), ("Name", Value::str(name))],
+        vec![
+            ("Namespace", Value::str(namespace)),
+            ("Name", Value::str(name)),
+        ],
         Some(format!("{namespace}/{name}")),
     )
 }
@@ -39,7 +42,10 @@ fn object_id(o: &ObjectId) -> Value {
             ("Name", Value::str(&o.name)),
             ("Namespace", Value::str(&o.namespace)),
         ],
-        Some(format!("{{{{{{{} {}}} {{{} {}}}}}}}", o.api_version, o.kind, o.name, o.namespace)),
+        Some(format!(
+            "{{{{{{{} {}}} {{{} {}}}}}}}",
+            o.api_version, o.kind, o.name, o.namespace
+        )),
     )
 }
 
@@ -59,7 +65,11 @@ fn change(c: &Change) -> Value {
 fn split_image(name: &str) -> (String, String) {
     match name.split_once('/') {
         Some((host, rest)) if host.contains(['.', ':']) || host == "localhost" => {
-            let host = if host == "docker.io" { "index.docker.io" } else { host };
+            let host = if host == "docker.io" {
+                "index.docker.io"
+            } else {
+                host
+            };
             (host.to_owned(), rest.to_owned())
         }
         Some(_) => ("index.docker.io".to_owned(), name.to_owned()),
@@ -118,7 +128,10 @@ pub fn commit_data(input: &MessageInput<'_>) -> Value {
         let mut file_images = Vec::new();
         for obj in &file.objects {
             let changes: Vec<Value> = obj.changes.iter().map(change).collect();
-            merged.entry(obj.object.clone()).or_default().extend(changes.iter().cloned());
+            merged
+                .entry(obj.object.clone())
+                .or_default()
+                .extend(changes.iter().cloned());
             for c in &changes {
                 push_unique(&mut all_changes, c.clone());
             }
@@ -126,8 +139,12 @@ pub fn commit_data(input: &MessageInput<'_>) -> Value {
 
             let mut refs = Vec::new();
             for c in &obj.changes {
-                let Some((ns, name)) = policy_of(&c.setter) else { continue };
-                let Some(latest) = input.policies.get(&(ns.to_owned(), name.to_owned())) else { continue };
+                let Some((ns, name)) = policy_of(&c.setter) else {
+                    continue;
+                };
+                let Some(latest) = input.policies.get(&(ns.to_owned(), name.to_owned())) else {
+                    continue;
+                };
                 push_unique(&mut refs, image_ref((ns, name), latest));
             }
             for r in &refs {
@@ -147,7 +164,12 @@ pub fn commit_data(input: &MessageInput<'_>) -> Value {
     }
 
     let objects_map = |m: BTreeMap<ObjectId, Vec<Value>>| {
-        Value::map(m.into_iter().map(|(k, v)| (object_id(&k), Value::list(v))).collect(), Value::Nil)
+        Value::map(
+            m.into_iter()
+                .map(|(k, v)| (object_id(&k), Value::list(v)))
+                .collect(),
+            Value::Nil,
+        )
     };
     let changed = Value::structure(
         "update.Result",
@@ -170,7 +192,10 @@ pub fn commit_data(input: &MessageInput<'_>) -> Value {
     Value::structure(
         "TemplateData",
         vec![
-            ("AutomationObject", namespaced_name(input.automation.0, input.automation.1)),
+            (
+                "AutomationObject",
+                namespaced_name(input.automation.0, input.automation.1),
+            ),
             ("Values", Value::string_map(input.values)),
             ("Changed", changed),
             ("Updated", updated),

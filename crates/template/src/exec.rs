@@ -112,7 +112,11 @@ impl State<'_> {
     fn range(&mut self, dot: &Value, b: &Branch) -> Res<()> {
         let v = self.pipe(dot, &b.pipe, false)?;
         let items: Vec<(Value, Value)> = match &v {
-            Value::List(l) => l.iter().enumerate().map(|(i, x)| (Value::Int(i as i64), x.clone())).collect(),
+            Value::List(l) => l
+                .iter()
+                .enumerate()
+                .map(|(i, x)| (Value::Int(i as i64), x.clone()))
+                .collect(),
             Value::Map(m) => m.entries().to_vec(),
             Value::Int(n) => {
                 if *n as usize > MAX_STEPS {
@@ -121,7 +125,12 @@ impl State<'_> {
                 (0..*n).map(|i| (Value::Int(i), Value::Int(i))).collect()
             }
             Value::Nil | Value::NoValue => Vec::new(),
-            other => return Err(self.err(b.pipe.pos, format!("range can't iterate over {}", display(other)))),
+            other => {
+                return Err(self.err(
+                    b.pipe.pos,
+                    format!("range can't iterate over {}", display(other)),
+                ))
+            }
         };
         if items.is_empty() {
             if let Some(e) = &b.else_list {
@@ -164,7 +173,9 @@ impl State<'_> {
                 if pipe.assign {
                     match self.vars.iter_mut().rev().find(|(n, _)| n == name) {
                         Some(slot) => slot.1 = v.clone(),
-                        None => return Err(self.err(pipe.pos, format!("undefined variable: {name}"))),
+                        None => {
+                            return Err(self.err(pipe.pos, format!("undefined variable: {name}")))
+                        }
                     }
                 } else {
                     self.vars.push((name.clone(), v.clone()));
@@ -180,17 +191,30 @@ impl State<'_> {
             return self.call(dot, name, &cmd.args[1..], piped, first.pos);
         }
         if cmd.args.len() > 1 || piped.is_some() {
-            return Err(self.err(first.pos, format!("can't give argument to non-function {}", describe(first))));
+            return Err(self.err(
+                first.pos,
+                format!("can't give argument to non-function {}", describe(first)),
+            ));
         }
         self.operand(dot, first)
     }
 
-    fn call(&mut self, dot: &Value, name: &str, args: &[Operand], piped: Option<Value>, pos: Pos) -> Res<Value> {
+    fn call(
+        &mut self,
+        dot: &Value,
+        name: &str,
+        args: &[Operand],
+        piped: Option<Value>,
+        pos: Pos,
+    ) -> Res<Value> {
         if name == "and" || name == "or" {
             // Lazy, and returns the deciding argument itself.
             let total = args.len() + usize::from(piped.is_some());
             if total == 0 {
-                return Err(self.err(pos, format!("wrong number of args for {name}: want at least 1 got 0")));
+                return Err(self.err(
+                    pos,
+                    format!("wrong number of args for {name}: want at least 1 got 0"),
+                ));
             }
             let mut last = Value::Nil;
             for a in args {
@@ -211,7 +235,15 @@ impl State<'_> {
         if let Some(p) = piped {
             values.push(p);
         }
-        call(name, &values).map_err(|m| self.err(pos, format!("error calling {name}: {}", m.trim_start_matches(&format!("error calling {name}: ")))))
+        call(name, &values).map_err(|m| {
+            self.err(
+                pos,
+                format!(
+                    "error calling {name}: {}",
+                    m.trim_start_matches(&format!("error calling {name}: "))
+                ),
+            )
+        })
     }
 
     fn operand(&mut self, dot: &Value, op: &Operand) -> Res<Value> {
@@ -247,10 +279,20 @@ impl State<'_> {
                 .iter()
                 .find(|(n, _)| n == name)
                 .map(|(_, v)| v.clone())
-                .ok_or_else(|| self.err(pos, format!("can't evaluate field {name} in type {}", s.type_name))),
+                .ok_or_else(|| {
+                    self.err(
+                        pos,
+                        format!("can't evaluate field {name} in type {}", s.type_name),
+                    )
+                }),
             Value::Map(m) => Ok(m.get_str(name).cloned().unwrap_or(Value::NoValue)),
-            Value::NoValue | Value::Nil => Err(self.err(pos, format!("nil data; no entry for key {name:?}"))),
-            other => Err(self.err(pos, format!("can't evaluate field {name} in type {}", other.type_name()))),
+            Value::NoValue | Value::Nil => {
+                Err(self.err(pos, format!("nil data; no entry for key {name:?}")))
+            }
+            other => Err(self.err(
+                pos,
+                format!("can't evaluate field {name} in type {}", other.type_name()),
+            )),
         }
     }
 }

@@ -8,13 +8,60 @@ use crate::value::{compare_keys, display, equal, format_float_v, Value};
 /// Every function a template may call (checked at parse time, as Go does).
 const FUNCTIONS: &[&str] = &[
     // Go builtins
-    "and", "or", "not", "eq", "ne", "lt", "le", "gt", "ge", "print", "printf", "println", "len",
-    "index", "slice", "html", "js", "urlquery",
+    "and",
+    "or",
+    "not",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "print",
+    "printf",
+    "println",
+    "len",
+    "index",
+    "slice",
+    "html",
+    "js",
+    "urlquery",
     // Sprig (hermetic subset)
-    "lower", "upper", "title", "trim", "trimPrefix", "trimSuffix", "trimAll", "replace",
-    "contains", "hasPrefix", "hasSuffix", "join", "split", "splitList", "default", "empty",
-    "quote", "squote", "indent", "nindent", "first", "last", "uniq", "sortAlpha", "list", "dict",
-    "toString", "repeat", "trunc", "substr", "nospace", "cat", "coalesce", "ternary", "keys",
+    "lower",
+    "upper",
+    "title",
+    "trim",
+    "trimPrefix",
+    "trimSuffix",
+    "trimAll",
+    "replace",
+    "contains",
+    "hasPrefix",
+    "hasSuffix",
+    "join",
+    "split",
+    "splitList",
+    "default",
+    "empty",
+    "quote",
+    "squote",
+    "indent",
+    "nindent",
+    "first",
+    "last",
+    "uniq",
+    "sortAlpha",
+    "list",
+    "dict",
+    "toString",
+    "repeat",
+    "trunc",
+    "substr",
+    "nospace",
+    "cat",
+    "coalesce",
+    "ternary",
+    "keys",
 ];
 
 pub fn is_function(name: &str) -> bool {
@@ -25,14 +72,20 @@ type R = Result<Value, String>;
 
 fn want_str<'a>(f: &str, v: &'a Value) -> Result<&'a str, String> {
     v.as_str().ok_or_else(|| {
-        format!("error calling {f}: wrong type for value; expected string; got {}", v.type_name())
+        format!(
+            "error calling {f}: wrong type for value; expected string; got {}",
+            v.type_name()
+        )
     })
 }
 
 fn want_int(f: &str, v: &Value) -> Result<i64, String> {
     match v {
         Value::Int(i) => Ok(*i),
-        _ => Err(format!("error calling {f}: wrong type for value; expected int; got {}", v.type_name())),
+        _ => Err(format!(
+            "error calling {f}: wrong type for value; expected int; got {}",
+            v.type_name()
+        )),
     }
 }
 
@@ -40,7 +93,10 @@ fn arity(f: &str, args: &[Value], n: usize) -> Result<(), String> {
     if args.len() == n {
         Ok(())
     } else {
-        Err(format!("wrong number of args for {f}: want {n} got {}", args.len()))
+        Err(format!(
+            "wrong number of args for {f}: want {n} got {}",
+            args.len()
+        ))
     }
 }
 
@@ -61,7 +117,10 @@ fn list_of(f: &str, v: &Value) -> Result<Vec<Value>, String> {
     match v {
         Value::List(l) => Ok(l.as_ref().clone()),
         Value::Nil | Value::NoValue => Ok(Vec::new()),
-        other => Err(format!("error calling {f}: cannot find {f} on type {}", other.type_name())),
+        other => Err(format!(
+            "error calling {f}: cannot find {f} on type {}",
+            other.type_name()
+        )),
     }
 }
 
@@ -114,7 +173,12 @@ pub fn call(name: &str, args: &[Value]) -> R {
                 Value::Str(s) => s.len(),
                 Value::List(l) => l.len(),
                 Value::Map(m) => m.len(),
-                other => return Err(format!("error calling len: len of type {}", other.type_name())),
+                other => {
+                    return Err(format!(
+                        "error calling len: len of type {}",
+                        other.type_name()
+                    ))
+                }
             };
             Ok(Value::Int(n as i64))
         }
@@ -171,8 +235,16 @@ fn sprig(name: &str, args: &[Value]) -> R {
         }
         "replace" => {
             arity(name, args, 3)?;
-            let (old, new, s) = (want_str(name, &args[0])?, want_str(name, &args[1])?, want_str(name, &args[2])?);
-            Ok(Value::Str(if old.is_empty() { go_replace_empty(s, new) } else { s.replace(old, new) }))
+            let (old, new, s) = (
+                want_str(name, &args[0])?,
+                want_str(name, &args[1])?,
+                want_str(name, &args[2])?,
+            );
+            Ok(Value::Str(if old.is_empty() {
+                go_replace_empty(s, new)
+            } else {
+                s.replace(old, new)
+            }))
         }
         "repeat" => {
             arity(name, args, 2)?;
@@ -197,14 +269,24 @@ fn sprig(name: &str, args: &[Value]) -> R {
             let s = want_str(name, &args[2])?;
             let len = s.len() as i64;
             let start = start.clamp(0, len) as usize;
-            let end = if end < 0 || end > len { len as usize } else { end as usize };
-            Ok(Value::Str(s.get(start..end.max(start)).unwrap_or("").to_owned()))
+            let end = if end < 0 || end > len {
+                len as usize
+            } else {
+                end as usize
+            };
+            Ok(Value::Str(
+                s.get(start..end.max(start)).unwrap_or("").to_owned(),
+            ))
         }
         "join" => {
             arity(name, args, 2)?;
             let sep = want_str(name, &args[0])?;
             let items: Vec<String> = match &args[1] {
-                Value::List(l) => l.iter().filter(|v| !matches!(v, Value::Nil)).map(strval).collect(),
+                Value::List(l) => l
+                    .iter()
+                    .filter(|v| !matches!(v, Value::Nil))
+                    .map(strval)
+                    .collect(),
                 other => vec![strval(other)],
             };
             Ok(Value::Str(items.join(sep)))
@@ -214,13 +296,19 @@ fn sprig(name: &str, args: &[Value]) -> R {
             let sep = want_str(name, &args[0])?;
             let s = want_str(name, &args[1])?;
             let parts: Vec<&str> = if sep.is_empty() {
-                s.char_indices().map(|(i, c)| &s[i..i + c.len_utf8()]).collect()
+                s.char_indices()
+                    .map(|(i, c)| &s[i..i + c.len_utf8()])
+                    .collect()
             } else {
                 s.split(sep).collect()
             };
             Ok(if name == "split" {
                 Value::map(
-                    parts.iter().enumerate().map(|(i, p)| (Value::str(format!("_{i}")), Value::str(*p))).collect(),
+                    parts
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| (Value::str(format!("_{i}")), Value::str(*p)))
+                        .collect(),
                     Value::str(""),
                 )
             } else {
@@ -229,7 +317,10 @@ fn sprig(name: &str, args: &[Value]) -> R {
         }
         "default" => {
             if args.is_empty() || args.len() > 2 {
-                return Err(format!("wrong number of args for default: want 2 got {}", args.len()));
+                return Err(format!(
+                    "wrong number of args for default: want 2 got {}",
+                    args.len()
+                ));
             }
             Ok(match args.get(1) {
                 Some(v) if !is_empty(v) => v.clone(),
@@ -240,10 +331,18 @@ fn sprig(name: &str, args: &[Value]) -> R {
             arity(name, args, 1)?;
             Ok(Value::Bool(is_empty(&args[0])))
         }
-        "coalesce" => Ok(args.iter().find(|v| !is_empty(v)).cloned().unwrap_or(Value::Nil)),
+        "coalesce" => Ok(args
+            .iter()
+            .find(|v| !is_empty(v))
+            .cloned()
+            .unwrap_or(Value::Nil)),
         "ternary" => {
             arity(name, args, 3)?;
-            Ok(if args[2].truth() { args[0].clone() } else { args[1].clone() })
+            Ok(if args[2].truth() {
+                args[0].clone()
+            } else {
+                args[1].clone()
+            })
         }
         "quote" => Ok(Value::Str(
             args.iter()
@@ -272,7 +371,11 @@ fn sprig(name: &str, args: &[Value]) -> R {
             let s = want_str(name, &args[1])?;
             let pad = " ".repeat(n);
             let indented = format!("{pad}{}", s.replace('\n', &format!("\n{pad}")));
-            Ok(Value::Str(if name == "nindent" { format!("\n{indented}") } else { indented }))
+            Ok(Value::Str(if name == "nindent" {
+                format!("\n{indented}")
+            } else {
+                indented
+            }))
         }
         "first" | "last" => {
             arity(name, args, 1)?;
@@ -303,8 +406,15 @@ fn sprig(name: &str, args: &[Value]) -> R {
             let mut out = Vec::new();
             for a in args {
                 match a {
-                    Value::Map(m) => out.extend(m.entries().iter().map(|(k, _)| Value::Str(strval(k)))),
-                    other => return Err(format!("error calling keys: expected map; got {}", other.type_name())),
+                    Value::Map(m) => {
+                        out.extend(m.entries().iter().map(|(k, _)| Value::Str(strval(k))))
+                    }
+                    other => {
+                        return Err(format!(
+                            "error calling keys: expected map; got {}",
+                            other.type_name()
+                        ))
+                    }
                 }
             }
             Ok(Value::list(out))
@@ -353,7 +463,9 @@ fn urlquery(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             _ => {
                 let _ = write!(out, "%{b:02X}");
@@ -375,9 +487,13 @@ fn basic_kind(v: &Value) -> Option<u8> {
 
 fn comparable(a: &Value, b: &Value) -> Result<(), String> {
     match (basic_kind(a), basic_kind(b)) {
-        (Some(x), Some(y)) if x != y => Err("error calling eq: incompatible types for comparison".into()),
+        (Some(x), Some(y)) if x != y => {
+            Err("error calling eq: incompatible types for comparison".into())
+        }
         (Some(_), Some(_)) => Ok(()),
-        _ if matches!(a, Value::List(_) | Value::Map(_)) || matches!(b, Value::List(_) | Value::Map(_)) => {
+        _ if matches!(a, Value::List(_) | Value::Map(_))
+            || matches!(b, Value::List(_) | Value::Map(_)) =>
+        {
             Err("error calling eq: non-comparable type".into())
         }
         _ => Ok(()),
@@ -386,12 +502,13 @@ fn comparable(a: &Value, b: &Value) -> Result<(), String> {
 
 fn ordered(a: &Value, b: &Value) -> Result<std::cmp::Ordering, String> {
     match (a, b) {
-        (Value::Int(_), Value::Int(_)) | (Value::Float(_), Value::Float(_)) | (Value::Str(_), Value::Str(_)) => {
-            Ok(compare_keys(a, b))
-        }
-        (Value::Int(_) | Value::Float(_) | Value::Str(_), Value::Int(_) | Value::Float(_) | Value::Str(_)) => {
-            Err("incompatible types for comparison".into())
-        }
+        (Value::Int(_), Value::Int(_))
+        | (Value::Float(_), Value::Float(_))
+        | (Value::Str(_), Value::Str(_)) => Ok(compare_keys(a, b)),
+        (
+            Value::Int(_) | Value::Float(_) | Value::Str(_),
+            Value::Int(_) | Value::Float(_) | Value::Str(_),
+        ) => Err("incompatible types for comparison".into()),
         _ => Err(format!("invalid type for comparison: {}", a.type_name())),
     }
 }
@@ -406,16 +523,35 @@ fn index(args: &[Value]) -> R {
                 let i = usize::try_from(*i).ok().filter(|i| *i < l.len());
                 match i {
                     Some(i) => l[i].clone(),
-                    None => return Err(format!("error calling index: index out of range: {}", display(key))),
+                    None => {
+                        return Err(format!(
+                            "error calling index: index out of range: {}",
+                            display(key)
+                        ))
+                    }
                 }
             }
-            (Value::Str(s), Value::Int(i)) => match usize::try_from(*i).ok().and_then(|i| s.as_bytes().get(i)) {
-                Some(b) => Value::Int(i64::from(*b)),
-                None => return Err(format!("error calling index: index out of range: {}", display(key))),
-            },
+            (Value::Str(s), Value::Int(i)) => {
+                match usize::try_from(*i).ok().and_then(|i| s.as_bytes().get(i)) {
+                    Some(b) => Value::Int(i64::from(*b)),
+                    None => {
+                        return Err(format!(
+                            "error calling index: index out of range: {}",
+                            display(key)
+                        ))
+                    }
+                }
+            }
             (Value::Map(m), k) => m.get(k).cloned().unwrap_or_else(|| m.zero().clone()),
-            (Value::Nil | Value::NoValue, _) => return Err("error calling index: index of untyped nil".into()),
-            (other, _) => return Err(format!("error calling index: can't index item of type {}", other.type_name())),
+            (Value::Nil | Value::NoValue, _) => {
+                return Err("error calling index: index of untyped nil".into())
+            }
+            (other, _) => {
+                return Err(format!(
+                    "error calling index: can't index item of type {}",
+                    other.type_name()
+                ))
+            }
         };
     }
     Ok(item)
@@ -425,20 +561,34 @@ fn slice(args: &[Value]) -> R {
     let Some(item) = args.first() else {
         return Err("wrong number of args for slice: want at least 1 got 0".into());
     };
-    let idx: Vec<i64> = args[1..].iter().map(|a| want_int("slice", a)).collect::<Result<_, _>>()?;
+    let idx: Vec<i64> = args[1..]
+        .iter()
+        .map(|a| want_int("slice", a))
+        .collect::<Result<_, _>>()?;
     let len = match item {
         Value::Str(s) => s.len(),
         Value::List(l) => l.len(),
-        other => return Err(format!("error calling slice: can't slice item of type {}", other.type_name())),
+        other => {
+            return Err(format!(
+                "error calling slice: can't slice item of type {}",
+                other.type_name()
+            ))
+        }
     } as i64;
     let lo = idx.first().copied().unwrap_or(0);
     let hi = idx.get(1).copied().unwrap_or(len);
     if idx.len() > 2 || lo < 0 || hi < lo || hi > len {
-        return Err(format!("error calling slice: index out of range: {lo}:{hi}"));
+        return Err(format!(
+            "error calling slice: index out of range: {lo}:{hi}"
+        ));
     }
     let (lo, hi) = (lo as usize, hi as usize);
     Ok(match item {
-        Value::Str(s) => Value::Str(s.get(lo..hi).ok_or("error calling slice: not a character boundary")?.to_owned()),
+        Value::Str(s) => Value::Str(
+            s.get(lo..hi)
+                .ok_or("error calling slice: not a character boundary")?
+                .to_owned(),
+        ),
         Value::List(l) => Value::list(l[lo..hi].to_vec()),
         _ => Value::Nil,
     })
@@ -558,7 +708,11 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
             ('X', Value::Int(i)) => format!("{i:X}"),
             ('x', Value::Str(s)) => s.bytes().map(|b| format!("{b:02x}")).collect(),
             ('X', Value::Str(s)) => s.bytes().map(|b| format!("{b:02X}")).collect(),
-            ('c', Value::Int(i)) => u32::try_from(*i).ok().and_then(char::from_u32).map(String::from).unwrap_or_else(bad),
+            ('c', Value::Int(i)) => u32::try_from(*i)
+                .ok()
+                .and_then(char::from_u32)
+                .map(String::from)
+                .unwrap_or_else(bad),
             ('f' | 'F', Value::Float(f)) => format!("{f:.*}", precision.unwrap_or(6)),
             ('g', Value::Float(f)) => format_float_v(*f),
             _ => bad(),
@@ -588,7 +742,10 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
     }
     if argi < args.len() {
         out.push_str("%!(EXTRA ");
-        let extra: Vec<String> = args[argi..].iter().map(|a| format!("{}={}", a.type_name(), display(a))).collect();
+        let extra: Vec<String> = args[argi..]
+            .iter()
+            .map(|a| format!("{}={}", a.type_name(), display(a)))
+            .collect();
         out.push_str(&extra.join(", "));
         out.push(')');
     }
@@ -605,8 +762,23 @@ mod tests {
 
     #[test]
     fn printf_like_go() {
-        assert_eq!(sprintf("%s=%d %q %t %v%%", &[s("a"), Value::Int(3), s("x\"y"), Value::Bool(true), Value::Float(1.5)]), "a=3 \"x\\\"y\" true 1.5%");
-        assert_eq!(sprintf("%5s|%-5s|%05d", &[s("ab"), s("cd"), Value::Int(-42)]), "   ab|cd   |-0042");
+        assert_eq!(
+            sprintf(
+                "%s=%d %q %t %v%%",
+                &[
+                    s("a"),
+                    Value::Int(3),
+                    s("x\"y"),
+                    Value::Bool(true),
+                    Value::Float(1.5)
+                ]
+            ),
+            "a=3 \"x\\\"y\" true 1.5%"
+        );
+        assert_eq!(
+            sprintf("%5s|%-5s|%05d", &[s("ab"), s("cd"), Value::Int(-42)]),
+            "   ab|cd   |-0042"
+        );
         assert_eq!(sprintf("%d", &[s("x")]), "%!d(string=x)");
         assert_eq!(sprintf("%s %s", &[s("x")]), "x %!s(MISSING)");
         assert_eq!(sprintf("%s", &[s("x"), Value::Int(1)]), "x%!(EXTRA int=1)");
@@ -623,13 +795,34 @@ mod tests {
 
     #[test]
     fn sprig_functions() {
-        assert_eq!(display(&call("title", &[s("hello wide-world")]).unwrap_or(Value::Nil)), "Hello Wide-World");
-        assert_eq!(display(&call("indent", &[Value::Int(2), s("a\nb")]).unwrap_or(Value::Nil)), "  a\n  b");
-        assert_eq!(display(&call("nindent", &[Value::Int(1), s("a")]).unwrap_or(Value::Nil)), "\n a");
-        assert_eq!(display(&call("quote", &[s("a"), Value::Int(1)]).unwrap_or(Value::Nil)), "\"a\" \"1\"");
-        assert_eq!(display(&call("split", &[s(","), s("a,b")]).unwrap_or(Value::Nil)), "map[_0:a _1:b]");
-        assert_eq!(display(&call("default", &[s("d"), s("")]).unwrap_or(Value::Nil)), "d");
-        assert_eq!(display(&call("replace", &[s("a"), s("b"), s("aXa")]).unwrap_or(Value::Nil)), "bXb");
+        assert_eq!(
+            display(&call("title", &[s("hello wide-world")]).unwrap_or(Value::Nil)),
+            "Hello Wide-World"
+        );
+        assert_eq!(
+            display(&call("indent", &[Value::Int(2), s("a\nb")]).unwrap_or(Value::Nil)),
+            "  a\n  b"
+        );
+        assert_eq!(
+            display(&call("nindent", &[Value::Int(1), s("a")]).unwrap_or(Value::Nil)),
+            "\n a"
+        );
+        assert_eq!(
+            display(&call("quote", &[s("a"), Value::Int(1)]).unwrap_or(Value::Nil)),
+            "\"a\" \"1\""
+        );
+        assert_eq!(
+            display(&call("split", &[s(","), s("a,b")]).unwrap_or(Value::Nil)),
+            "map[_0:a _1:b]"
+        );
+        assert_eq!(
+            display(&call("default", &[s("d"), s("")]).unwrap_or(Value::Nil)),
+            "d"
+        );
+        assert_eq!(
+            display(&call("replace", &[s("a"), s("b"), s("aXa")]).unwrap_or(Value::Nil)),
+            "bXb"
+        );
         assert!(call("upper", &[Value::Int(1)]).is_err());
     }
 }

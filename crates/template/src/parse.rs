@@ -103,7 +103,10 @@ impl Source<'_> {
     fn pos(&self, offset: usize) -> Pos {
         let before = &self.text[..offset.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
-        let col = before.rfind('\n').map_or(before.chars().count(), |i| before[i + 1..].chars().count()) + 1;
+        let col = before
+            .rfind('\n')
+            .map_or(before.chars().count(), |i| before[i + 1..].chars().count())
+            + 1;
         Pos { line, col }
     }
 
@@ -159,8 +162,13 @@ fn split(src: &Source<'_>) -> Result<Vec<Item>, TemplateError> {
             j += 1;
         }
         if t[j..].starts_with("/*") {
-            let close = t[j..].find("*/").ok_or_else(|| src.err(open, "unclosed comment"))? + j + 2;
-            let (end, trim) = close_delim(t, close).ok_or_else(|| src.err(open, "comment ends before closing delimiter"))?;
+            let close = t[j..]
+                .find("*/")
+                .ok_or_else(|| src.err(open, "unclosed comment"))?
+                + j
+                + 2;
+            let (end, trim) = close_delim(t, close)
+                .ok_or_else(|| src.err(open, "comment ends before closing delimiter"))?;
             trim_next = trim;
             i = end;
             continue;
@@ -191,7 +199,11 @@ fn close_delim(t: &str, at: usize) -> Option<(usize, bool)> {
     None
 }
 
-fn lex_action(src: &Source<'_>, start: usize, open: usize) -> Result<(Vec<Token>, usize, bool), TemplateError> {
+fn lex_action(
+    src: &Source<'_>,
+    start: usize,
+    open: usize,
+) -> Result<(Vec<Token>, usize, bool), TemplateError> {
     let t = src.text;
     let b = t.as_bytes();
     let mut i = start;
@@ -226,11 +238,16 @@ fn lex_action(src: &Source<'_>, start: usize, open: usize) -> Result<(Vec<Token>
             b':' if b.get(i + 1) == Some(&b'=') => (Tok::Declare, i + 2),
             b'"' => lex_quoted(src, i)?,
             b'`' => {
-                let close = t[i + 1..].find('`').ok_or_else(|| src.err(i, "unterminated raw quoted string"))?;
+                let close = t[i + 1..]
+                    .find('`')
+                    .ok_or_else(|| src.err(i, "unterminated raw quoted string"))?;
                 (Tok::Str(t[i + 1..i + 1 + close].to_owned()), i + close + 2)
             }
             b'\'' => lex_char(src, i)?,
-            b'.' if b.get(i + 1).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') => {
+            b'.' if b
+                .get(i + 1)
+                .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') =>
+            {
                 let end = ident_end(b, i + 1);
                 (Tok::Field(t[i + 1..end].to_owned()), end)
             }
@@ -273,7 +290,9 @@ fn lex_quoted(src: &Source<'_>, start: usize) -> Result<(Tok, usize), TemplateEr
             '"' => return Ok((Tok::Str(out), start + 1 + k + 1)),
             '\n' => break,
             '\\' => {
-                let (_, e) = chars.next().ok_or_else(|| src.err(start, "unterminated quoted string"))?;
+                let (_, e) = chars
+                    .next()
+                    .ok_or_else(|| src.err(start, "unterminated quoted string"))?;
                 match e {
                     'n' => out.push('\n'),
                     't' => out.push('\t'),
@@ -291,8 +310,12 @@ fn lex_quoted(src: &Source<'_>, start: usize) -> Result<(Tok, usize), TemplateEr
                             'u' => 4,
                             _ => 8,
                         };
-                        let hex: String = (0..n).filter_map(|_| chars.next().map(|(_, h)| h)).collect();
-                        let code = u32::from_str_radix(&hex, 16).ok().filter(|_| hex.len() == n);
+                        let hex: String = (0..n)
+                            .filter_map(|_| chars.next().map(|(_, h)| h))
+                            .collect();
+                        let code = u32::from_str_radix(&hex, 16)
+                            .ok()
+                            .filter(|_| hex.len() == n);
                         match code.and_then(char::from_u32) {
                             Some(ch) => out.push(ch),
                             None => return Err(src.err(start, "invalid escape in quoted string")),
@@ -334,8 +357,10 @@ fn lex_number(src: &Source<'_>, start: usize) -> Result<(Tok, usize), TemplateEr
     if matches!(b[j], b'+' | b'-') {
         j += 1;
     }
-    while j < b.len() && (b[j].is_ascii_alphanumeric() || matches!(b[j], b'.' | b'_')
-        || (matches!(b[j], b'+' | b'-') && matches!(b[j - 1], b'e' | b'E' | b'p' | b'P')))
+    while j < b.len()
+        && (b[j].is_ascii_alphanumeric()
+            || matches!(b[j], b'.' | b'_')
+            || (matches!(b[j], b'+' | b'-') && matches!(b[j - 1], b'e' | b'E' | b'p' | b'P')))
     {
         j += 1;
     }
@@ -425,15 +450,28 @@ impl<I: Iterator<Item = Item>> Parser<'_, I> {
                         }
                         Some(Tok::Ident(k)) if k == "break" || k == "continue" => {
                             if self.range_depth == 0 {
-                                return Err(self.src.err_at(pos, format!("{{{{{k}}}}} outside {{{{range}}}}")));
+                                return Err(self
+                                    .src
+                                    .err_at(pos, format!("{{{{{k}}}}} outside {{{{range}}}}")));
                             }
                             if tokens.len() > 1 {
-                                return Err(self.src.err_at(pos, format!("unexpected token in {{{{{k}}}}}")));
+                                return Err(self
+                                    .src
+                                    .err_at(pos, format!("unexpected token in {{{{{k}}}}}")));
                             }
-                            nodes.push(if k == "break" { Node::Break } else { Node::Continue });
+                            nodes.push(if k == "break" {
+                                Node::Break
+                            } else {
+                                Node::Continue
+                            });
                         }
-                        Some(Tok::Ident(k)) if matches!(k.as_str(), "define" | "template" | "block") => {
-                            return Err(self.src.err_at(pos, format!("{{{{{k}}}}} is not supported in commit message templates")));
+                        Some(Tok::Ident(k))
+                            if matches!(k.as_str(), "define" | "template" | "block") =>
+                        {
+                            return Err(self.src.err_at(
+                                pos,
+                                format!("{{{{{k}}}}} is not supported in commit message templates"),
+                            ));
                         }
                         _ => {
                             let pipe = self.pipeline(&tokens, pos, true)?;
@@ -450,7 +488,11 @@ impl<I: Iterator<Item = Item>> Parser<'_, I> {
 impl<I: Iterator<Item = Item>> Parser<'_, I> {
     fn branch(&mut self, keyword: &str, tokens: &[Token], pos: Pos) -> Result<Node, TemplateError> {
         self.vars.push(Vec::new());
-        let pipe = self.pipeline(tokens, pos, keyword == "range" || keyword == "with" || keyword == "if")?;
+        let pipe = self.pipeline(
+            tokens,
+            pos,
+            keyword == "range" || keyword == "with" || keyword == "if",
+        )?;
         if pipe.cmds.is_empty() {
             return Err(self.src.err_at(pos, format!("missing value for {keyword}")));
         }
@@ -463,7 +505,11 @@ impl<I: Iterator<Item = Item>> Parser<'_, I> {
         }
         self.vars.pop();
         let (list, else_list) = result?;
-        let b = Branch { pipe, list, else_list };
+        let b = Branch {
+            pipe,
+            list,
+            else_list,
+        };
         Ok(match keyword {
             "if" => Node::If(b),
             "with" => Node::With(b),
@@ -471,10 +517,17 @@ impl<I: Iterator<Item = Item>> Parser<'_, I> {
         })
     }
 
-    fn branch_body(&mut self, keyword: &str, pos: Pos) -> Result<(Vec<Node>, Option<Vec<Node>>), TemplateError> {
+    fn branch_body(
+        &mut self,
+        keyword: &str,
+        pos: Pos,
+    ) -> Result<(Vec<Node>, Option<Vec<Node>>), TemplateError> {
         let (list, end) = self.list()?;
         match end {
-            End::Eof => Err(self.src.err_at(pos, format!("unexpected EOF: {{{{{keyword}}}}} has no {{{{end}}}}"))),
+            End::Eof => Err(self.src.err_at(
+                pos,
+                format!("unexpected EOF: {{{{{keyword}}}}} has no {{{{end}}}}"),
+            )),
             End::Keyword(k, _) if k == "end" => Ok((list, None)),
             End::Keyword(_, else_pos) => {
                 let rest = self.pending_else.take().unwrap_or_default();
@@ -490,13 +543,18 @@ impl<I: Iterator<Item = Item>> Parser<'_, I> {
                     let (else_list, end) = parsed?;
                     match end {
                         End::Keyword(k, _) if k == "end" => Ok((list, Some(else_list))),
-                        _ => Err(self.src.err_at(else_pos, format!("expected {{{{end}}}} for {{{{{keyword}}}}}"))),
+                        _ => Err(self.src.err_at(
+                            else_pos,
+                            format!("expected {{{{end}}}} for {{{{{keyword}}}}}"),
+                        )),
                     }
                 } else {
                     // `else if …` / `else with …`: a nested branch that shares our `end`.
                     let nested_kw = match &rest[0].tok {
                         Tok::Ident(k) if k == "if" || k == "with" => k.clone(),
-                        _ => return Err(self.src.err_at(else_pos, "expected if or with after else")),
+                        _ => {
+                            return Err(self.src.err_at(else_pos, "expected if or with after else"))
+                        }
                     };
                     let nested = self.branch(&nested_kw, &rest[1..], else_pos)?;
                     Ok((list, Some(vec![nested])))
@@ -512,14 +570,33 @@ impl<I: Iterator<Item = Item>> Parser<'_, I> {
     }
 
     /// Parses a pipeline from an action's tokens, with an optional `$x :=` / `$k, $v :=`.
-    fn pipeline(&mut self, tokens: &[Token], pos: Pos, allow_decl: bool) -> Result<Pipe, TemplateError> {
+    fn pipeline(
+        &mut self,
+        tokens: &[Token],
+        pos: Pos,
+        allow_decl: bool,
+    ) -> Result<Pipe, TemplateError> {
         let mut decl = Vec::new();
         let mut assign = false;
         let mut i = 0;
         if allow_decl {
             let names: Vec<&str> = match tokens {
-                [Token { tok: Tok::Var(a), .. }, Token { tok: Tok::Comma, .. }, Token { tok: Tok::Var(b), .. }, Token { tok: Tok::Declare | Tok::Assign, .. }, ..] => vec![a, b],
-                [Token { tok: Tok::Var(a), .. }, Token { tok: Tok::Declare | Tok::Assign, .. }, ..] => vec![a],
+                [Token {
+                    tok: Tok::Var(a), ..
+                }, Token {
+                    tok: Tok::Comma, ..
+                }, Token {
+                    tok: Tok::Var(b), ..
+                }, Token {
+                    tok: Tok::Declare | Tok::Assign,
+                    ..
+                }, ..] => vec![a, b],
+                [Token {
+                    tok: Tok::Var(a), ..
+                }, Token {
+                    tok: Tok::Declare | Tok::Assign,
+                    ..
+                }, ..] => vec![a],
                 _ => vec![],
             };
             if !names.is_empty() {
@@ -546,11 +623,21 @@ impl<I: Iterator<Item = Item>> Parser<'_, I> {
         if cmds.is_empty() && !decl.is_empty() {
             return Err(self.src.err_at(pos, "missing value for command"));
         }
-        Ok(Pipe { pos, decl, assign, cmds })
+        Ok(Pipe {
+            pos,
+            decl,
+            assign,
+            cmds,
+        })
     }
 
     /// Commands separated by `|`, until the end or an unmatched `)`.
-    fn commands(&mut self, tokens: &[Token], mut i: usize, pos: Pos) -> Result<(Vec<Cmd>, usize), TemplateError> {
+    fn commands(
+        &mut self,
+        tokens: &[Token],
+        mut i: usize,
+        pos: Pos,
+    ) -> Result<(Vec<Cmd>, usize), TemplateError> {
         let mut cmds = Vec::new();
         loop {
             let cmd_pos = tokens.get(i).map_or(pos, |t| t.pos);
@@ -558,7 +645,9 @@ impl<I: Iterator<Item = Item>> Parser<'_, I> {
             while i < tokens.len() && !matches!(tokens[i].tok, Tok::Bar | Tok::RParen) {
                 let (op, next) = self.operand(tokens, i)?;
                 if !args.is_empty() && !tokens[i].spaced && !matches!(tokens[i].tok, Tok::LParen) {
-                    return Err(self.src.err_at(tokens[i].pos, "missing space between arguments"));
+                    return Err(self
+                        .src
+                        .err_at(tokens[i].pos, "missing space between arguments"));
                 }
                 args.push(op);
                 i = next;
@@ -593,7 +682,9 @@ impl<I: Iterator<Item = Item>> Parser<'_, I> {
             Tok::Dot => Term::Dot,
             Tok::Var(v) => {
                 if !self.declared(v) {
-                    return Err(self.src.err_at(t.pos, format!("undefined variable \"{v}\"")));
+                    return Err(self
+                        .src
+                        .err_at(t.pos, format!("undefined variable \"{v}\"")));
                 }
                 Term::Var(v.clone())
             }
@@ -602,7 +693,11 @@ impl<I: Iterator<Item = Item>> Parser<'_, I> {
                 "false" => Term::Bool(false),
                 "nil" => Term::Nil,
                 _ if is_function(id) => Term::Func(id.clone()),
-                _ => return Err(self.src.err_at(t.pos, format!("function \"{id}\" not defined"))),
+                _ => {
+                    return Err(self
+                        .src
+                        .err_at(t.pos, format!("function \"{id}\" not defined")))
+                }
             },
             Tok::Str(s) => Term::Str(s.clone()),
             Tok::Int(n) => Term::Int(*n),
@@ -613,10 +708,17 @@ impl<I: Iterator<Item = Item>> Parser<'_, I> {
                     return Err(self.src.err_at(t.pos, "unclosed left paren"));
                 }
                 if cmds.is_empty() {
-                    return Err(self.src.err_at(t.pos, "missing value in parenthesized pipeline"));
+                    return Err(self
+                        .src
+                        .err_at(t.pos, "missing value in parenthesized pipeline"));
                 }
                 next = close + 1;
-                Term::Pipe(Box::new(Pipe { pos: t.pos, decl: Vec::new(), assign: false, cmds }))
+                Term::Pipe(Box::new(Pipe {
+                    pos: t.pos,
+                    decl: Vec::new(),
+                    assign: false,
+                    cmds,
+                }))
             }
             Tok::RParen => return Err(self.src.err_at(t.pos, "unexpected right paren")),
             Tok::Bar | Tok::Comma | Tok::Declare | Tok::Assign => {
@@ -632,6 +734,13 @@ impl<I: Iterator<Item = Item>> Parser<'_, I> {
                 _ => break,
             }
         }
-        Ok((Operand { pos: t.pos, term, chain }, next))
+        Ok((
+            Operand {
+                pos: t.pos,
+                term,
+                chain,
+            },
+            next,
+        ))
     }
 }

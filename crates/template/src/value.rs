@@ -93,7 +93,11 @@ impl Value {
         )
     }
 
-    pub fn structure(type_name: &str, fields: Vec<(&str, Value)>, display: Option<String>) -> Value {
+    pub fn structure(
+        type_name: &str,
+        fields: Vec<(&str, Value)>,
+        display: Option<String>,
+    ) -> Value {
         Value::Struct(Rc::new(Struct {
             type_name: type_name.to_owned(),
             fields: fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
@@ -200,10 +204,18 @@ pub fn format_float_v(f: f64) -> String {
         return "NaN".into();
     }
     if f.is_infinite() {
-        return if f > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if f.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     // Shortest round-trip digits and decimal exponent from Rust's `{:e}`.
     let e = format!("{f:e}");
@@ -214,7 +226,11 @@ pub fn format_float_v(f: f64) -> String {
     let sign = if negative { "-" } else { "" };
     if !(-4..6).contains(&exp) {
         let (first, rest) = digits.split_at(1);
-        let frac = if rest.is_empty() { String::new() } else { format!(".{rest}") };
+        let frac = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
         let esign = if exp < 0 { '-' } else { '+' };
         return format!("{sign}{first}{frac}e{esign}{:02}", exp.abs());
     }
@@ -304,11 +320,17 @@ mod tests {
     #[test]
     fn printing_and_truth() {
         let m = Value::map(
-            vec![(Value::str("b"), Value::Int(2)), (Value::str("a"), Value::Int(1))],
+            vec![
+                (Value::str("b"), Value::Int(2)),
+                (Value::str("a"), Value::Int(1)),
+            ],
             Value::Nil,
         );
         assert_eq!(display(&m), "map[a:1 b:2]");
-        assert_eq!(display(&Value::list(vec![Value::str("x"), Value::Bool(true)])), "[x true]");
+        assert_eq!(
+            display(&Value::list(vec![Value::str("x"), Value::Bool(true)])),
+            "[x true]"
+        );
         assert!(!Value::str("").truth());
         assert!(Value::structure("T", vec![], None).truth());
         assert_eq!(display(&Value::NoValue), "<no value>");
