@@ -1,0 +1,385 @@
+//! tagpilot's state: one redb file. Tag lists per canonical repository (with the time each tag
+//! was first seen and its digest when known), scan metadata (revision, count, time, a pending
+//! revision awaiting confirmation), and every object's status as JSON.
+//!
+//! Writes are redb transactions: a crash leaves the previous committed state. Tag lists are
+//! read on demand, one repository at a time, so memory does not grow with the stored total.
+
+use std::path::Path;
+
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+/// Bumped when the layout changes; an unknown version is refused, never guessed at.
+pub const SCHEMA_VERSION: u64 = 1;
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const TAGS: TableDefinition<&str, &[u8]> = TableDefinition::new("tags");
+const REPOS: TableDefinition<&str, &[u8]> = TableDefinition::new("repos");
+const STATUS: TableDefinition<&str, &[u8]> = TableDefinition::new("status");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store {path}: {message}")]
+    Open { path: String, message: String },
+    #[error("state store schema version {found} is not supported (this tagpilot reads version {SCHEMA_VERSION})")]
+    Schema { found: u64 },
+    #[error("state store: {0}")]
+    Db(String),
+    #[error("state store: corrupt record for {key}: {message}")]
+    Corrupt { key: String, message: String },
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.to_string())
+            }
+        }
+    )*};
+}
+db_err!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// One stored tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredTag {
+    pub tag: String,
+    /// Unix seconds when a scan first listed it.
+    pub first_seen: u64,
+    pub digest: Option<String>,
+}
+
+/// What the last accepted scan of a repository found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepoMeta {
+    pub revision: String,
+    pub tag_count: usize,
+    /// Unix seconds of the last accepted scan.
+    pub scan_time: u64,
+    /// A suspicious listing's revision, accepted if the next scan sees it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_revision: Option<String>,
+}
+
+/// The state store.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+}
+
+fn encode(tags: &[StoredTag]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(tags.len() * 24);
+    for t in tags {
+        out.extend_from_slice(t.tag.as_bytes());
+        out.push(b'\t');
+        out.extend_from_slice(t.first_seen.to_string().as_bytes());
+        out.push(b'\t');
+        out.extend_from_slice(t.digest.as_deref().unwrap_or("").as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+fn decode(key: &str, bytes: &[u8]) -> Result<Vec<StoredTag>, StoreError> {
+    let corrupt = |m: &str| StoreError::Corrupt {
+        key: key.to_owned(),
+        message: m.to_owned(),
+    };
+    let text = std::str::from_utf8(bytes).map_err(|_| corrupt("not UTF-8"))?;
+    text.lines()
+        .map(|line| {
+            let mut f = line.split('\t');
+            let tag = f
+                .next()
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| corrupt("empty tag"))?;
+            let first_seen = f
+                .next()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| corrupt("bad first-seen time"))?;
+            let digest = f.next().filter(|d| !d.is_empty()).map(str::to_owned);
+            Ok(StoredTag {
+                tag: tag.to_owned(),
+                first_seen,
+                digest,
+            })
+        })
+        .collect()
+}
+
+impl Store {
+    /// Opens (or creates) the store file.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_err = |e: &dyn std::fmt::Display| StoreError::Open {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(&e))?;
+        }
+        let db = Database::create(path).map_err(|e| open_err(&e))?;
+        let store = Store { db };
+        let tx = store.db.begin_write()?;
+        {
+            let mut meta = tx.open_table(META)?;
+            let found = meta.get("schema")?.map(|v| v.value());
+            match found {
+                None => {
+                    meta.insert("schema", SCHEMA_VERSION)?;
+                }
+                Some(SCHEMA_VERSION) => {}
+                Some(found) => return Err(StoreError::Schema { found }),
+            }
+            tx.open_table(TAGS)?;
+            tx.open_table(REPOS)?;
+            tx.open_table(STATUS)?;
+        }
+        tx.commit()?;
+        Ok(store)
+    }
+
+    /// Records an accepted scan: the new tag list (sorted as given), keeping each known tag's
+    /// first-seen time and digest. Returns the new metadata.
+    pub fn record_scan(
+        &self,
+        repo: &str,
+        tags: &[String],
+        revision: &str,
+        now: u64,
+    ) -> Result<RepoMeta, StoreError> {
+        let tx = self.db.begin_write()?;
+        let meta = {
+            let mut table = tx.open_table(TAGS)?;
+            let previous = match table.get(repo)? {
+                Some(v) => decode(repo, v.value())?,
+                None => Vec::new(),
+            };
+            let known: std::collections::HashMap<&str, &StoredTag> =
+                previous.iter().map(|t| (t.tag.as_str(), t)).collect();
+            let merged: Vec<StoredTag> = tags
+                .iter()
+                .map(|t| match known.get(t.as_str()) {
+                    Some(old) => (*old).clone(),
+                    None => StoredTag {
+                        tag: t.clone(),
+                        first_seen: now,
+                        digest: None,
+                    },
+                })
+                .collect();
+            table.insert(repo, encode(&merged).as_slice())?;
+            let meta = RepoMeta {
+                revision: revision.to_owned(),
+                tag_count: tags.len(),
+                scan_time: now,
+                pending_revision: None,
+            };
+            let json = serde_json::to_vec(&meta).map_err(|e| StoreError::Db(e.to_string()))?;
+            tx.open_table(REPOS)?.insert(repo, json.as_slice())?;
+            meta
+        };
+        tx.commit()?;
+        Ok(meta)
+    }
+
+    /// Remembers a held (suspicious) listing's revision without touching the tag list.
+    pub fn set_pending(&self, repo: &str, revision: Option<&str>) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut repos = tx.open_table(REPOS)?;
+            let mut meta = match repos.get(repo)? {
+                Some(v) => parse_meta(repo, v.value())?,
+                None => RepoMeta::default(),
+            };
+            meta.pending_revision = revision.map(str::to_owned);
+            let json = serde_json::to_vec(&meta).map_err(|e| StoreError::Db(e.to_string()))?;
+            repos.insert(repo, json.as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records the digest of one stored tag.
+    pub fn set_digest(&self, repo: &str, tag: &str, digest: &str) -> Result<bool, StoreError> {
+        let tx = self.db.begin_write()?;
+        let found = {
+            let mut table = tx.open_table(TAGS)?;
+            let mut tags = match table.get(repo)? {
+                Some(v) => decode(repo, v.value())?,
+                None => Vec::new(),
+            };
+            let found = tags
+                .iter_mut()
+                .find(|t| t.tag == tag)
+                .map(|t| t.digest = Some(digest.to_owned()))
+                .is_some();
+            if found {
+                table.insert(repo, encode(&tags).as_slice())?;
+            }
+            found
+        };
+        tx.commit()?;
+        Ok(found)
+    }
+
+    /// The stored tags of a repository, in stored order.
+    pub fn tags(&self, repo: &str) -> Result<Option<Vec<StoredTag>>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(TAGS)?;
+        let v = table.get(repo)?;
+        v.map(|v| decode(repo, v.value())).transpose()
+    }
+
+    pub fn repo_meta(&self, repo: &str) -> Result<Option<RepoMeta>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(REPOS)?;
+        let v = table.get(repo)?;
+        v.map(|v| parse_meta(repo, v.value())).transpose()
+    }
+
+    /// Stores an object's status (any JSON) under a key such as `ImagePolicy/ns/name`.
+    pub fn put_status(&self, key: &str, status: &serde_json::Value) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(status).map_err(|e| StoreError::Db(e.to_string()))?;
+        let tx = self.db.begin_write()?;
+        tx.open_table(STATUS)?.insert(key, json.as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn status(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(STATUS)?;
+        let v = table.get(key)?;
+        v.map(|v| {
+            serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
+                key: key.to_owned(),
+                message: e.to_string(),
+            })
+        })
+        .transpose()
+    }
+
+    /// Every repository with a stored tag list.
+    pub fn repositories(&self) -> Result<Vec<String>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(REPOS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (k, _) = entry?;
+            out.push(k.value().to_owned());
+        }
+        Ok(out)
+    }
+}
+
+fn parse_meta(repo: &str, bytes: &[u8]) -> Result<RepoMeta, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: repo.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn scans_keep_first_seen_and_digests() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("state/tagpilot.redb");
+        let store = Store::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let m = store
+            .record_scan("r.io/app", &tags(&["1.0.1", "1.0.0"]), "sha256:a", 100)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.tag_count, 2);
+        assert_eq!(
+            store.set_digest("r.io/app", "1.0.1", "sha256:d1").ok(),
+            Some(true)
+        );
+        store
+            .record_scan("r.io/app", &tags(&["1.0.2", "1.0.1"]), "sha256:b", 200)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let t = store.tags("r.io/app").ok().flatten().unwrap_or_default();
+        assert_eq!(
+            t[0],
+            StoredTag {
+                tag: "1.0.2".into(),
+                first_seen: 200,
+                digest: None
+            }
+        );
+        assert_eq!(
+            t[1],
+            StoredTag {
+                tag: "1.0.1".into(),
+                first_seen: 100,
+                digest: Some("sha256:d1".into())
+            }
+        );
+        store
+            .set_pending("r.io/app", Some("sha256:c"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        drop(store);
+        // Reopened: everything is still there.
+        let store = Store::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let m = store
+            .repo_meta("r.io/app")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        assert_eq!(
+            (
+                m.revision.as_str(),
+                m.scan_time,
+                m.pending_revision.as_deref()
+            ),
+            ("sha256:b", 200, Some("sha256:c"))
+        );
+        assert_eq!(store.repositories().ok(), Some(vec!["r.io/app".to_owned()]));
+        assert_eq!(store.tags("other").ok(), Some(None));
+        store
+            .put_status("ImagePolicy/ns/p", &serde_json::json!({"ready": true}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            store.status("ImagePolicy/ns/p").ok().flatten(),
+            Some(serde_json::json!({"ready": true}))
+        );
+    }
+
+    #[test]
+    fn refuses_unknown_schema_and_garbage() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("s.redb");
+        {
+            let db = Database::create(&path).unwrap_or_else(|e| panic!("{e}"));
+            let tx = db.begin_write().unwrap_or_else(|e| panic!("{e}"));
+            {
+                let mut t = tx.open_table(META).unwrap_or_else(|e| panic!("{e}"));
+                t.insert("schema", 99).unwrap_or_else(|e| panic!("{e}"));
+            }
+            tx.commit().unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert!(matches!(
+            Store::open(&path),
+            Err(StoreError::Schema { found: 99 })
+        ));
+        let junk = dir.path().join("junk.redb");
+        std::fs::write(&junk, b"this is not a database").unwrap_or_else(|e| panic!("{e}"));
+        let e = Store::open(&junk)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("junk.redb"), "{e}");
+    }
+}
