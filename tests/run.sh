@@ -14,10 +14,17 @@ cargo --version
 rustc --version
 rustup component list --installed 2>/dev/null | grep -E '^(rustfmt|clippy)' || true
 
-# System packages: none are needed yet beyond the Rust toolchain, git and a C compiler.
+# System packages for the end-to-end tests: real servers on 127.0.0.1 (docker-registry),
+# the tools the fixtures use (htpasswd, openssl, curl, python3), skopeo for benchmarks.
 need=()
 command -v git >/dev/null || need+=(git)
 command -v cc >/dev/null || need+=(gcc)
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v htpasswd >/dev/null || need+=(apache2-utils)
+command -v openssl >/dev/null || need+=(openssl)
+command -v curl >/dev/null || need+=(curl)
+command -v python3 >/dev/null || need+=(python3)
+command -v skopeo >/dev/null || need+=(skopeo)
 if ((${#need[@]})); then
   log "installing ${need[*]}"
   sudo_cmd=""
@@ -38,5 +45,5 @@ cargo check --manifest-path fuzz/Cargo.toml --target-dir target/fuzz-check --loc
 log "benchmarks build"
 cargo bench --workspace --no-run --locked
 
-log "cargo test"
-cargo test --workspace --locked
+log "cargo test (unit, integration, and the end-to-end tests that start real servers)"
+cargo test --workspace --locked -- --include-ignored

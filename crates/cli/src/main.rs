@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod resolve;
+mod scan;
 mod update;
 mod validate;
 
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Pick the latest tag from a tag list with an image policy.
     Resolve(resolve::Args),
+    /// List a repository's tags from its registry.
+    Scan(scan::Args),
     /// Apply `$imagepolicy` setters to a directory and render the commit message.
     Update(update::Args),
     /// Load and check a directory of Flux manifests.
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Resolve(args) => resolve::run(args),
+        Command::Scan(args) => scan::run(args),
         Command::Update(args) => update::run(args),
         Command::Validate(args) => validate::run(args),
     };

@@ -19,10 +19,16 @@ pub enum Output {
 
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("choice").args(["semver", "alphabetical", "numerical", "policy"]).required(true)))]
+#[command(group(clap::ArgGroup::new("source").args(["tags_file", "image"]).required(true)))]
 pub struct Args {
     /// File with one tag per line (blank lines ignored), or - for standard input.
     #[arg(long, value_name = "FILE|-")]
-    pub tags_file: PathBuf,
+    pub tags_file: Option<PathBuf>,
+    /// List the tags of this repository live instead (as ImageRepository `spec.image`).
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    #[command(flatten)]
+    pub registry: crate::scan::RegistryArgs,
     /// Semver range (Masterminds v3 syntax), e.g. '5.0.x' or '>=1.0.0 <2.0.0'.
     #[arg(long, value_name = "RANGE")]
     pub semver: Option<String>,
@@ -62,7 +68,11 @@ struct JsonResult<'a> {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (policy, exclusions) = build(&args)?;
-    let tags = read_tags(&args.tags_file)?;
+    let tags = match (&args.tags_file, &args.image) {
+        (Some(file), _) => read_tags(file)?,
+        (None, Some(image)) => crate::scan::fetch(image, &args.registry)?.tags,
+        (None, None) => bail!("one of --tags-file or --image is required"),
+    };
     let explanation = args.explain.then(|| policy.explain(&tags, &exclusions));
     let outcome: anyhow::Result<Selection> = match &explanation {
         Some(ex) => match (&ex.selected, &ex.error) {

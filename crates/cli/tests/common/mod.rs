@@ -1,0 +1,289 @@
+//! Real servers on 127.0.0.1 for end-to-end tests: Debian's docker-registry (plain, htpasswd +
+//! TLS, token auth), the token-server and paginating-front fixtures from tests/e2e. Every
+//! process is killed when its handle drops.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn e2e_script(name: &str) -> PathBuf {
+    repo_root().join("tests/e2e").join(name)
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// A child process killed on drop.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for_port(port: u16, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("server on port {port} exited early: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("server on port {port} did not start");
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub enum Auth {
+    None,
+    /// htpasswd user testuser:testpass, TLS with a self-signed certificate.
+    HtpasswdTls,
+    /// Token auth against a tokenserver.py on `token_port`.
+    Token {
+        token_port: u16,
+    },
+}
+
+/// Starts Debian's docker-registry with filesystem storage in a temp dir.
+pub fn registry(auth: Auth) -> Server {
+    registry_with(tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")), auth)
+}
+
+/// Starts docker-registry in `dir` (which may already hold files its config names).
+fn registry_with(dir: tempfile::TempDir, auth: Auth) -> Server {
+    let port = free_port();
+    let d = dir.path();
+    let mut http = format!("http:\n  addr: 127.0.0.1:{port}\n  secret: testsecret\n");
+    let mut auth_cfg = String::new();
+    match auth {
+        Auth::None => {}
+        Auth::HtpasswdTls => {
+            let out = run(Command::new("htpasswd").args(["-Bbn", "testuser", "testpass"]));
+            std::fs::write(d.join("htpasswd"), out.stdout).unwrap_or_else(|e| panic!("{e}"));
+            tls_files(d);
+            http.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                d.join("cert.pem").display(),
+                d.join("key.pem").display()
+            ));
+            auth_cfg = format!(
+                "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
+                d.join("htpasswd").display()
+            );
+        }
+        Auth::Token { token_port } => {
+            auth_cfg = format!(
+                "auth:\n  token:\n    realm: http://127.0.0.1:{token_port}/token\n    service: test-registry\n    issuer: test-issuer\n    rootcertbundle: {}\n",
+                d.join("signing-cert.pem").display()
+            );
+        }
+    }
+    let config = format!(
+        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n{http}{auth_cfg}",
+        d.join("data").display()
+    );
+    std::fs::write(d.join("config.yml"), config).unwrap_or_else(|e| panic!("{e}"));
+    let mut child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(d.join("config.yml"))
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::File::create(d.join("registry.log"))
+                .map(Stdio::from)
+                .unwrap_or(Stdio::null()),
+        )
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start docker-registry (apt-get install docker-registry): {e}")
+        });
+    wait_for_port(port, &mut child);
+    Server { child, port, dir }
+}
+
+/// A test CA (`ca.pem`) and a server certificate for 127.0.0.1 signed by it (`cert.pem`,
+/// `key.pem`). rustls, rightly, refuses a self-signed CA certificate used as a server
+/// certificate, so the CA and the leaf are separate.
+pub fn tls_files(d: &Path) {
+    let quiet = |c: &mut Command| {
+        c.stderr(Stdio::null());
+        run(c);
+    };
+    quiet(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=tagpilot test CA",
+            ])
+            .arg("-keyout")
+            .arg(d.join("ca.key"))
+            .arg("-out")
+            .arg(d.join("ca.pem")),
+    );
+    quiet(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(d.join("key.pem"))
+            .arg("-out")
+            .arg(d.join("server.csr")),
+    );
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    quiet(
+        Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
+            .arg("-in")
+            .arg(d.join("server.csr"))
+            .arg("-CA")
+            .arg(d.join("ca.pem"))
+            .arg("-CAkey")
+            .arg(d.join("ca.key"))
+            .arg("-out")
+            .arg(d.join("cert.pem"))
+            .arg("-extfile")
+            .arg(d.join("ext.cnf")),
+    );
+}
+
+/// A token-auth pair: token server and registry sharing a signing key.
+pub fn token_registry() -> (Server, Server) {
+    let tdir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let key = tdir.path().join("signing-key.pem");
+    let cert = tdir.path().join("signing-cert.pem");
+    run(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test-token-issuer",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null()));
+    let token_port = free_port();
+    let mut child = Command::new("python3")
+        .arg(e2e_script("tokenserver.py"))
+        .arg(&key)
+        .arg(&cert)
+        .arg(token_port.to_string())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_for_port(token_port, &mut child);
+    let tokens = Server {
+        child,
+        port: token_port,
+        dir: tdir,
+    };
+    // The registry reads its root bundle at start: put it in place first.
+    let reg = {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::copy(&cert, dir.path().join("signing-cert.pem")).unwrap_or_else(|e| panic!("{e}"));
+        registry_with(dir, Auth::Token { token_port })
+    };
+    (tokens, reg)
+}
+
+/// The paginating front fixture in front of `upstream_port`.
+pub fn front(upstream_port: u16, mode: &str, page_size: u32) -> Server {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let port = free_port();
+    let mut child = Command::new("python3")
+        .arg(e2e_script("paginating_front.py"))
+        .arg(format!("http://127.0.0.1:{upstream_port}"))
+        .arg(port.to_string())
+        .arg(mode)
+        .arg(page_size.to_string())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_for_port(port, &mut child);
+    Server { child, port, dir }
+}
+
+/// Pushes `tags` to `repo` (curl only).
+pub fn push(base: &str, repo: &str, tags: &[&str], curl_auth: Option<&str>) {
+    let mut cmd = Command::new("bash");
+    cmd.arg(e2e_script("push-tags.sh"))
+        .arg(base)
+        .arg(repo)
+        .args(tags);
+    if let Some(a) = curl_auth {
+        cmd.env("CURL_AUTH", a);
+    }
+    run(&mut cmd);
+}
+
+/// The front's request statistics.
+pub fn front_stats(port: u16) -> serde_json::Value {
+    let out = run(Command::new("curl").args(["-sf", &format!("http://127.0.0.1:{port}/__stats")]));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn tagpilot(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tagpilot"))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run tagpilot: {e}"))
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

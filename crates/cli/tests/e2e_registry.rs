@@ -1,0 +1,533 @@
+//! `tagpilot scan` and `tagpilot resolve --image` against real registries on 127.0.0.1:
+//! Debian's docker-registry three ways (plain HTTP, htpasswd + TLS, token auth), and the
+//! paginating front fixture for pagination and fault injection.
+//!
+//! These need docker-registry, htpasswd, openssl, curl and python3; tests/run.sh installs them
+//! and runs these tests with `--ignored`.
+
+mod common;
+
+use std::time::Instant;
+
+use common::*;
+
+fn lines(s: &str) -> Vec<&str> {
+    s.lines().collect()
+}
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn plain_http_scan_and_resolve() {
+    let reg = registry(Auth::None);
+    let base = format!("http://127.0.0.1:{}", reg.port);
+    let tags = [
+        "5.0.0",
+        "5.0.1",
+        "5.0.3",
+        "5.1.0",
+        "6.0.0",
+        "latest",
+        "sha256-0123abcd.sig",
+    ];
+    push(&base, "stefanprodan/podinfo", &tags, None);
+    let image = format!("127.0.0.1:{}/stefanprodan/podinfo", reg.port);
+    let o = tagpilot(&["scan", &image, "--insecure"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Descending byte order, as Flux stores them.
+    assert_eq!(
+        lines(&stdout(&o)),
+        vec![
+            "sha256-0123abcd.sig",
+            "latest",
+            "6.0.0",
+            "5.1.0",
+            "5.0.3",
+            "5.0.1",
+            "5.0.0"
+        ]
+    );
+    assert!(
+        stderr(&o).contains("7 tags, revision sha256:"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = tagpilot(&["scan", &image, "--insecure", "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v["tagCount"], 7);
+    assert_eq!(v["canonicalImageName"], image);
+
+    let o = tagpilot(&[
+        "resolve",
+        "--image",
+        &image,
+        "--insecure",
+        "--semver",
+        "5.0.x",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "5.0.3\n");
+    // The default exclusion drops the signature tag under alphabetical order.
+    let o = tagpilot(&[
+        "resolve",
+        "--image",
+        &image,
+        "--insecure",
+        "--alphabetical",
+        "desc",
+        "--exclude",
+        "^5",
+    ]);
+    assert_eq!(stdout(&o), "6.0.0\n");
+
+    // Names with several path segments.
+    push(&base, "team/sub/app", &["1.0.0", "1.2.0"], None);
+    let o = tagpilot(&[
+        "resolve",
+        "--image",
+        &format!("127.0.0.1:{}/team/sub/app", reg.port),
+        "--insecure",
+        "--semver",
+        ">=1.0.0",
+    ]);
+    assert_eq!(stdout(&o), "1.2.0\n");
+
+    // A missing repository and a wrong scheme give clear errors.
+    let o = tagpilot(&[
+        "scan",
+        &format!("127.0.0.1:{}/nope", reg.port),
+        "--insecure",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("repository not found (404)") || stderr(&o).contains("404"),
+        "{}",
+        stderr(&o)
+    );
+    let o = tagpilot(&["scan", &format!("http://127.0.0.1:{}/app", reg.port)]);
+    assert!(
+        stderr(&o).contains("should not include URL scheme"),
+        "{}",
+        stderr(&o)
+    );
+    let o = tagpilot(&["scan", &image]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "TLS to a plain-HTTP registry must fail"
+    );
+}
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn htpasswd_and_tls_with_ca_and_docker_config() {
+    let reg = registry(Auth::HtpasswdTls);
+    let ca = reg.dir.path().join("ca.pem");
+    let base = format!("https://127.0.0.1:{}", reg.port);
+    push(
+        &base,
+        "app",
+        &["1.0.0", "1.1.0"],
+        Some(&format!("-u testuser:testpass --cacert {}", ca.display())),
+    );
+    let image = format!("127.0.0.1:{}/app", reg.port);
+    let ca_arg = ca.to_string_lossy().into_owned();
+
+    // No credentials: a clear authentication error, nothing on stdout.
+    let o = tagpilot(&["scan", &image, "--ca-file", &ca_arg]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(o.stdout.is_empty());
+    assert!(
+        stderr(&o).contains("requires a username and password"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Credentials from a docker config (auths.auth = base64(user:pass)).
+    let cfg = reg.dir.path().join("config.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"auths":{{"127.0.0.1:{}":{{"auth":"dGVzdHVzZXI6dGVzdHBhc3M="}}}}}}"#,
+            reg.port
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let cfg_arg = cfg.to_string_lossy().into_owned();
+    let o = tagpilot(&[
+        "scan",
+        &image,
+        "--ca-file",
+        &ca_arg,
+        "--docker-config",
+        &cfg_arg,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "1.1.0\n1.0.0\n");
+
+    // Without the CA the self-signed certificate is refused.
+    let o = tagpilot(&["scan", &image, "--docker-config", &cfg_arg]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).to_lowercase().contains("certificate"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Wrong password: refused, and the password never appears in the error.
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"auths":{{"127.0.0.1:{}":{{"username":"testuser","password":"WRONG-s3cr3t"}}}}}}"#,
+            reg.port
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let o = tagpilot(&[
+        "scan",
+        &image,
+        "--ca-file",
+        &ca_arg,
+        "--docker-config",
+        &cfg_arg,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("authentication failed (401)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("WRONG-s3cr3t"));
+
+    // A credential helper (credHelpers) supplies the credentials.
+    let bin = reg.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap_or_else(|e| panic!("{e}"));
+    let helper = bin.join("docker-credential-fake");
+    std::fs::write(&helper, "#!/bin/sh\nread host\necho \"{\\\"ServerURL\\\":\\\"$host\\\",\\\"Username\\\":\\\"testuser\\\",\\\"Secret\\\":\\\"testpass\\\"}\"\n").unwrap_or_else(|e| panic!("{e}"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    std::fs::write(
+        &cfg,
+        format!(r#"{{"credHelpers":{{"127.0.0.1:{}":"fake"}}}}"#, reg.port),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_tagpilot"))
+        .args([
+            "scan",
+            &image,
+            "--ca-file",
+            &ca_arg,
+            "--docker-config",
+            &cfg_arg,
+        ])
+        .env("PATH", path)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "1.1.0\n1.0.0\n");
+}
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn token_auth() {
+    let (tokens, reg) = token_registry();
+    // Pushing needs a push-scoped token, fetched the way docker does.
+    let token_url = format!(
+        "http://127.0.0.1:{}/token?service=test-registry&scope=repository:app:pull,push",
+        tokens.port
+    );
+    let out = run(std::process::Command::new("curl").args([
+        "-sf",
+        "-u",
+        "testuser:testpass",
+        &token_url,
+    ]));
+    let tok: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    push_with_bearer(
+        reg.port,
+        "app",
+        &["2.0.0", "2.1.0"],
+        tok["token"].as_str().unwrap_or_default(),
+    );
+
+    let image = format!("127.0.0.1:{}/app", reg.port);
+    // Anonymous: the token server grants no access, the registry answers 401.
+    let o = tagpilot(&["scan", &image, "--insecure"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("authentication failed"),
+        "{}",
+        stderr(&o)
+    );
+
+    let cfg = reg.dir.path().join("config.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"auths":{{"127.0.0.1:{}":{{"username":"testuser","password":"testpass"}}}}}}"#,
+            reg.port
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let o = tagpilot(&[
+        "scan",
+        &image,
+        "--insecure",
+        "--docker-config",
+        &cfg.to_string_lossy(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "2.1.0\n2.0.0\n");
+
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"auths":{{"127.0.0.1:{}":{{"username":"testuser","password":"bad"}}}}}}"#,
+            reg.port
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let o = tagpilot(&[
+        "scan",
+        &image,
+        "--insecure",
+        "--docker-config",
+        &cfg.to_string_lossy(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("unable to retrieve auth token"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Pushes through a token-auth registry with a ready bearer token.
+fn push_with_bearer(port: u16, repo: &str, tags: &[&str], token: &str) {
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg(e2e_script("push-tags.sh"))
+        .arg(format!("http://127.0.0.1:{port}"))
+        .arg(repo)
+        .args(tags)
+        .env("CURL_AUTH", format!("--oauth2-bearer {token}"));
+    run(&mut cmd);
+}
+
+fn seeded_registry(repo: &str, n: usize) -> Server {
+    let reg = registry(Auth::None);
+    push(
+        &format!("http://127.0.0.1:{}", reg.port),
+        repo,
+        &["seed"],
+        None,
+    );
+    run(std::process::Command::new("python3")
+        .arg(e2e_script("seed_tags.py"))
+        .arg(reg.dir.path().join("data"))
+        .arg(repo)
+        .arg("seed")
+        .arg("2.0.")
+        .arg(n.to_string()));
+    reg
+}
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn ten_thousand_tags_and_pagination() {
+    let reg = seeded_registry("big", 10_000);
+    let direct = tagpilot(&[
+        "scan",
+        &format!("127.0.0.1:{}/big", reg.port),
+        "--insecure",
+        "--output",
+        "json",
+    ]);
+    assert!(direct.status.success(), "{}", stderr(&direct));
+    let direct: serde_json::Value =
+        serde_json::from_slice(&direct.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(direct["tagCount"], 10_001);
+    assert_eq!(direct["pages"], 1, "distribution 2.8 ignores n: one page");
+
+    for mode in ["plain", "absolute-links"] {
+        let f = front(reg.port, mode, 1000);
+        let o = tagpilot(&[
+            "scan",
+            &format!("127.0.0.1:{}/big", f.port),
+            "--insecure",
+            "--output",
+            "json",
+        ]);
+        assert!(o.status.success(), "{mode}: {}", stderr(&o));
+        let v: serde_json::Value =
+            serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v["tagCount"], 10_001, "{mode}");
+        assert_eq!(
+            v["revision"], direct["revision"],
+            "{mode}: same list, same revision"
+        );
+        assert_eq!(v["pages"], 11, "{mode}");
+        let stats = front_stats(f.port);
+        assert_eq!(
+            stats["requests"], 11,
+            "{mode}: one request per page, no retries"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn politeness_and_faults() {
+    let reg = registry(Auth::None);
+    let base = format!("http://127.0.0.1:{}", reg.port);
+    let tags: Vec<String> = (0..250).map(|i| format!("1.0.{i}")).collect();
+    let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+    push(&base, "app", &tag_refs, None);
+
+    // 429 + Retry-After: 1 on the first request of every page; each page is retried once
+    // after the pause, never hammered.
+    let f = front(reg.port, "rate-limit", 100);
+    let start = Instant::now();
+    let o = tagpilot(&[
+        "scan",
+        &format!("127.0.0.1:{}/app", f.port),
+        "--insecure",
+        "--output",
+        "json",
+    ]);
+    let elapsed = start.elapsed();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v["tagCount"], 250);
+    let stats = front_stats(f.port);
+    assert_eq!(
+        stats["requests"], 6,
+        "3 pages, each 429 once then 200: {stats}"
+    );
+    assert_eq!(stats["statuses"]["429"], 3);
+    assert!(
+        elapsed.as_secs_f64() >= 3.0,
+        "Retry-After honoured three times: {elapsed:?}"
+    );
+    let times: Vec<f64> = stats["times"]
+        .as_array()
+        .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+        .unwrap_or_default();
+    for pair in times.chunks(2) {
+        if let [a, b] = pair {
+            assert!(b - a >= 0.95, "retry came {}s after the 429", b - a);
+        }
+    }
+
+    // Two 500s, then success: retried with back-off, three requests in all for page one.
+    let f = front(reg.port, "flaky", 100);
+    let o = tagpilot(&["scan", &format!("127.0.0.1:{}/app", f.port), "--insecure"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 250);
+    let stats = front_stats(f.port);
+    assert_eq!(stats["statuses"]["500"], 2);
+    assert_eq!(stats["requests"], 5);
+
+    // A page size the registry rejects: retried once with a smaller one.
+    let f = front(reg.port, "reject-n", 1000);
+    let o = tagpilot(&["scan", &format!("127.0.0.1:{}/app", f.port), "--insecure"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 250);
+
+    // A registry that ignores n returns everything at once.
+    let f = front(reg.port, "ignore-n", 10);
+    let o = tagpilot(&["scan", &format!("127.0.0.1:{}/app", f.port), "--insecure"]);
+    assert_eq!(stdout(&o).lines().count(), 250);
+
+    // Bad answers: clear errors, exit 1, nothing on stdout.
+    for (mode, want) in [
+        (
+            "truncated",
+            "tag listing incomplete after 1 page(s) and 100 tags",
+        ),
+        ("garbage", "not a tag list"),
+        ("html", "unexpected content type 'text/html'"),
+        ("redirect-away", "redirect to another host refused"),
+        ("huge", "response body larger than"),
+        ("loop", "pagination loops back"),
+    ] {
+        let f = front(reg.port, mode, 100);
+        let o = tagpilot(&["scan", &format!("127.0.0.1:{}/app", f.port), "--insecure"]);
+        assert_eq!(o.status.code(), Some(1), "{mode}");
+        assert!(o.stdout.is_empty(), "{mode}");
+        assert!(stderr(&o).contains(want), "{mode}: {}", stderr(&o));
+        assert!(
+            front_stats(f.port)["requests"].as_u64().unwrap_or(99) <= 12,
+            "{mode}: no retry storm"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn digests_for_tags() {
+    let reg = registry(Auth::None);
+    let base = format!("http://127.0.0.1:{}", reg.port);
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg(e2e_script("push-tags.sh"))
+        .arg(&base)
+        .arg("uniq")
+        .args(["1.0.0", "1.0.1"])
+        .env("UNIQUE", "1");
+    run(&mut cmd);
+    let digest = |tag: &str| {
+        let out = run(std::process::Command::new("curl").args([
+            "-sfI",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+            &format!("{base}/v2/uniq/manifests/{tag}"),
+        ]));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("docker-content-digest:")
+                    .map(|d| d.trim().to_owned())
+            })
+            .unwrap_or_default()
+    };
+    let (d0, d1) = (digest("1.0.0"), digest("1.0.1"));
+    assert!(d0.starts_with("sha256:") && d0 != d1);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let name = tagpilot_registry::ImageName::parse(&format!("127.0.0.1:{}/uniq", reg.port))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let gates = tagpilot_registry::Gates::new(tagpilot_registry::Limits::default());
+    let client = tagpilot_registry::RepoClient::new(
+        &name,
+        tagpilot_registry::ClientOptions {
+            insecure: true,
+            ..Default::default()
+        },
+        &gates,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let got = rt
+        .block_on(client.head_digest("1.0.1"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got, d1);
+    let missing = rt.block_on(client.head_digest("9.9.9"));
+    assert!(
+        matches!(
+            missing,
+            Err(tagpilot_registry::RegistryError::NotFound { .. })
+        ),
+        "{missing:?}"
+    );
+}
