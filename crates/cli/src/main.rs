@@ -64,7 +64,7 @@ fn main() -> ExitCode {
 }
 
 /// The error and its causes on one line; a cause already quoted by its parent is not repeated.
-fn format_chain(e: &anyhow::Error) -> String {
+pub(crate) fn format_chain(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
         let text = cause.to_string();

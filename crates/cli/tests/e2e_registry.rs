@@ -531,3 +531,56 @@ fn digests_for_tags() {
         "{missing:?}"
     );
 }
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn store_keeps_last_good_list_until_a_drop_is_confirmed() {
+    let reg = registry(Auth::None);
+    let base = format!("http://127.0.0.1:{}", reg.port);
+    let tags: Vec<String> = (0..10).map(|i| format!("1.0.{i}")).collect();
+    let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+    push(&base, "app", &refs, None);
+    push(&base, "other", &["2.0.0"], None);
+    let state = reg.dir.path().join("state/tagpilot.redb");
+    let state_arg = state.to_string_lossy().into_owned();
+    let app = format!("127.0.0.1:{}/app", reg.port);
+    let other = format!("127.0.0.1:{}/other", reg.port);
+    let scan = || tagpilot(&["scan", &app, &other, "--insecure", "--store", &state_arg]);
+
+    let o = scan();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("{app} 10 tags sha256:")),
+        "{}",
+        stdout(&o)
+    );
+    let stored = |repo: &str| {
+        let s = tagpilot_store::Store::open(&state).unwrap_or_else(|e| panic!("{e}"));
+        s.tags(repo)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(|t| t.len())
+    };
+    assert_eq!(stored(&app), Some(10));
+    assert_eq!(stored(&other), Some(1));
+
+    // Eight tags vanish (a registry glitch, or a cleanup): the first scan that sees it is held.
+    let tag_dir = reg
+        .dir
+        .path()
+        .join("data/docker/registry/v2/repositories/app/_manifests/tags");
+    for i in 2..10 {
+        std::fs::remove_dir_all(tag_dir.join(format!("1.0.{i}"))).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let o = scan();
+    assert!(o.status.success());
+    assert!(
+        stderr(&o).contains("tag count dropped from 10 to 2"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stored(&app), Some(10), "the last good list is kept");
+    // The same answer twice is the truth.
+    let o = scan();
+    assert!(!stderr(&o).contains("dropped"), "{}", stderr(&o));
+    assert_eq!(stored(&app), Some(2));
+}

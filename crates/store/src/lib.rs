@@ -154,39 +154,55 @@ impl Store {
         revision: &str,
         now: u64,
     ) -> Result<RepoMeta, StoreError> {
+        let mut metas = self.record_scans(&[(repo, tags, revision)], now)?;
+        metas
+            .pop()
+            .ok_or_else(|| StoreError::Db("no scan recorded".into()))
+    }
+
+    /// Records several accepted scans in one transaction (one disk sync for the batch).
+    pub fn record_scans(
+        &self,
+        scans: &[(&str, &[String], &str)],
+        now: u64,
+    ) -> Result<Vec<RepoMeta>, StoreError> {
         let tx = self.db.begin_write()?;
-        let meta = {
+        let mut metas = Vec::with_capacity(scans.len());
+        {
             let mut table = tx.open_table(TAGS)?;
-            let previous = match table.get(repo)? {
-                Some(v) => decode(repo, v.value())?,
-                None => Vec::new(),
-            };
-            let known: std::collections::HashMap<&str, &StoredTag> =
-                previous.iter().map(|t| (t.tag.as_str(), t)).collect();
-            let merged: Vec<StoredTag> = tags
-                .iter()
-                .map(|t| match known.get(t.as_str()) {
-                    Some(old) => (*old).clone(),
-                    None => StoredTag {
-                        tag: t.clone(),
-                        first_seen: now,
-                        digest: None,
-                    },
-                })
-                .collect();
-            table.insert(repo, encode(&merged).as_slice())?;
-            let meta = RepoMeta {
-                revision: revision.to_owned(),
-                tag_count: tags.len(),
-                scan_time: now,
-                pending_revision: None,
-            };
-            let json = serde_json::to_vec(&meta).map_err(|e| StoreError::Db(e.to_string()))?;
-            tx.open_table(REPOS)?.insert(repo, json.as_slice())?;
-            meta
-        };
+            let mut repos = tx.open_table(REPOS)?;
+            for (repo, tags, revision) in scans {
+                let previous = match table.get(*repo)? {
+                    Some(v) => decode(repo, v.value())?,
+                    None => Vec::new(),
+                };
+                let known: std::collections::HashMap<&str, &StoredTag> =
+                    previous.iter().map(|t| (t.tag.as_str(), t)).collect();
+                let merged: Vec<StoredTag> = tags
+                    .iter()
+                    .map(|t| match known.get(t.as_str()) {
+                        Some(old) => (*old).clone(),
+                        None => StoredTag {
+                            tag: t.clone(),
+                            first_seen: now,
+                            digest: None,
+                        },
+                    })
+                    .collect();
+                table.insert(*repo, encode(&merged).as_slice())?;
+                let meta = RepoMeta {
+                    revision: (*revision).to_owned(),
+                    tag_count: tags.len(),
+                    scan_time: now,
+                    pending_revision: None,
+                };
+                let json = serde_json::to_vec(&meta).map_err(|e| StoreError::Db(e.to_string()))?;
+                repos.insert(*repo, json.as_slice())?;
+                metas.push(meta);
+            }
+        }
         tx.commit()?;
-        Ok(meta)
+        Ok(metas)
     }
 
     /// Remembers a held (suspicious) listing's revision without touching the tag list.
