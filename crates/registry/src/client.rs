@@ -146,15 +146,37 @@ impl RepoClient {
         let base = Url::parse(&format!("{scheme}://{}/", name.registry)).map_err(|e| {
             RegistryError::Config(format!("registry host '{}': {e}", name.registry))
         })?;
-        let origin = base.origin();
+        let key = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (opts.insecure, &opts.ca_pem, &opts.client_cert, opts.timeout).hash(&mut h);
+            opts.proxy
+                .as_ref()
+                .map(|p| (&p.address, &p.username, &p.password))
+                .hash(&mut h);
+            h.finish()
+        };
+        let http = gates.http_client(key, || Self::build_http(&opts))?;
+        Ok(RepoClient {
+            http,
+            name: name.clone(),
+            base,
+            gate: gates.get(&name.registry),
+            opts,
+            auth: Mutex::new(None),
+        })
+    }
+
+    fn build_http(opts: &ClientOptions) -> Result<reqwest::Client, RegistryError> {
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .timeout(opts.timeout)
             .connect_timeout(opts.timeout.min(Duration::from_secs(30)))
             .user_agent(concat!("tagpilot/", env!("CARGO_PKG_VERSION")))
             // Same-origin redirects only: credentials must never follow a redirect elsewhere.
-            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-                if attempt.previous().len() >= 5 || attempt.url().origin() != origin {
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let origin = attempt.previous().first().map(Url::origin);
+                if attempt.previous().len() >= 5 || Some(attempt.url().origin()) != origin {
                     attempt.stop()
                 } else {
                     attempt.follow()
@@ -186,17 +208,9 @@ impl RepoClient {
             }
             builder = builder.proxy(proxy);
         }
-        let http = builder
+        builder
             .build()
-            .map_err(|e| RegistryError::Config(format!("HTTP client: {e}")))?;
-        Ok(RepoClient {
-            http,
-            name: name.clone(),
-            base,
-            gate: gates.get(&name.registry),
-            opts,
-            auth: Mutex::new(None),
-        })
+            .map_err(|e| RegistryError::Config(format!("HTTP client: {e}")))
     }
 
     pub fn name(&self) -> &ImageName {

@@ -121,11 +121,14 @@ impl HostGate {
     }
 }
 
-/// The gates of every host, shared by all scans so that limits hold across repositories.
+/// The gates of every host, shared by all scans so that limits hold across repositories, and
+/// the HTTP clients they use (one per distinct TLS/proxy setting, so connections are reused and
+/// certificate stores are loaded once, not once per repository).
 #[derive(Debug, Default)]
 pub struct Gates {
     limits: Limits,
     hosts: Mutex<HashMap<String, Arc<HostGate>>>,
+    clients: Mutex<HashMap<u64, reqwest::Client>>,
 }
 
 impl Gates {
@@ -133,7 +136,24 @@ impl Gates {
         Gates {
             limits,
             hosts: Mutex::new(HashMap::new()),
+            clients: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The shared client for settings identified by `key`, built on first use.
+    pub fn http_client<E>(
+        &self,
+        key: u64,
+        build: impl FnOnce() -> Result<reqwest::Client, E>,
+    ) -> Result<reqwest::Client, E> {
+        if let Some(c) = self.clients.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(c);
+        }
+        let client = build()?;
+        if let Ok(mut m) = self.clients.lock() {
+            m.insert(key, client.clone());
+        }
+        Ok(client)
     }
 
     pub fn get(&self, host: &str) -> Arc<HostGate> {
