@@ -46,4 +46,8 @@ log "benchmarks build"
 cargo bench --workspace --no-run --locked
 
 log "cargo test (unit, integration, and the end-to-end tests that start real servers)"
-cargo test --workspace --locked -- --include-ignored
+results=$(mktemp); trap 'rm -f "$results"' EXIT
+cargo test --workspace --locked -- --include-ignored 2>&1 | tee "$results"
+# One closing line for the whole suite (cargo prints one per test binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0) }' "$results"

@@ -105,7 +105,7 @@ fn render(entries: &[Entry], crlf: bool, leading_doc: bool) -> String {
     }
     let (top, list): (Vec<&Entry>, Vec<&Entry>) = entries.iter().partition(|e| !e.in_list);
     let mut seen = std::collections::HashSet::new();
-    let mut line = |out: &mut String, indent: &str, prefix: &str, e: &Entry| {
+    let line = |out: &mut String, indent: &str, prefix: &str, e: &Entry| {
         if e.blank_before {
             out.push_str(nl);
         }
