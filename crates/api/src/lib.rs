@@ -5,9 +5,11 @@
 mod duration;
 mod load;
 mod object;
+mod secrets;
 mod types;
 
 pub use duration::{DurationError, GoDuration, Timeout};
 pub use load::{load_dir, load_str, Config, LoadError, Loaded, Source};
 pub use object::{build_policy, validate_image, FieldError, Kind, Object};
+pub use secrets::{SecretError, Secrets};
 pub use types::*;
