@@ -1,0 +1,619 @@
+//! A warm clone per remote URL, and image-update rounds on it: fetch, reset to the checkout,
+//! apply each automation's changes as its own commit, push without force, and on a rejected
+//! push fetch, reset and re-apply (bounded retries with back-off). Blocking (libgit2): callers
+//! run it on a blocking thread.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use git2::{
+    build::CheckoutBuilder, CertificateCheckStatus, Cred, FetchOptions, FetchPrune, Oid,
+    PushOptions, RemoteCallbacks, Repository, ResetType, Signature,
+};
+use sha2::Digest as _;
+
+use crate::known_hosts;
+use crate::refs::{valid_branch, CheckoutRef};
+
+/// How to authenticate to the remote. `Debug` never prints secrets.
+#[derive(Clone, Default)]
+pub enum GitAuth {
+    #[default]
+    None,
+    Basic {
+        username: String,
+        password: String,
+    },
+    Bearer(String),
+    Ssh {
+        username: Option<String>,
+        identity: String,
+        password: Option<String>,
+        known_hosts: String,
+    },
+}
+
+impl std::fmt::Debug for GitAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GitAuth::None => f.write_str("None"),
+            GitAuth::Basic { username, .. } => write!(f, "Basic({username}, ***)"),
+            GitAuth::Bearer(_) => f.write_str("Bearer(***)"),
+            GitAuth::Ssh { username, .. } => write!(f, "Ssh({username:?}, ***)"),
+        }
+    }
+}
+
+/// A failed Git operation; the remote is named without credentials.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GitError {
+    #[error("invalid git configuration: {0}")]
+    Config(String),
+    #[error("failed to open or clone {url}: {message}")]
+    Clone { url: String, message: String },
+    #[error("failed to fetch from {url}: {message}")]
+    Fetch { url: String, message: String },
+    #[error("failed to checkout source: {0}")]
+    Checkout(String),
+    #[error("failed to update source: {0}")]
+    Commit(String),
+    #[error("failed to apply policies: {0}")]
+    Apply(String),
+    #[error("failed to push to remote {url}: {message}")]
+    Push { url: String, message: String },
+    #[error("failed to push to remote {url}: still rejected after {attempts} attempts (the branch keeps moving): {last}")]
+    Raced {
+        url: String,
+        attempts: u32,
+        last: String,
+    },
+}
+
+/// The URL without user information (for messages and logs).
+pub fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((_, host))
+                if !rest.split('/').next().unwrap_or("").is_empty()
+                    && rest.find('@') < rest.find('/') =>
+            {
+                format!("{scheme}://{host}")
+            }
+            _ => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+fn msg(e: &git2::Error) -> String {
+    e.message().to_owned()
+}
+
+/// The host and port of an ssh:// URL (for known_hosts).
+fn ssh_host_port(url: &str) -> Option<(String, u16)> {
+    let rest = url.strip_prefix("ssh://")?;
+    let authority = rest.split('/').next()?;
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            Some((h.trim_matches(['[', ']']).to_owned(), p.parse().ok()?))
+        }
+        _ => Some((hostport.trim_matches(['[', ']']).to_owned(), 22)),
+    }
+}
+
+/// A persistent clone of one remote.
+pub struct WarmRepo {
+    repo: Repository,
+    dir: PathBuf,
+    url: String,
+    auth: GitAuth,
+}
+
+impl std::fmt::Debug for WarmRepo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WarmRepo({}, {})", redact(&self.url), self.dir.display())
+    }
+}
+
+/// One automation's change in a round: writes files under the work tree and returns the
+/// commit message, or None when nothing needed changing. It may be called more than once
+/// (after a rejected push) and must be idempotent.
+pub type Change<'a> = Box<dyn FnMut(&Path) -> Result<Option<String>, String> + 'a>;
+
+/// What a round asks for.
+#[derive(Debug, Clone)]
+pub struct RoundSpec {
+    pub checkout: CheckoutRef,
+    pub push_branch: String,
+    /// An extra push with this refspec after the branch push (`spec.git.push.refspec`).
+    pub push_refspec: Option<String>,
+    /// `git push -o` options, as `key=value` or `key`.
+    pub push_options: Vec<String>,
+    pub author_name: String,
+    pub author_email: String,
+    /// Attempts at pushing (the first included) when the branch moved meanwhile.
+    pub max_attempts: u32,
+}
+
+/// What a round did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoundOutcome {
+    /// The checked-out commit (full hash).
+    pub checkout_commit: String,
+    /// The pushed head, if anything was pushed.
+    pub pushed_commit: Option<String>,
+    /// One message per commit pushed, in order.
+    pub messages: Vec<String>,
+    /// Push attempts made (1 when the first push went through).
+    pub attempts: u32,
+}
+
+impl WarmRepo {
+    /// Opens the warm clone of `url` under `cache_dir`, or makes one. A clone that does not
+    /// open, points elsewhere or has broken references is removed and made again.
+    pub fn open(cache_dir: &Path, url: &str, auth: GitAuth) -> Result<Self, GitError> {
+        if url.is_empty() {
+            return Err(GitError::Config("empty repository URL".into()));
+        }
+        let key = format!("{:x}", sha2::Sha256::digest(url.as_bytes()));
+        let dir = cache_dir.join(&key[..16]);
+        let clone_err = |m: String| GitError::Clone {
+            url: redact(url),
+            message: m,
+        };
+        if dir.exists() {
+            match Self::check(&dir, url) {
+                Ok(repo) => {
+                    let warm = WarmRepo {
+                        repo,
+                        dir,
+                        url: url.to_owned(),
+                        auth,
+                    };
+                    return Ok(warm);
+                }
+                Err(why) => {
+                    tracing::warn!(url = %redact(url), dir = %dir.display(), %why, "warm clone unusable, cloning again");
+                    std::fs::remove_dir_all(&dir)
+                        .map_err(|e| clone_err(format!("removing {}: {e}", dir.display())))?;
+                }
+            }
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| clone_err(format!("{}: {e}", dir.display())))?;
+        let repo = Repository::init(&dir).map_err(|e| clone_err(msg(&e)))?;
+        repo.remote_with_fetch("origin", url, "+refs/heads/*:refs/remotes/origin/*")
+            .map_err(|e| clone_err(msg(&e)))?;
+        let warm = WarmRepo {
+            repo,
+            dir,
+            url: url.to_owned(),
+            auth,
+        };
+        if let Err(e) = warm.fetch() {
+            // Leave nothing half-made behind.
+            let _ = std::fs::remove_dir_all(&warm.dir);
+            return Err(e);
+        }
+        Ok(warm)
+    }
+
+    /// Verifies an existing clone: it opens, its origin is `url`, and every remote-tracking
+    /// reference resolves to a commit. Stale lock files from a killed process are removed.
+    fn check(dir: &Path, url: &str) -> Result<Repository, String> {
+        let git_dir = dir.join(".git");
+        for stale in ["index.lock", "HEAD.lock", "config.lock", "packed-refs.lock"] {
+            let _ = std::fs::remove_file(git_dir.join(stale));
+        }
+        remove_ref_locks(&git_dir.join("refs"));
+        let repo = Repository::open(dir).map_err(|e| msg(&e))?;
+        let origin = repo.find_remote("origin").map_err(|e| msg(&e))?;
+        if origin.url().ok() != Some(url) {
+            return Err("origin points at another URL".into());
+        }
+        drop(origin);
+        let refs = repo
+            .references_glob("refs/remotes/origin/*")
+            .map_err(|e| msg(&e))?;
+        for r in refs {
+            let r = r.map_err(|e| msg(&e))?;
+            r.peel_to_commit()
+                .map_err(|e| format!("{}: {}", r.name().unwrap_or("?"), msg(&e)))?;
+        }
+        Ok(repo)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn callbacks(&self) -> RemoteCallbacks<'_> {
+        let mut cb = RemoteCallbacks::new();
+        let mut tried = false;
+        let auth = self.auth.clone();
+        cb.credentials(move |_url, user_from_url, _allowed| {
+            if tried {
+                return Err(git2::Error::from_str(
+                    "authentication failed (credentials rejected)",
+                ));
+            }
+            tried = true;
+            match &auth {
+                GitAuth::Basic { username, password } => {
+                    Cred::userpass_plaintext(username, password)
+                }
+                GitAuth::Ssh {
+                    username,
+                    identity,
+                    password,
+                    ..
+                } => {
+                    let user = username.as_deref().or(user_from_url).unwrap_or("git");
+                    Cred::ssh_key_from_memory(user, None, identity, password.as_deref())
+                }
+                _ => Err(git2::Error::from_str(
+                    "the remote requires credentials; none configured",
+                )),
+            }
+        });
+        if let GitAuth::Ssh { known_hosts, .. } = &self.auth {
+            let known = known_hosts.clone();
+            let target = ssh_host_port(&self.url);
+            cb.certificate_check(move |cert, _host| {
+                let Some(hostkey) = cert.as_hostkey() else {
+                    return Ok(CertificateCheckStatus::CertificatePassthrough);
+                };
+                let Some((host, port)) = &target else {
+                    return Err(git2::Error::from_str(
+                        "cannot tell the SSH host from the URL",
+                    ));
+                };
+                match hostkey.hostkey() {
+                    Some(blob) if known_hosts::is_known(&known, host, *port, blob) => {
+                        Ok(CertificateCheckStatus::CertificateOk)
+                    }
+                    _ => Err(git2::Error::from_str(&format!(
+                        "host key of {host}:{port} is not in known_hosts"
+                    ))),
+                }
+            });
+        }
+        cb
+    }
+
+    fn bearer_header(&self) -> Option<String> {
+        match &self.auth {
+            GitAuth::Bearer(t) => Some(format!("Authorization: Bearer {t}")),
+            _ => None,
+        }
+    }
+
+    /// Fetches every branch head and tag (incremental on a warm clone).
+    pub fn fetch(&self) -> Result<(), GitError> {
+        let mut remote = self
+            .repo
+            .find_remote("origin")
+            .map_err(|e| GitError::Fetch {
+                url: redact(&self.url),
+                message: msg(&e),
+            })?;
+        let mut opts = FetchOptions::new();
+        opts.remote_callbacks(self.callbacks())
+            .prune(FetchPrune::On)
+            .download_tags(git2::AutotagOption::All);
+        let header = self.bearer_header();
+        let headers: Vec<&str> = header.iter().map(String::as_str).collect();
+        opts.custom_headers(&headers);
+        remote
+            .fetch(
+                &[
+                    "+refs/heads/*:refs/remotes/origin/*",
+                    "+refs/tags/*:refs/tags/*",
+                ],
+                Some(&mut opts),
+                None,
+            )
+            .map_err(|e| GitError::Fetch {
+                url: redact(&self.url),
+                message: msg(&e),
+            })
+    }
+
+    /// The commit a checkout reference names, after a fetch.
+    pub fn resolve(&self, checkout: &CheckoutRef) -> Result<Oid, GitError> {
+        let peel = |name: &str| -> Result<Oid, GitError> {
+            let r = self
+                .repo
+                .find_reference(name)
+                .map_err(|_| GitError::Checkout(format!("{checkout} not found on the remote")))?;
+            r.peel_to_commit()
+                .map(|c| c.id())
+                .map_err(|e| GitError::Checkout(msg(&e)))
+        };
+        match checkout {
+            CheckoutRef::Branch(b) => peel(&format!("refs/remotes/origin/{b}")),
+            CheckoutRef::Tag(t) => peel(&format!("refs/tags/{t}")),
+            CheckoutRef::Name(n) => match n.strip_prefix("refs/heads/") {
+                Some(b) => peel(&format!("refs/remotes/origin/{b}")),
+                None => peel(n),
+            },
+            CheckoutRef::Commit(c) => {
+                let oid = Oid::from_str(c)
+                    .map_err(|e| GitError::Checkout(format!("commit '{c}': {}", msg(&e))))?;
+                self.repo
+                    .find_commit(oid)
+                    .map(|c| c.id())
+                    .map_err(|_| GitError::Checkout(format!("commit '{c}' not found")))
+            }
+            CheckoutRef::Semver(range) => {
+                let constraints = tagpilot_policy::Constraints::parse(range)
+                    .map_err(|e| GitError::Checkout(format!("semver '{range}': {e}")))?;
+                let names = self
+                    .repo
+                    .tag_names(None)
+                    .map_err(|e| GitError::Checkout(msg(&e)))?;
+                let mut best: Option<(tagpilot_policy::semver::Version<'_>, &str)> = None;
+                for name in names.iter().flatten().flatten() {
+                    let Ok(v) = tagpilot_policy::semver::Version::parse_tag(name) else {
+                        continue;
+                    };
+                    if constraints.check(&v)
+                        && best.as_ref().is_none_or(|(b, _)| v.precedence(b).is_gt())
+                    {
+                        best = Some((v, name));
+                    }
+                }
+                let (_, tag) = best.ok_or_else(|| {
+                    GitError::Checkout(format!("no tag matches semver '{range}'"))
+                })?;
+                peel(&format!("refs/tags/{tag}"))
+            }
+        }
+    }
+
+    /// Runs one round. See the module documentation.
+    pub fn round(
+        &self,
+        spec: &RoundSpec,
+        changes: &mut [Change<'_>],
+    ) -> Result<RoundOutcome, GitError> {
+        if !valid_branch(&spec.push_branch) {
+            return Err(GitError::Config(format!(
+                "invalid push branch '{}'",
+                spec.push_branch
+            )));
+        }
+        let max = spec.max_attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            if attempt > 1 {
+                self.fetch()?;
+            }
+            let checkout = self.resolve(&spec.checkout)?;
+            let remote_push = format!("refs/remotes/origin/{}", spec.push_branch);
+            let base = match self.repo.find_reference(&remote_push) {
+                Ok(r) => r
+                    .peel_to_commit()
+                    .map_err(|e| GitError::Checkout(msg(&e)))?
+                    .id(),
+                Err(_) => checkout,
+            };
+            self.reset_to(base)?;
+            let mut messages = Vec::new();
+            let mut head = base;
+            for change in changes.iter_mut() {
+                let Some(message) = change(&self.dir).map_err(GitError::Apply)? else {
+                    continue;
+                };
+                if let Some(commit) = self.commit_all(head, &message, spec)? {
+                    head = commit;
+                    messages.push(message);
+                }
+            }
+            if head == base {
+                return Ok(RoundOutcome {
+                    checkout_commit: checkout.to_string(),
+                    pushed_commit: None,
+                    messages,
+                    attempts: attempt,
+                });
+            }
+            let local = format!("refs/heads/{}", spec.push_branch);
+            self.repo
+                .reference(&local, head, true, "tagpilot: image update round")
+                .map_err(|e| GitError::Commit(msg(&e)))?;
+            match self.push(&format!("{local}:{local}"), &spec.push_options)? {
+                PushResult::Ok => {
+                    // Keep the tracking ref in step without another fetch.
+                    let _ = self
+                        .repo
+                        .reference(&remote_push, head, true, "tagpilot: pushed");
+                    if let Some(refspec) = spec.push_refspec.as_deref().filter(|r| !r.is_empty()) {
+                        if let PushResult::Rejected(why) = self.push(refspec, &spec.push_options)? {
+                            return Err(GitError::Push {
+                                url: redact(&self.url),
+                                message: format!("refspec '{refspec}' rejected: {why}"),
+                            });
+                        }
+                    }
+                    return Ok(RoundOutcome {
+                        checkout_commit: checkout.to_string(),
+                        pushed_commit: Some(head.to_string()),
+                        messages,
+                        attempts: attempt,
+                    });
+                }
+                PushResult::Rejected(why) => {
+                    tracing::info!(url = %redact(&self.url), branch = %spec.push_branch, attempt, %why, "push rejected, fetching and re-applying");
+                    if attempt >= max {
+                        return Err(GitError::Raced {
+                            url: redact(&self.url),
+                            attempts: attempt,
+                            last: why,
+                        });
+                    }
+                    // Retry at once first (a human push just landed; the sooner we fetch, the
+                    // better our odds), then back off with jitter (other writers like us).
+                    if attempt > 2 {
+                        let backoff = 25u64 << attempt.min(7);
+                        std::thread::sleep(Duration::from_millis(
+                            backoff / 2 + fastrand::u64(0..=backoff),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Points HEAD (detached) at `commit` and makes the work tree match it exactly.
+    fn reset_to(&self, commit: Oid) -> Result<(), GitError> {
+        let obj = self
+            .repo
+            .find_object(commit, None)
+            .map_err(|e| GitError::Checkout(msg(&e)))?;
+        self.repo
+            .set_head_detached(commit)
+            .map_err(|e| GitError::Checkout(msg(&e)))?;
+        let mut co = CheckoutBuilder::new();
+        co.force().remove_untracked(true).remove_ignored(true);
+        self.repo
+            .reset(&obj, ResetType::Hard, Some(&mut co))
+            .map_err(|e| GitError::Checkout(msg(&e)))
+    }
+
+    /// Stages every change in the work tree and commits on `parent`; None when the tree is
+    /// unchanged (never an empty commit).
+    fn commit_all(
+        &self,
+        parent: Oid,
+        message: &str,
+        spec: &RoundSpec,
+    ) -> Result<Option<Oid>, GitError> {
+        let err = |e: git2::Error| GitError::Commit(msg(&e));
+        let mut index = self.repo.index().map_err(err)?;
+        index
+            .add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)
+            .map_err(err)?;
+        index.update_all(["*"].iter(), None).map_err(err)?;
+        index.write().map_err(err)?;
+        let tree_id = index.write_tree().map_err(err)?;
+        let parent = self.repo.find_commit(parent).map_err(err)?;
+        if parent.tree_id() == tree_id {
+            return Ok(None);
+        }
+        let tree = self.repo.find_tree(tree_id).map_err(err)?;
+        let sig = Signature::now(&spec.author_name, &spec.author_email).map_err(err)?;
+        let oid = self
+            .repo
+            .commit(None, &sig, &sig, message, &tree, &[&parent])
+            .map_err(err)?;
+        self.repo.set_head_detached(oid).map_err(err)?;
+        Ok(Some(oid))
+    }
+
+    fn push(&self, refspec: &str, options: &[String]) -> Result<PushResult, GitError> {
+        let url = redact(&self.url);
+        let mut remote = self
+            .repo
+            .find_remote("origin")
+            .map_err(|e| GitError::Push {
+                url: url.clone(),
+                message: msg(&e),
+            })?;
+        let mut rejected: Option<String> = None;
+        let result = {
+            let mut cb = self.callbacks();
+            cb.push_update_reference(|_refname, status| {
+                if let Some(s) = status {
+                    rejected = Some(s.to_owned());
+                }
+                Ok(())
+            });
+            let mut opts = PushOptions::new();
+            opts.remote_callbacks(cb);
+            let header = self.bearer_header();
+            let headers: Vec<&str> = header.iter().map(String::as_str).collect();
+            opts.custom_headers(&headers);
+            let opt_refs: Vec<&str> = options.iter().map(String::as_str).collect();
+            if !opt_refs.is_empty() {
+                opts.remote_push_options(&opt_refs);
+            }
+            remote.push(&[refspec], Some(&mut opts))
+        };
+        match (result, rejected) {
+            (Ok(()), None) => Ok(PushResult::Ok),
+            (Ok(()), Some(why)) => Ok(PushResult::Rejected(why)),
+            (Err(e), _) => {
+                let m = msg(&e);
+                let lower = m.to_lowercase();
+                if [
+                    "non-fast-forward",
+                    "fetch first",
+                    "rejected",
+                    "not present locally",
+                    "cannot lock ref",
+                    "failed to update ref",
+                ]
+                .iter()
+                .any(|p| lower.contains(p))
+                {
+                    Ok(PushResult::Rejected(m))
+                } else {
+                    Err(GitError::Push { url, message: m })
+                }
+            }
+        }
+    }
+}
+
+enum PushResult {
+    Ok,
+    Rejected(String),
+}
+
+fn remove_ref_locks(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            remove_ref_locks(&p);
+        } else if p.extension().is_some_and(|x| x == "lock") {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        assert_eq!(
+            redact("https://user:s3cr3t@git.example.com/org/repo"),
+            "https://git.example.com/org/repo"
+        );
+        assert_eq!(
+            redact("ssh://git@127.0.0.1:2222/srv/repo.git"),
+            "ssh://127.0.0.1:2222/srv/repo.git"
+        );
+        assert_eq!(redact("git://127.0.0.1/repo"), "git://127.0.0.1/repo");
+        assert_eq!(redact("https://host/path@x"), "https://host/path@x");
+    }
+
+    #[test]
+    fn ssh_targets() {
+        assert_eq!(
+            ssh_host_port("ssh://git@127.0.0.1:2222/srv/r.git"),
+            Some(("127.0.0.1".into(), 2222))
+        );
+        assert_eq!(
+            ssh_host_port("ssh://git@github.com/org/r"),
+            Some(("github.com".into(), 22))
+        );
+        assert_eq!(ssh_host_port("https://x/y"), None);
+    }
+}
