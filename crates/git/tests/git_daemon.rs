@@ -50,6 +50,102 @@ const DEPLOY: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: 
 
 /// A bare repository with one commit on `main` (and tag v1.0.0), served by git daemon.
 fn daemon() -> Daemon {
+    let (dir, srv, bare, work) = seeded_repo();
+    let port = free_port();
+    // Run git-daemon itself (not the `git daemon` wrapper) so that killing it stops the server.
+    let exec_path = git(dir.path(), &["--exec-path"]);
+    let child = Command::new(Path::new(exec_path.trim()).join("git-daemon"))
+        .args([
+            "--reuseaddr",
+            "--export-all",
+            "--enable=receive-pack",
+            "--listen=127.0.0.1",
+        ])
+        .arg(format!("--port={port}"))
+        .arg(format!("--base-path={}", srv.display()))
+        .arg(&srv)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("git daemon: {e}"));
+    wait_port(port);
+    Daemon {
+        child,
+        url: format!("git://127.0.0.1:{port}/repo.git"),
+        bare,
+        work,
+        _dir: dir,
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server on {port} did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The same repository behind lighttpd + git http-backend with basic auth (gituser:gitpass).
+fn http_server() -> Daemon {
+    let (dir, srv, bare, work) = seeded_repo();
+    git(&bare, &["config", "http.receivepack", "true"]);
+    let port = free_port();
+    let d = dir.path();
+    let ok = Command::new("htpasswd")
+        .arg("-bc")
+        .arg(d.join("htpasswd"))
+        .args(["gituser", "gitpass"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(ok, "htpasswd failed (apt-get install apache2-utils)");
+    let exec_path = git(d, &["--exec-path"]);
+    let conf = format!(
+        r#"server.document-root = "{root}"
+server.bind = "127.0.0.1"
+server.port = {port}
+server.errorlog = "{root}/error.log"
+server.modules = ("mod_auth", "mod_authn_file", "mod_alias", "mod_setenv", "mod_cgi")
+auth.backend = "htpasswd"
+auth.backend.htpasswd.userfile = "{root}/htpasswd"
+$HTTP["url"] =~ "^/git/" {{
+  alias.url = ( "/git/" => "{exec}/git-http-backend/" )
+  cgi.assign = ( "" => "" )
+  setenv.set-environment = ( "GIT_PROJECT_ROOT" => "{srv}", "GIT_HTTP_EXPORT_ALL" => "1" )
+  auth.require = ( "" => ( "method" => "basic", "realm" => "git", "require" => "valid-user" ) )
+}}
+"#,
+        root = d.display(),
+        exec = exec_path.trim(),
+        srv = srv.display(),
+    );
+    std::fs::write(d.join("lighttpd.conf"), conf).unwrap_or_else(|e| panic!("{e}"));
+    let child = Command::new("lighttpd")
+        .arg("-D")
+        .arg("-f")
+        .arg(d.join("lighttpd.conf"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("lighttpd (apt-get install lighttpd): {e}"));
+    wait_port(port);
+    Daemon {
+        child,
+        url: format!("http://127.0.0.1:{port}/git/repo.git"),
+        bare,
+        work,
+        _dir: dir,
+    }
+}
+
+/// A bare repository (receive.denyNonFastForwards, push options recorded by a pre-receive
+/// hook) with one commit on `main` and tag v1.0.0, and a human's clone of it.
+fn seeded_repo() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let srv = dir.path().join("srv");
     let bare = srv.join("repo.git");
@@ -88,38 +184,7 @@ fn daemon() -> Daemon {
     git(&work, &["commit", "-q", "-m", "initial"]);
     git(&work, &["tag", "v1.0.0"]);
     git(&work, &["push", "-q", "origin", "main", "--tags"]);
-
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"));
-    // Run git-daemon itself (not the `git daemon` wrapper) so that killing it stops the server.
-    let exec_path = git(dir.path(), &["--exec-path"]);
-    let child = Command::new(Path::new(exec_path.trim()).join("git-daemon"))
-        .args([
-            "--reuseaddr",
-            "--export-all",
-            "--enable=receive-pack",
-            "--listen=127.0.0.1",
-        ])
-        .arg(format!("--port={port}"))
-        .arg(format!("--base-path={}", srv.display()))
-        .arg(&srv)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("git daemon: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "git daemon did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Daemon {
-        child,
-        url: format!("git://127.0.0.1:{port}/repo.git"),
-        bare,
-        work,
-        _dir: dir,
-    }
+    (dir, srv, bare, work)
 }
 
 fn spec(push: &str) -> RoundSpec {
@@ -465,4 +530,52 @@ fn races_with_a_human_pusher_lose_nothing() {
         "{} human commits, {rounds} rounds, {retried} push retries",
         human_commits.len()
     );
+}
+
+#[test]
+#[ignore = "needs lighttpd and apache2-utils; run by tests/run.sh"]
+fn smart_http_with_basic_auth() {
+    let d = http_server();
+    let state = cache();
+    let good = tagpilot_git::GitAuth::Basic {
+        username: "gituser".into(),
+        password: "gitpass".into(),
+    };
+    let repo = WarmRepo::open(state.path(), &d.url, good).unwrap_or_else(|e| panic!("{e}"));
+    let out = repo
+        .round(&spec("main"), &mut [setter_change("5.0.3", "clusters")])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        git(&d.bare, &["rev-parse", "main"]).trim(),
+        out.pushed_commit.unwrap_or_default()
+    );
+
+    let bad = tagpilot_git::GitAuth::Basic {
+        username: "gituser".into(),
+        password: "WRONG-s3cr3t".into(),
+    };
+    let other = cache();
+    let e = WarmRepo::open(other.path(), &d.url, bad)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("failed to fetch from http://127.0.0.1:"), "{e}");
+    assert!(e.contains("authentication failed"), "{e}");
+    assert!(!e.contains("WRONG-s3cr3t"), "{e}");
+    let none = cache();
+    let e = WarmRepo::open(none.path(), &d.url, Default::default())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("requires credentials"), "{e}");
+    // Credentials in the URL are never shown.
+    let with_user = d
+        .url
+        .replace("http://", "http://gituser:gitpass@")
+        .replace("repo.git", "missing.git");
+    let e = WarmRepo::open(cache().path(), &with_user, Default::default())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(!e.is_empty() && !e.contains("gitpass"), "{e}");
 }
