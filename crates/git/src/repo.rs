@@ -86,7 +86,13 @@ pub fn redact(url: &str) -> String {
 }
 
 fn msg(e: &git2::Error) -> String {
-    e.message().to_owned()
+    let m = e.message();
+    if m.contains("ssh hostkey") {
+        // libgit2 reports our refusal in its own words; say what it means.
+        format!("{m}: the server's host key is not in known_hosts")
+    } else {
+        m.to_owned()
+    }
 }
 
 /// The host and port of an ssh:// URL (for known_hosts).
@@ -155,6 +161,13 @@ impl WarmRepo {
     pub fn open(cache_dir: &Path, url: &str, auth: GitAuth) -> Result<Self, GitError> {
         if url.is_empty() {
             return Err(GitError::Config("empty repository URL".into()));
+        }
+        if let GitAuth::Ssh { known_hosts, .. } = &auth {
+            if known_hosts.trim().is_empty() {
+                return Err(GitError::Config(
+                    "invalid 'ssh' auth option: 'known_hosts' is required".into(),
+                ));
+            }
         }
         let key = format!("{:x}", sha2::Sha256::digest(url.as_bytes()));
         let dir = cache_dir.join(&key[..16]);

@@ -16,6 +16,8 @@ use tagpilot_setters::{scan_tree, write_changes, LatestRef};
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .current_dir(dir)
+        // The SSH test's bare repository belongs to its test user.
+        .args(["-c", "safe.directory=*"])
         .args(args)
         .env("GIT_AUTHOR_NAME", "Human")
         .env("GIT_AUTHOR_EMAIL", "human@example.com")
@@ -578,4 +580,135 @@ fn smart_http_with_basic_auth() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(!e.is_empty() && !e.contains("gitpass"), "{e}");
+}
+
+/// Debian's sshd on a loopback port with a key-only user whose shell is git-shell. Adds a
+/// system user for the test and removes it on drop.
+struct SshServer {
+    child: Child,
+    user: String,
+    url: String,
+    identity: String,
+    known_hosts: String,
+    bare: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for SshServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = Command::new("userdel").arg(&self.user).output();
+    }
+}
+
+fn ssh_server() -> SshServer {
+    let (dir, srv, bare, _work) = seeded_repo();
+    let d = dir.path().to_path_buf();
+    let keygen = |path: &Path| {
+        let ok = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(path)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(ok, "ssh-keygen failed");
+    };
+    keygen(&d.join("hostkey"));
+    keygen(&d.join("clientkey"));
+    let user = format!("tpgit{}", std::process::id() % 100_000);
+    let _ = Command::new("userdel").arg(&user).output();
+    let shell = Command::new("sh")
+        .args(["-c", "command -v git-shell"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let home = d.join("home");
+    std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("{e}"));
+    let ok = Command::new("useradd")
+        .arg("-M")
+        .arg("-d")
+        .arg(&home)
+        .arg("-s")
+        .arg(&shell)
+        .arg(&user)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(ok, "useradd failed (the SSH test needs root)");
+    // useradd leaves the account locked ('!'); sshd without PAM refuses locked accounts.
+    let _ = Command::new("usermod")
+        .args(["-p", "*"])
+        .arg(&user)
+        .output();
+    std::fs::copy(d.join("clientkey.pub"), d.join("authorized_keys"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{user}:"))
+        .arg(&srv)
+        .arg(&home)
+        .arg(d.join("authorized_keys"))
+        .output();
+    let _ = std::fs::create_dir_all("/run/sshd");
+    let port = free_port();
+    let config = format!(
+        "ListenAddress 127.0.0.1\nPort {port}\nHostKey {host}\nPidFile {dir}/sshd.pid\nAuthorizedKeysFile {dir}/authorized_keys\nAllowUsers {user}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin no\nUsePAM no\nStrictModes no\n",
+        host = d.join("hostkey").display(),
+        dir = d.display(),
+    );
+    std::fs::write(d.join("sshd_config"), config).unwrap_or_else(|e| panic!("{e}"));
+    let child = Command::new("/usr/sbin/sshd")
+        .arg("-D")
+        .arg("-f")
+        .arg(d.join("sshd_config"))
+        .arg("-E")
+        .arg(d.join("sshd.log"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("sshd (apt-get install openssh-server): {e}"));
+    wait_port(port);
+    let hostpub = std::fs::read_to_string(d.join("hostkey.pub")).unwrap_or_default();
+    let key: Vec<&str> = hostpub.split_whitespace().take(2).collect();
+    SshServer {
+        child,
+        url: format!("ssh://{user}@127.0.0.1:{port}{}", bare.display()),
+        user,
+        identity: std::fs::read_to_string(d.join("clientkey")).unwrap_or_default(),
+        known_hosts: format!("[127.0.0.1]:{port} {}\n", key.join(" ")),
+        bare,
+        _dir: dir,
+    }
+}
+
+#[test]
+#[ignore = "needs openssh-server and root (adds a test user); run by tests/run.sh"]
+fn ssh_with_identity_and_pinned_known_hosts() {
+    let s = ssh_server();
+    let auth = |known_hosts: &str| tagpilot_git::GitAuth::Ssh {
+        username: None,
+        identity: s.identity.clone(),
+        password: None,
+        known_hosts: known_hosts.to_owned(),
+    };
+    let state = cache();
+    let repo = WarmRepo::open(state.path(), &s.url, auth(&s.known_hosts))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = repo
+        .round(&spec("main"), &mut [setter_change("5.0.3", "clusters")])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        git(&s.bare, &["rev-parse", "main"]).trim(),
+        out.pushed_commit.unwrap_or_default()
+    );
+    // An unknown host key is refused.
+    let other = "[127.0.0.1]:22 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n";
+    let e = WarmRepo::open(cache().path(), &s.url, auth(other))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("not in known_hosts"), "{e}");
+    // A missing known_hosts is a configuration error before any connection.
+    let e = WarmRepo::open(cache().path(), &s.url, auth(""))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("'known_hosts' is required"), "{e}");
 }
