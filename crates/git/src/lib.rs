@@ -7,10 +7,12 @@
 mod known_hosts;
 mod refs;
 mod repo;
+mod signing;
 
 pub use known_hosts::is_known;
 pub use refs::{push_branch, valid_branch, CheckoutRef, NO_PUSH_BRANCH};
 pub use repo::{redact, Change, GitAuth, GitError, RoundOutcome, RoundSpec, WarmRepo};
+pub use signing::Signer;
 
 /// Flux's `observedSourceRevision`: `<branch>@sha1:<hash>`.
 pub fn source_revision(branch: &str, commit: &str) -> String {

@@ -140,6 +140,8 @@ pub struct RoundSpec {
     pub author_email: String,
     /// Attempts at pushing (the first included) when the branch moved meanwhile.
     pub max_attempts: u32,
+    /// Signs every commit when set.
+    pub signer: Option<std::sync::Arc<crate::signing::Signer>>,
 }
 
 /// What a round did.
@@ -517,10 +519,24 @@ impl WarmRepo {
         }
         let tree = self.repo.find_tree(tree_id).map_err(err)?;
         let sig = Signature::now(&spec.author_name, &spec.author_email).map_err(err)?;
-        let oid = self
-            .repo
-            .commit(None, &sig, &sig, message, &tree, &[&parent])
-            .map_err(err)?;
+        let oid = match &spec.signer {
+            None => self
+                .repo
+                .commit(None, &sig, &sig, message, &tree, &[&parent])
+                .map_err(err)?,
+            Some(signer) => {
+                let buf = self
+                    .repo
+                    .commit_create_buffer(&sig, &sig, message, &tree, &[&parent])
+                    .map_err(err)?;
+                let content = std::str::from_utf8(&buf)
+                    .map_err(|_| GitError::Commit("commit is not UTF-8".into()))?;
+                let signature = signer.sign(content.as_bytes()).map_err(GitError::Commit)?;
+                self.repo
+                    .commit_signed(content, &signature, Some("gpgsig"))
+                    .map_err(err)?
+            }
+        };
         self.repo.set_head_detached(oid).map_err(err)?;
         Ok(Some(oid))
     }

@@ -198,6 +198,7 @@ fn spec(push: &str) -> RoundSpec {
         author_name: "fluxcdbot".into(),
         author_email: "fluxcdbot@users.noreply.github.com".into(),
         max_attempts: 10,
+        signer: None,
     }
 }
 
@@ -711,4 +712,125 @@ fn ssh_with_identity_and_pinned_known_hosts() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(e.contains("'known_hosts' is required"), "{e}");
+}
+
+fn signed_round(signer: tagpilot_git::Signer) -> (Daemon, String) {
+    let d = daemon();
+    let state = cache();
+    let repo =
+        WarmRepo::open(state.path(), &d.url, Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    let mut s = spec("main");
+    s.signer = Some(std::sync::Arc::new(signer));
+    let out = repo
+        .round(&s, &mut [setter_change("5.0.3", "clusters")])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let commit = out.pushed_commit.unwrap_or_default();
+    (d, commit)
+}
+
+#[test]
+#[ignore = "needs gpg; run by tests/run.sh"]
+fn openpgp_signed_commits_verify_with_git() {
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let gpg = |args: &[&str]| {
+        let out = Command::new("gpg")
+            .env("GNUPGHOME", home.path())
+            .args([
+                "--batch",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "s3cr3t-pass",
+            ])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("gpg: {e}"));
+        assert!(
+            out.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    gpg(&[
+        "--quick-gen-key",
+        "Flux Bot <fluxcdbot@users.noreply.github.com>",
+        "ed25519",
+        "sign",
+        "never",
+    ]);
+    let armored = gpg(&["--armor", "--export-secret-keys"]);
+    assert!(
+        tagpilot_git::Signer::openpgp(&armored, Some("wrong")).is_err(),
+        "a wrong passphrase is refused up front"
+    );
+    let signer = tagpilot_git::Signer::openpgp(&armored, Some("s3cr3t-pass"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!format!("{signer:?}").contains("s3cr3t"));
+    let (d, commit) = signed_round(signer);
+    let out = Command::new("git")
+        .current_dir(&d.bare)
+        .env("GNUPGHOME", home.path())
+        .args(["verify-commit", "--raw", &commit])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "git verify-commit failed: {status}");
+    assert!(status.contains("GOODSIG"), "{status}");
+}
+
+#[test]
+#[ignore = "needs ssh-keygen; run by tests/run.sh"]
+fn ssh_signed_commits_verify_with_git() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let key = dir.path().join("signing");
+    let ok = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "key-pass",
+            "-C",
+            "fluxcdbot",
+            "-f",
+        ])
+        .arg(&key)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(ok, "ssh-keygen failed");
+    let identity = std::fs::read_to_string(&key).unwrap_or_default();
+    assert!(
+        tagpilot_git::Signer::ssh(&identity, None).is_err(),
+        "an encrypted key needs its password"
+    );
+    assert!(tagpilot_git::Signer::ssh(&identity, Some("nope")).is_err());
+    let signer =
+        tagpilot_git::Signer::ssh(&identity, Some("key-pass")).unwrap_or_else(|e| panic!("{e}"));
+    let (d, commit) = signed_round(signer);
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap_or_default();
+    let allowed = dir.path().join("allowed_signers");
+    let pubkey: Vec<&str> = public.split_whitespace().take(2).collect();
+    std::fs::write(
+        &allowed,
+        format!("fluxcdbot@users.noreply.github.com {}\n", pubkey.join(" ")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new("git")
+        .current_dir(&d.bare)
+        .args(["-c", "gpg.format=ssh", "-c"])
+        .arg(format!("gpg.ssh.allowedSignersFile={}", allowed.display()))
+        .args(["verify-commit", &commit])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "git verify-commit failed: {status}\n{}",
+        git(&d.bare, &["cat-file", "-p", &commit])
+    );
+    assert!(
+        status.contains("Good \"git\" signature for fluxcdbot@users.noreply.github.com"),
+        "{status}"
+    );
 }
