@@ -108,6 +108,9 @@ fn ssh_host_port(url: &str) -> Option<(String, u16)> {
     }
 }
 
+/// Written into `.git` once a clone's first fetch completed.
+const READY_MARKER: &str = "tagpilot-clone-complete";
+
 /// A persistent clone of one remote.
 pub struct WarmRepo {
     repo: Repository,
@@ -210,6 +213,10 @@ impl WarmRepo {
             let _ = std::fs::remove_dir_all(&warm.dir);
             return Err(e);
         }
+        // Only a clone whose first fetch completed is trusted later (a process killed while
+        // cloning leaves a repository without this marker, which is then made again).
+        std::fs::write(warm.dir.join(".git").join(READY_MARKER), url)
+            .map_err(|e| clone_err(e.to_string()))?;
         Ok(warm)
     }
 
@@ -221,6 +228,9 @@ impl WarmRepo {
             let _ = std::fs::remove_file(git_dir.join(stale));
         }
         remove_ref_locks(&git_dir.join("refs"));
+        if !git_dir.join(READY_MARKER).is_file() {
+            return Err("the first clone never completed".into());
+        }
         let repo = Repository::open(dir).map_err(|e| msg(&e))?;
         let origin = repo.find_remote("origin").map_err(|e| msg(&e))?;
         if origin.url().ok() != Some(url) {
@@ -402,9 +412,8 @@ impl WarmRepo {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            if attempt > 1 {
-                self.fetch()?;
-            }
+            // Every attempt starts from what the remote has now (incremental on a warm clone).
+            self.fetch()?;
             let checkout = self.resolve(&spec.checkout)?;
             let remote_push = format!("refs/remotes/origin/{}", spec.push_branch);
             let base = match self.repo.find_reference(&remote_push) {
@@ -578,6 +587,7 @@ impl WarmRepo {
                 let lower = m.to_lowercase();
                 if [
                     "non-fast-forward",
+                    "non-fastforwardable",
                     "fetch first",
                     "rejected",
                     "not present locally",

@@ -834,3 +834,66 @@ fn ssh_signed_commits_verify_with_git() {
         "{status}"
     );
 }
+
+/// Kills rounds at random points, then checks that the next round works and that the server
+/// holds only whole commits. The rounds run in child processes: this same test binary, re-run
+/// with `TAGPILOT_CRASH_*` set, in which case the test only runs one round.
+#[test]
+fn killed_rounds_leave_nothing_half_done() {
+    if let (Ok(cache_dir), Ok(url), Ok(tag)) = (
+        std::env::var("TAGPILOT_CRASH_CACHE"),
+        std::env::var("TAGPILOT_CRASH_URL"),
+        std::env::var("TAGPILOT_CRASH_TAG"),
+    ) {
+        let repo = WarmRepo::open(Path::new(&cache_dir), &url, Default::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let out = repo
+            .round(&spec("main"), &mut [setter_change(&tag, "clusters")])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(out.pushed_commit.is_some());
+        return;
+    }
+    let d = daemon();
+    let state = cache();
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+    let run = |tag: &str| {
+        Command::new(&exe)
+            .args([
+                "--exact",
+                "killed_rounds_leave_nothing_half_done",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("TAGPILOT_CRASH_CACHE", state.path())
+            .env("TAGPILOT_CRASH_URL", &d.url)
+            .env("TAGPILOT_CRASH_TAG", tag)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    for i in 0..15u64 {
+        let mut child = run(&format!("8.{i}.0"));
+        std::thread::sleep(Duration::from_millis((i * 37) % 150));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // The next round after all those kills works, and the server's history is whole.
+    let out = run("9.0.0")
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    git(&d.bare, &["fsck", "--strict"]);
+    let file = git(&d.bare, &["show", "main:clusters/my-cluster/podinfo.yaml"]);
+    assert_eq!(file, DEPLOY.replace(":5.0.0 #", ":9.0.0 #"));
+    for subject in git(&d.bare, &["log", "--format=%s", "main"]).lines() {
+        assert!(
+            subject == "initial" || subject.starts_with("ghcr.io/stefanprodan/podinfo:"),
+            "unexpected commit {subject:?}"
+        );
+    }
+}
