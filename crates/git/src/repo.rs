@@ -33,6 +33,44 @@ pub enum GitAuth {
     },
 }
 
+impl GitAuth {
+    /// Builds the auth for `url` from a GitRepository Secret's keys, with Flux's rules: SSH URLs
+    /// need `identity` and `known_hosts`; HTTP(S) takes `username`+`password` or `bearerToken`,
+    /// never both, and never a password without a username.
+    pub fn from_secret(url: &str, get: impl Fn(&str) -> Option<String>) -> Result<Self, GitError> {
+        if url.starts_with("ssh://") {
+            let identity = get("identity").ok_or_else(|| {
+                GitError::Config("invalid 'ssh' auth option: 'identity' is required".into())
+            })?;
+            let known_hosts = get("known_hosts")
+                .filter(|k| !k.trim().is_empty())
+                .ok_or_else(|| {
+                    GitError::Config("invalid 'ssh' auth option: 'known_hosts' is required".into())
+                })?;
+            return Ok(GitAuth::Ssh {
+                username: None,
+                identity,
+                password: get("password"),
+                known_hosts,
+            });
+        }
+        match (get("username"), get("password"), get("bearerToken")) {
+            (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => Err(GitError::Config(
+                "basic auth and bearer token cannot be set at the same time".into(),
+            )),
+            (None, Some(_), None) => Err(GitError::Config(
+                "invalid basic auth: password is set but username is missing".into(),
+            )),
+            (Some(username), password, None) => Ok(GitAuth::Basic {
+                username,
+                password: password.unwrap_or_default(),
+            }),
+            (None, None, Some(token)) => Ok(GitAuth::Bearer(token)),
+            (None, None, None) => Ok(GitAuth::None),
+        }
+    }
+}
+
 impl std::fmt::Debug for GitAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -641,6 +679,56 @@ mod tests {
         );
         assert_eq!(redact("git://127.0.0.1/repo"), "git://127.0.0.1/repo");
         assert_eq!(redact("https://host/path@x"), "https://host/path@x");
+    }
+
+    #[test]
+    fn auth_from_secret_keys() {
+        let secret = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| *key == k)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let e = |r: Result<GitAuth, GitError>| r.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(matches!(
+            GitAuth::from_secret(
+                "https://h/r",
+                secret(&[("username", "u"), ("password", "p")])
+            ),
+            Ok(GitAuth::Basic { .. })
+        ));
+        assert!(matches!(
+            GitAuth::from_secret("https://h/r", secret(&[("bearerToken", "t")])),
+            Ok(GitAuth::Bearer(_))
+        ));
+        assert!(e(GitAuth::from_secret(
+            "https://h/r",
+            secret(&[("username", "u"), ("bearerToken", "t")])
+        ))
+        .contains("cannot be set at the same time"));
+        assert!(e(GitAuth::from_secret(
+            "https://h/r",
+            secret(&[("password", "p")])
+        ))
+        .contains("username is missing"));
+        assert!(e(GitAuth::from_secret(
+            "ssh://git@h/r",
+            secret(&[("identity", "k")])
+        ))
+        .contains("'known_hosts' is required"));
+        assert!(matches!(
+            GitAuth::from_secret(
+                "ssh://git@h/r",
+                secret(&[("identity", "k"), ("known_hosts", "h ssh-ed25519 AAAA")])
+            ),
+            Ok(GitAuth::Ssh { .. })
+        ));
+        assert!(matches!(
+            GitAuth::from_secret("git://h/r", secret(&[])),
+            Ok(GitAuth::None)
+        ));
     }
 
     #[test]
