@@ -51,7 +51,13 @@ cargo bench --workspace --no-run --locked
 
 log "cargo test (unit, integration, and the end-to-end tests that start real servers)"
 results=$(mktemp); trap 'rm -f "$results"' EXIT
-cargo test --workspace --locked -- --include-ignored 2>&1 | tee "$results"
+skip=()
+if [ "$(id -u)" -ne 0 ]; then
+  # The SSH test adds (and removes) a system user for sshd; that needs root.
+  echo "not root: skipping ssh_with_identity_and_pinned_known_hosts"
+  skip=(--skip ssh_with_identity_and_pinned_known_hosts)
+fi
+cargo test --workspace --locked -- --include-ignored "${skip[@]}" 2>&1 | tee "$results"
 # One closing line for the whole suite (cargo prints one per test binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0) }' "$results"
