@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod once;
 mod resolve;
 mod scan;
 mod update;
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// Pick the latest tag from a tag list with an image policy.
     Resolve(resolve::Args),
+    /// Reconcile every object of a configuration directory (`--once`).
+    Run(once::Args),
     /// List a repository's tags from its registry.
     Scan(scan::Args),
     /// Apply `$imagepolicy` setters to a directory and render the commit message.
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Resolve(args) => resolve::run(args),
+        Command::Run(args) => once::run(args),
         Command::Scan(args) => scan::run(args),
         Command::Update(args) => update::run(args),
         Command::Validate(args) => validate::run(args),

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Runs the guide's walkthrough end to end on this machine, offline: starts a local registry
+# (Debian's docker-registry) and a Git server (git daemon) on 127.0.0.1, pushes podinfo's tags
+# 5.0.0-5.0.3, 5.1.0, 6.0.0 and latest, publishes config/clusters/my-cluster as a Git repository
+# (image names pointed at the local registry), then runs `tagpilot run --once` on it and shows the
+# commit tagpilot pushed. Everything is stopped and removed at the end.
+#
+# usage: config/run-example.sh [path/to/tagpilot]     (default: builds target/release/tagpilot)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v docker-registry > /dev/null; then
+  echo "installing docker-registry (Debian package) for the local registry"
+  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd=sudo
+  $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq docker-registry curl > /dev/null
+fi
+bin=${1:-}
+if [ -z "$bin" ]; then cargo build --release -q -p tagpilot; bin=$PWD/target/release/tagpilot; fi
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# 1. The registry, with podinfo's tags.
+rport=$(free_port)
+printf 'version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\nstorage: {filesystem: {rootdirectory: %s/registry}}\nhttp: {addr: 127.0.0.1:%s, secret: s}\n' \
+  "$work" "$rport" > "$work/registry.yml"
+docker-registry serve "$work/registry.yml" > "$work/registry.log" 2>&1 & pids+=($!)
+until curl -sf -o /dev/null "http://127.0.0.1:$rport/v2/"; do sleep 0.05; done
+registry=127.0.0.1:$rport
+bash tests/e2e/push-tags.sh "http://$registry" stefanprodan/podinfo 5.0.0 5.0.1 5.0.2 5.0.3 5.1.0 6.0.0 latest
+echo "registry $registry/stefanprodan/podinfo: $(curl -s "http://$registry/v2/stefanprodan/podinfo/tags/list")"
+
+# 2. The fleet repository, served by git daemon.
+gport=$(free_port)
+git init -q --bare -b main "$work/srv/fleet.git"
+git clone -q "file://$work/srv/fleet.git" "$work/fleet" 2> /dev/null
+mkdir -p "$work/fleet/clusters"
+cp -r config/clusters/my-cluster "$work/fleet/clusters/"
+sed -i "s#ghcr.io/stefanprodan/podinfo#$registry/stefanprodan/podinfo#" "$work/fleet/clusters/my-cluster/"*.yaml
+sed -i "s#  interval: 1m0s#  interval: 1m0s\n  insecure: true#" "$work/fleet/clusters/my-cluster/podinfo-registry.yaml"
+cat > "$work/fleet/clusters/my-cluster/flux-system-source.yaml" <<YAML
+# The Git repository the automation writes to (here: the local git daemon, no credentials).
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata:
+  name: flux-system
+  namespace: flux-system
+spec:
+  interval: 1m0s
+  ref:
+    branch: main
+  url: git://127.0.0.1:$gport/fleet.git
+YAML
+git -C "$work/fleet" checkout -q -b main
+git -C "$work/fleet" add -A
+git -C "$work/fleet" -c user.name=you -c user.email=you@example.com commit -q -m "add podinfo and image automation"
+git -C "$work/fleet" push -q origin main
+"$(git --exec-path)/git-daemon" --reuseaddr --export-all --enable=receive-pack --listen=127.0.0.1 --port="$gport" \
+  --base-path="$work/srv" "$work/srv" & pids+=($!)
+until git ls-remote "git://127.0.0.1:$gport/fleet.git" > /dev/null 2>&1; do sleep 0.05; done
+echo "git repository git://127.0.0.1:$gport/fleet.git"
+
+# 3. tagpilot, once, on the same manifests.
+echo; echo "\$ tagpilot run --once --config clusters/my-cluster"
+"$bin" run --once --config "$work/fleet/clusters/my-cluster" --state-dir "$work/state"
+
+# 4. What landed in Git.
+echo; echo "\$ git log -1 -p   # on the fleet repository"
+git -C "$work/fleet" pull -q origin main
+git -C "$work/fleet" --no-pager log -1 --format='commit %H%nAuthor: %an <%ae>%n%n%B' -p | sed -n '1,40p'

@@ -1,0 +1,567 @@
+//! `tagpilot run --once`: one reconciliation of every object in dependency order — scan every
+//! ImageRepository, resolve every ImagePolicy, run every ImageUpdateAutomation (one Git round per
+//! remote and push branch) — then a summary table; exit 0 if every object ended Ready.
+//!
+//! This is the daemon's pipeline run once, synchronously; the long-running daemon (actors,
+//! intervals, API) is not built yet and will drive the same library calls.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde_json::json;
+use tagpilot_api::{
+    build_policy, Config, DigestReflectionPolicy, ImagePolicy, ImageRepository,
+    ImageUpdateAutomation, Kind, Object, Secrets, SigningKeyType,
+};
+use tagpilot_git::{Change, CheckoutRef, GitAuth, RoundSpec, Signer, WarmRepo};
+use tagpilot_policy::Exclusions;
+use tagpilot_registry::{
+    scan, ClientOptions, DockerConfig, Gates, ImageName, Limits, ProxySpec, RepoClient,
+};
+use tagpilot_setters::{scan_tree, write_changes, LatestRef, Policies};
+use tagpilot_store::Store;
+use tagpilot_template::{commit_data, render_message, MessageInput};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// One reconciliation of every object, then exit (the daemon mode is not built yet).
+    #[arg(long, required = true)]
+    pub once: bool,
+    /// Directory of Flux manifests.
+    #[arg(long, env = "TAGPILOT_CONFIG_DIR", default_value = "config")]
+    pub config: PathBuf,
+    /// State directory: the store and the warm Git clones.
+    #[arg(long, env = "TAGPILOT_STATE_DIR", default_value = ".tagpilot")]
+    pub state_dir: PathBuf,
+    /// Secrets laid out as `<dir>/<secret-name>/<key>` (also `$CREDENTIALS_DIRECTORY`).
+    #[arg(long, env = "TAGPILOT_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
+}
+
+/// The outcome of one object.
+struct Row {
+    /// None for a configuration error without a known kind.
+    kind: Option<Kind>,
+    namespace: String,
+    name: String,
+    ready: bool,
+    message: String,
+}
+
+struct Run<'a> {
+    config: &'a Config,
+    secrets: Secrets<'a>,
+    store: Store,
+    gates: Gates,
+    rows: Vec<Row>,
+    /// Resolved policies: (namespace, name) → latest ref.
+    latest: BTreeMap<(String, String), LatestRef>,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = tagpilot_api::load_dir(&args.config);
+    let secrets_dir = args
+        .secrets_dir
+        .clone()
+        .or_else(|| std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from));
+    let store =
+        Store::open(&args.state_dir.join("tagpilot.redb")).context("opening the state store")?;
+    let mut run = Run {
+        config: &config,
+        secrets: Secrets {
+            config: &config,
+            dir: secrets_dir.as_deref(),
+        },
+        store,
+        gates: Gates::new(Limits::default()),
+        rows: Vec::new(),
+        latest: BTreeMap::new(),
+    };
+    for e in &config.errors {
+        run.rows.push(Row {
+            kind: e.kind.as_deref().and_then(Kind::from_name),
+            namespace: e.namespace.clone().unwrap_or_default(),
+            name: e.name.clone().unwrap_or_else(|| e.source.to_string()),
+            ready: false,
+            message: e.to_string(),
+        });
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let repos: Vec<&ImageRepository> = config
+        .of_kind(Kind::ImageRepository)
+        .filter_map(|l| match &l.object {
+            Object::ImageRepository(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    for repo in repos {
+        let (ready, message) = match runtime.block_on(run.scan(repo)) {
+            Ok(m) => (true, m),
+            Err(e) => (false, format!("scan failed: {}", crate::format_chain(&e))),
+        };
+        run.record(
+            Kind::ImageRepository,
+            &repo.metadata.namespace,
+            &repo.metadata.name,
+            ready,
+            message,
+        );
+    }
+    let policies: Vec<&ImagePolicy> = config
+        .of_kind(Kind::ImagePolicy)
+        .filter_map(|l| match &l.object {
+            Object::ImagePolicy(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    for policy in policies {
+        let (ready, message) = match runtime.block_on(run.resolve(policy)) {
+            Ok(m) => (true, m),
+            Err(e) => (false, crate::format_chain(&e)),
+        };
+        run.record(
+            Kind::ImagePolicy,
+            &policy.metadata.namespace,
+            &policy.metadata.name,
+            ready,
+            message,
+        );
+    }
+    run.automations(&args.state_dir.join("git"));
+    print_table(&run.rows);
+    Ok(if run.rows.iter().all(|r| r.ready) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+impl Run<'_> {
+    fn record(&mut self, kind: Kind, namespace: &str, name: &str, ready: bool, message: String) {
+        let key = format!("{kind}/{namespace}/{name}");
+        let status = json!({
+            "conditions": [{
+                "type": "Ready",
+                "status": if ready { "True" } else { "False" },
+                "reason": if ready { "Succeeded" } else { "Failure" },
+                "message": message,
+                "lastTransitionTime": now(),
+            }]
+        });
+        if let Err(e) = self.store.put_status(&key, &status) {
+            tracing::warn!(%key, error = %e, "cannot store status");
+        }
+        self.rows.push(Row {
+            kind: Some(kind),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            ready,
+            message,
+        });
+    }
+
+    fn client_options(&self, repo: &ImageRepository) -> anyhow::Result<ClientOptions> {
+        let ns = &repo.metadata.namespace;
+        let s = &repo.spec;
+        let mut opts = ClientOptions {
+            insecure: s.insecure,
+            timeout: s.effective_timeout(),
+            ..ClientOptions::default()
+        };
+        if let Some(r) = &s.cert_secret_ref {
+            opts.ca_pem = self.secrets.get(ns, &r.name, "ca.crt")?;
+            if let (Some(c), Some(k)) = (
+                self.secrets.get(ns, &r.name, "tls.crt")?,
+                self.secrets.get(ns, &r.name, "tls.key")?,
+            ) {
+                opts.client_cert = Some((c, k));
+            }
+        }
+        if let Some(r) = &s.proxy_secret_ref {
+            opts.proxy = Some(ProxySpec {
+                address: text(self.secrets.require(ns, &r.name, "address")?),
+                username: self.secrets.get(ns, &r.name, "username")?.map(text),
+                password: self.secrets.get(ns, &r.name, "password")?.map(text),
+            });
+        }
+        Ok(opts)
+    }
+
+    async fn scan(&mut self, repo: &ImageRepository) -> anyhow::Result<String> {
+        if repo.spec.suspend {
+            return Ok("suspended".into());
+        }
+        let name = ImageName::parse(&repo.spec.image)?;
+        let mut opts = self.client_options(repo)?;
+        if let Some(r) = &repo.spec.secret_ref {
+            let cfg = DockerConfig::parse(
+                &self
+                    .secrets
+                    .docker_config(&repo.metadata.namespace, &r.name)?,
+            )?;
+            opts.credentials = cfg.credentials_for(&name.registry).await?;
+        }
+        let client = RepoClient::new(&name, opts, &self.gates)?;
+        let listing = client.list_tags().await?;
+        let exclusions = Exclusions::new(&repo.spec.exclusion_list)?;
+        let mut tags: Vec<String> = listing
+            .tags
+            .into_iter()
+            .filter(|t| exclusions.matching(t).is_none())
+            .collect();
+        scan::sort_desc(&mut tags);
+        tags.dedup();
+        let revision = scan::revision(&tags);
+        let canonical = name.canonical();
+        let meta = self.store.repo_meta(&canonical)?;
+        match scan::judge(
+            meta.as_ref().map(|m| m.tag_count),
+            meta.as_ref().and_then(|m| m.pending_revision.as_deref()),
+            &revision,
+            tags.len(),
+            0.5,
+        ) {
+            scan::Verdict::Accept => {
+                self.store
+                    .record_scan(&canonical, &tags, &revision, now())?;
+                Ok(format!(
+                    "successful scan: found {} tags with checksum {revision}",
+                    tags.len()
+                ))
+            }
+            scan::Verdict::Hold { reason } => {
+                self.store.set_pending(&canonical, Some(&revision))?;
+                anyhow::bail!("{reason}")
+            }
+        }
+    }
+
+    async fn resolve(&mut self, policy: &ImagePolicy) -> anyhow::Result<String> {
+        let ns = &policy.metadata.namespace;
+        if policy.spec.suspend {
+            anyhow::bail!("suspended");
+        }
+        let r = &policy.spec.image_repository_ref;
+        let repo_ns = r.namespace.as_deref().unwrap_or(ns);
+        let Some(Object::ImageRepository(repo)) = self
+            .config
+            .get(Kind::ImageRepository, repo_ns, &r.name)
+            .map(|l| &l.object)
+        else {
+            anyhow::bail!("failed to get the referred ImageRepository: referenced ImageRepository does not exist: {repo_ns}/{}", r.name);
+        };
+        let engine =
+            build_policy(&policy.spec).map_err(|e| anyhow::anyhow!("invalid policy: {e}"))?;
+        let canonical = ImageName::parse(&repo.spec.image)?.canonical();
+        let tags: Vec<String> = self
+            .store
+            .tags(&canonical)?
+            .ok_or_else(|| anyhow::anyhow!("no tags in database"))?
+            .into_iter()
+            .map(|t| t.tag)
+            .collect();
+        let selection = engine.select(&tags, &Exclusions::none())?;
+        let mut latest = LatestRef {
+            name: repo.spec.image.clone(),
+            tag: selection.tag.clone(),
+            digest: None,
+        };
+        if policy.spec.digest_reflection_policy != DigestReflectionPolicy::Never {
+            let name = ImageName::parse(&repo.spec.image)?;
+            let mut opts = self.client_options(repo)?;
+            if let Some(sr) = &repo.spec.secret_ref {
+                let cfg = DockerConfig::parse(&self.secrets.docker_config(repo_ns, &sr.name)?)?;
+                opts.credentials = cfg.credentials_for(&name.registry).await?;
+            }
+            let digest = RepoClient::new(&name, opts, &self.gates)?
+                .head_digest(&selection.tag)
+                .await
+                .with_context(|| {
+                    format!(
+                        "failed fetching digest of {}:{}",
+                        repo.spec.image, selection.tag
+                    )
+                })?;
+            latest.digest = Some(digest);
+        }
+        let mut message = format!(
+            "Latest image tag for {} resolved to {}",
+            latest.name, latest.tag
+        );
+        if let Some(d) = &latest.digest {
+            message.push_str(&format!(" with digest {d}"));
+        }
+        self.latest
+            .insert((ns.clone(), policy.metadata.name.clone()), latest);
+        Ok(message)
+    }
+
+    /// Runs every automation; automations writing the same remote and branch share one round.
+    fn automations(&mut self, git_cache: &Path) {
+        struct Job<'c> {
+            automation: &'c ImageUpdateAutomation,
+            policies: Policies,
+            message_template: Option<String>,
+        }
+        let mut groups: BTreeMap<(String, String), (RoundSpec, GitAuth, Vec<Job<'_>>)> =
+            BTreeMap::new();
+        let autos: Vec<&ImageUpdateAutomation> = self
+            .config
+            .of_kind(Kind::ImageUpdateAutomation)
+            .filter_map(|l| match &l.object {
+                Object::ImageUpdateAutomation(a) => Some(a),
+                _ => None,
+            })
+            .collect();
+        for a in autos {
+            let (ns, name) = (a.metadata.namespace.clone(), a.metadata.name.clone());
+            if a.spec.suspend {
+                self.record(
+                    Kind::ImageUpdateAutomation,
+                    &ns,
+                    &name,
+                    true,
+                    "suspended".into(),
+                );
+                continue;
+            }
+            match self.plan(a) {
+                Ok((key, spec, auth, policies)) => {
+                    let job = Job {
+                        automation: a,
+                        policies,
+                        message_template: a.spec.git.commit.message_template.clone(),
+                    };
+                    groups
+                        .entry(key)
+                        .or_insert_with(|| (spec, auth, Vec::new()))
+                        .2
+                        .push(job);
+                }
+                Err(e) => self.record(
+                    Kind::ImageUpdateAutomation,
+                    &ns,
+                    &name,
+                    false,
+                    crate::format_chain(&e),
+                ),
+            }
+        }
+        for ((url, branch), (spec, auth, jobs)) in groups {
+            let outcome = (|| -> anyhow::Result<tagpilot_git::RoundOutcome> {
+                let repo = WarmRepo::open(git_cache, &url, auth)?;
+                let mut changes: Vec<Change<'_>> = jobs
+                    .iter()
+                    .map(|job| -> Change<'_> {
+                        let a = job.automation;
+                        Box::new(move |root: &Path| {
+                            let dir = update_dir(root, a.spec.update.path.as_deref())?;
+                            let set = scan_tree(&dir, &job.policies).map_err(|e| e.to_string())?;
+                            if set.is_empty() {
+                                return Ok(None);
+                            }
+                            let data = commit_data(&MessageInput {
+                                automation: (&a.metadata.namespace, &a.metadata.name),
+                                values: &a.spec.git.commit.message_template_values,
+                                changes: &set,
+                                policies: &job.policies,
+                            });
+                            let message = render_message(job.message_template.as_deref(), &data)
+                                .map_err(|e| format!("failed to run template from spec: {e}"))?;
+                            write_changes(&dir, &set).map_err(|e| e.to_string())?;
+                            Ok(Some(message))
+                        })
+                    })
+                    .collect();
+                Ok(repo.round(&spec, &mut changes)?)
+            })();
+            for job in &jobs {
+                let a = job.automation;
+                let (ready, message) = match &outcome {
+                    Ok(o) => match &o.pushed_commit {
+                        Some(c) => (
+                            true,
+                            tagpilot_git::pushed_message(
+                                c,
+                                &branch,
+                                o.messages.first().map_or("", String::as_str),
+                            ),
+                        ),
+                        None => (true, "repository up-to-date".to_owned()),
+                    },
+                    Err(e) => (false, crate::format_chain(e)),
+                };
+                self.record(
+                    Kind::ImageUpdateAutomation,
+                    &a.metadata.namespace,
+                    &a.metadata.name,
+                    ready,
+                    message,
+                );
+            }
+        }
+    }
+
+    /// Everything a round needs for one automation: (remote, branch) key, spec, auth, policies.
+    #[allow(clippy::type_complexity)]
+    fn plan(
+        &self,
+        a: &ImageUpdateAutomation,
+    ) -> anyhow::Result<((String, String), RoundSpec, GitAuth, Policies)> {
+        let ns = &a.metadata.namespace;
+        let src = &a.spec.source_ref;
+        let src_ns = src.namespace.as_deref().unwrap_or(ns);
+        let Some(Object::GitRepository(gitrepo)) = self
+            .config
+            .get(Kind::GitRepository, src_ns, &src.name)
+            .map(|l| &l.object)
+        else {
+            anyhow::bail!(
+                "referenced GitRepository {src_ns}/{} does not exist",
+                src.name
+            );
+        };
+        let r = a
+            .spec
+            .git
+            .checkout
+            .as_ref()
+            .map(|c| c.reference.clone())
+            .or_else(|| gitrepo.spec.reference.clone())
+            .unwrap_or_default();
+        let checkout = CheckoutRef::from_fields(
+            r.branch.as_deref(),
+            r.tag.as_deref(),
+            r.semver.as_deref(),
+            r.name.as_deref(),
+            r.commit.as_deref(),
+        );
+        let push = a.spec.git.push.clone().unwrap_or_default();
+        let branch = tagpilot_git::push_branch(&checkout, push.branch.as_deref())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let url = gitrepo.spec.url.clone();
+        let auth = match &gitrepo.spec.secret_ref {
+            Some(s) => GitAuth::from_secret(&url, |k| {
+                self.secrets
+                    .get(src_ns, &s.name, k)
+                    .ok()
+                    .flatten()
+                    .map(text)
+            })?,
+            None => GitAuth::None,
+        };
+        let signer = match &a.spec.git.commit.signing_key {
+            None => None,
+            Some(k) => {
+                let get = |key: &str| {
+                    self.secrets
+                        .get(ns, &k.secret_ref.name, key)
+                        .map(|v| v.map(text))
+                };
+                Some(Arc::new(
+                    match k.key_type {
+                        SigningKeyType::Gpg => Signer::openpgp(
+                            &get("git.asc")?.ok_or_else(|| {
+                                anyhow::anyhow!("signing key secret has no 'git.asc'")
+                            })?,
+                            get("passphrase")?.as_deref(),
+                        ),
+                        SigningKeyType::Ssh => Signer::ssh(
+                            &get("identity")?.ok_or_else(|| {
+                                anyhow::anyhow!("signing key secret has no 'identity'")
+                            })?,
+                            get("password")?.as_deref(),
+                        ),
+                    }
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+                ))
+            }
+        };
+        // Flux's rule: every policy of the automation's namespace that the selector admits and
+        // that has resolved.
+        let policies: Policies = self
+            .latest
+            .iter()
+            .filter(|((pns, pname), _)| {
+                pns == ns
+                    && a.spec.policy_selector.as_ref().is_none_or(|sel| {
+                        self.config
+                            .get(Kind::ImagePolicy, pns, pname)
+                            .is_some_and(|l| sel.matches(&l.object.metadata().labels))
+                    })
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let spec = RoundSpec {
+            checkout,
+            push_branch: branch.clone(),
+            push_refspec: push.refspec,
+            push_options: push
+                .options
+                .iter()
+                .map(|(k, v)| {
+                    if v.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{k}={v}")
+                    }
+                })
+                .collect(),
+            author_name: a.spec.git.commit.author.name.clone(),
+            author_email: a.spec.git.commit.author.email.clone(),
+            max_attempts: 5,
+            signer,
+        };
+        Ok(((url, branch), spec, auth, policies))
+    }
+}
+
+/// The update path inside the work tree; `..` may not lead out of it.
+fn update_dir(root: &Path, path: Option<&str>) -> Result<PathBuf, String> {
+    let mut dir = root.to_path_buf();
+    for c in Path::new(path.unwrap_or(".")).components() {
+        match c {
+            std::path::Component::Normal(p) => dir.push(p),
+            std::path::Component::CurDir => {}
+            _ => {
+                return Err(format!(
+                    "update path '{}' leaves the repository",
+                    path.unwrap_or_default()
+                ))
+            }
+        }
+    }
+    Ok(dir)
+}
+
+fn print_table(rows: &[Row]) {
+    let name = |r: &Row| match r.kind {
+        Some(k) => format!("{}/{}/{}", k.as_str().to_lowercase(), r.namespace, r.name),
+        None => format!("config/{}", r.name),
+    };
+    let width = rows.iter().map(|r| name(r).len()).max().unwrap_or(4).max(4);
+    println!("{:width$}  READY  MESSAGE", "NAME");
+    for r in rows {
+        let message = r.message.lines().next().unwrap_or("");
+        println!(
+            "{:width$}  {:5}  {message}",
+            name(r),
+            if r.ready { "True" } else { "False" }
+        );
+    }
+}
