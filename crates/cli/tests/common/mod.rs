@@ -287,3 +287,67 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// A bare Git repository holding `files` on `main`, served by git-daemon on 127.0.0.1.
+pub struct GitServer {
+    pub server: Server,
+    pub url: String,
+    pub bare: PathBuf,
+}
+
+pub fn git_cmd(dir: &Path, args: &[&str]) -> String {
+    let out = run(Command::new("git")
+        .current_dir(dir)
+        .args([
+            "-c",
+            "user.name=Human",
+            "-c",
+            "user.email=human@example.com",
+        ])
+        .args(args));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn git_server(files: &[(&str, &str)]) -> GitServer {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let srv = dir.path().join("srv");
+    let bare = srv.join("fleet.git");
+    std::fs::create_dir_all(&bare).unwrap_or_else(|e| panic!("{e}"));
+    git_cmd(&bare, &["init", "-q", "--bare", "-b", "main"]);
+    git_cmd(&bare, &["config", "receive.denyNonFastForwards", "true"]);
+    let work = dir.path().join("work");
+    git_cmd(
+        dir.path(),
+        &["clone", "-q", &format!("file://{}", bare.display()), "work"],
+    );
+    git_cmd(&work, &["checkout", "-q", "-b", "main"]);
+    for (path, text) in files {
+        let p = work.join(path);
+        std::fs::create_dir_all(p.parent().unwrap_or(&work)).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(p, text).unwrap_or_else(|e| panic!("{e}"));
+    }
+    git_cmd(&work, &["add", "-A"]);
+    git_cmd(&work, &["commit", "-q", "-m", "initial"]);
+    git_cmd(&work, &["push", "-q", "origin", "main"]);
+    let port = free_port();
+    let exec = git_cmd(dir.path(), &["--exec-path"]);
+    let mut child = Command::new(Path::new(exec.trim()).join("git-daemon"))
+        .args([
+            "--reuseaddr",
+            "--export-all",
+            "--enable=receive-pack",
+            "--listen=127.0.0.1",
+        ])
+        .arg(format!("--port={port}"))
+        .arg(format!("--base-path={}", srv.display()))
+        .arg(&srv)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("git daemon: {e}"));
+    wait_for_port(port, &mut child);
+    GitServer {
+        server: Server { child, port, dir },
+        url: format!("git://127.0.0.1:{port}/fleet.git"),
+        bare,
+    }
+}

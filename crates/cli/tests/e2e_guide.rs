@@ -1,0 +1,280 @@
+//! The guide ("Automate image updates to Git") with its own manifests, end to end: a real
+//! docker-registry and git daemon on 127.0.0.1, `tagpilot run --once`, the command-line git as
+//! the referee.
+
+mod common;
+
+use common::*;
+
+const DEPLOY: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: podinfo\n  namespace: default\nspec:\n  template:\n    spec:\n      containers:\n      - name: podinfod\n        image: REG/stefanprodan/podinfo:5.0.0 # {\"$imagepolicy\": \"flux-system:podinfo\"}\n";
+const HELM: &str = "apiVersion: helm.toolkit.fluxcd.io/v2beta1\nkind: HelmRelease\nmetadata:\n  name: podinfo\n  namespace: default\nspec:\n  values:\n    image:\n      repository: REG/stefanprodan/podinfo # {\"$imagepolicy\": \"flux-system:podinfo:name\"}\n      tag: 5.0.0  # {\"$imagepolicy\": \"flux-system:podinfo:tag\"}\n";
+const KUSTOMIZATION: &str = "apiVersion: kustomize.toolkit.fluxcd.io/v1beta2\nkind: Kustomization\nmetadata:\n  name: podinfo\n  namespace: default\nspec:\n  images:\n    - name: REG/stefanprodan/podinfo\n      newName: REG/stefanprodan/podinfo # {\"$imagepolicy\": \"flux-system:podinfo:name\"}\n      newTag: 5.0.0 # {\"$imagepolicy\": \"flux-system:podinfo:tag\"}\n";
+const TEKTON: &str = "apiVersion: tekton.dev/v1beta1\nkind: Task\nmetadata:\n  name: golang\n  namespace: default\nspec:\n  steps:\n    - name: podinfo\n      image: REG/stefanprodan/podinfo:5.0.0 # {\"$imagepolicy\": \"flux-system:podinfo\"}\n";
+
+fn manifests(reg: &str, git_url: &str, range: &str, extra_automation: &str) -> String {
+    format!(
+        r#"apiVersion: image.toolkit.fluxcd.io/v1beta1
+kind: ImageRepository
+metadata:
+  name: podinfo
+  namespace: flux-system
+spec:
+  image: {reg}/stefanprodan/podinfo
+  interval: 1m0s
+  insecure: true
+---
+apiVersion: image.toolkit.fluxcd.io/v1beta1
+kind: ImagePolicy
+metadata:
+  name: podinfo
+  namespace: flux-system
+spec:
+  imageRepositoryRef:
+    name: podinfo
+  policy:
+    semver:
+      range: {range}
+---
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata:
+  name: flux-system
+  namespace: flux-system
+spec:
+  interval: 1m0s
+  ref:
+    branch: main
+  url: {git_url}
+---
+apiVersion: image.toolkit.fluxcd.io/v1beta1
+kind: ImageUpdateAutomation
+metadata:
+  name: flux-system
+  namespace: flux-system
+spec:
+  interval: 1m0s
+  sourceRef:
+    kind: GitRepository
+    name: flux-system
+  git:
+    checkout:
+      ref:
+        branch: main
+    commit:
+      author:
+        email: fluxcdbot@users.noreply.github.com
+        name: fluxcdbot
+      messageTemplate: '{{{{range .Updated.Images}}}}{{{{println .}}}}{{{{end}}}}'
+    push:
+      branch: main
+  update:
+    path: ./clusters/my-cluster
+    strategy: Setters
+{extra_automation}"#
+    )
+}
+
+struct Guide {
+    _reg: Server,
+    git: GitServer,
+    reg: String,
+    config: tempfile::TempDir,
+    state: tempfile::TempDir,
+}
+
+impl Guide {
+    fn new() -> Self {
+        let reg = registry(Auth::None);
+        let reg_host = format!("127.0.0.1:{}", reg.port);
+        push(
+            &format!("http://{reg_host}"),
+            "stefanprodan/podinfo",
+            &[
+                "5.0.0", "5.0.1", "5.0.2", "5.0.3", "5.1.0", "6.0.0", "latest",
+            ],
+            None,
+        );
+        let sub = |s: &str| s.replace("REG", &reg_host);
+        let git = git_server(&[
+            ("clusters/my-cluster/podinfo-deployment.yaml", &sub(DEPLOY)),
+            ("clusters/my-cluster/podinfo-helmrelease.yaml", &sub(HELM)),
+            (
+                "clusters/my-cluster/podinfo-kustomization.yaml",
+                &sub(KUSTOMIZATION),
+            ),
+            ("clusters/my-cluster/tekton-task.yaml", &sub(TEKTON)),
+        ]);
+        let config = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let g = Guide {
+            _reg: reg,
+            git,
+            reg: reg_host,
+            config,
+            state,
+        };
+        g.configure("5.0.x", "");
+        g
+    }
+
+    fn configure(&self, range: &str, extra: &str) {
+        std::fs::write(
+            self.config.path().join("flux.yaml"),
+            manifests(&self.reg, &self.git.url, range, extra),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn run_once(&self) -> std::process::Output {
+        tagpilot(&[
+            "run",
+            "--once",
+            "--config",
+            &self.config.path().to_string_lossy(),
+            "--state-dir",
+            &self.state.path().to_string_lossy(),
+        ])
+    }
+
+    fn show(&self, rev: &str, file: &str) -> String {
+        git_cmd(
+            &self.git.bare,
+            &["show", &format!("{rev}:clusters/my-cluster/{file}")],
+        )
+    }
+}
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn the_guide_end_to_end() {
+    let g = Guide::new();
+    let o = g.run_once();
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    assert!(
+        out.contains(
+            "imagerepository/flux-system/podinfo            True   successful scan: found 7 tags"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "Latest image tag for {}/stefanprodan/podinfo resolved to 5.0.3",
+            g.reg
+        )),
+        "{out}"
+    );
+    assert!(out.contains("pushed commit '"), "{out}");
+    // The commit message is the image reference and a newline, as the guide's template renders it.
+    assert_eq!(
+        git_cmd(&g.git.bare, &["log", "-1", "--format=%B%an <%ae>", "main"]),
+        format!(
+            "{}/stefanprodan/podinfo:5.0.3\nfluxcdbot <fluxcdbot@users.noreply.github.com>\n",
+            g.reg
+        )
+    );
+    // Deployment, HelmRelease, Kustomization and Tekton Task, all in that one commit.
+    assert_eq!(
+        git_cmd(&g.git.bare, &["diff", "--name-only", "main~1", "main"])
+            .lines()
+            .count(),
+        4
+    );
+    assert!(g
+        .show("main", "podinfo-deployment.yaml")
+        .contains("podinfo:5.0.3 # {"));
+    assert!(g
+        .show("main", "podinfo-helmrelease.yaml")
+        .contains("tag: 5.0.3  # {"));
+    assert!(g
+        .show("main", "podinfo-kustomization.yaml")
+        .contains("newTag: 5.0.3 # {"));
+    assert!(g
+        .show("main", "tekton-task.yaml")
+        .contains("podinfo:5.0.3 # {"));
+
+    // Run again: nothing to do, no new commit.
+    let head = git_cmd(&g.git.bare, &["rev-parse", "main"]);
+    let o = g.run_once();
+    assert!(
+        stdout(&o).contains("repository up-to-date"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(git_cmd(&g.git.bare, &["rev-parse", "main"]), head);
+
+    // "Revert image updates": pin the range to 5.0.0.
+    g.configure("5.0.0", "");
+    let o = g.run_once();
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(g
+        .show("main", "podinfo-deployment.yaml")
+        .contains("podinfo:5.0.0 # {"));
+
+    // "Suspend automation": no push while suspended.
+    g.configure("5.0.x", "  suspend: true\n");
+    let head = git_cmd(&g.git.bare, &["rev-parse", "main"]);
+    let o = g.run_once();
+    assert!(
+        stdout(&o).contains("imageupdateautomation/flux-system/flux-system  True   suspended"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(git_cmd(&g.git.bare, &["rev-parse", "main"]), head);
+}
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn push_to_a_different_branch_leaves_main_alone() {
+    let g = Guide::new();
+    let text = std::fs::read_to_string(g.config.path().join("flux.yaml")).unwrap_or_default();
+    std::fs::write(
+        g.config.path().join("flux.yaml"),
+        text.replace(
+            "    push:\n      branch: main",
+            "    push:\n      branch: flux-image-updates",
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let main = git_cmd(&g.git.bare, &["rev-parse", "main"]);
+    let o = g.run_once();
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("to branch 'flux-image-updates'"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(git_cmd(&g.git.bare, &["rev-parse", "main"]), main);
+    assert_eq!(
+        git_cmd(&g.git.bare, &["rev-parse", "flux-image-updates~1"]),
+        main
+    );
+    assert!(g
+        .show("flux-image-updates", "podinfo-deployment.yaml")
+        .contains("podinfo:5.0.3 # {"));
+}
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn broken_objects_are_reported_and_the_rest_still_runs() {
+    let g = Guide::new();
+    // A second, broken policy in another file: it fails alone.
+    std::fs::write(
+        g.config.path().join("broken.yaml"),
+        "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {name: broken, namespace: flux-system}\nspec:\n  imageRepositoryRef: {name: podinfo}\n  policy: {semver: {range: 'not a range'}}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let o = g.run_once();
+    assert_eq!(o.status.code(), Some(1), "one object is not Ready");
+    let out = stdout(&o);
+    assert!(
+        out.contains(
+            "broken.yaml (document 1): ImagePolicy flux-system/broken: spec.policy.semver.range"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("pushed commit '"),
+        "the valid objects still ran: {out}"
+    );
+}
