@@ -110,16 +110,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         })
         .collect();
     for repo in repos {
-        let (ready, message) = match runtime.block_on(run.scan(repo)) {
-            Ok(m) => (true, m),
-            Err(e) => (false, format!("scan failed: {}", crate::format_chain(&e))),
+        let (ready, message, fields) = match runtime.block_on(run.scan(repo)) {
+            Ok((m, f)) => (true, m, f),
+            Err(e) => (
+                false,
+                format!("scan failed: {}", crate::format_chain(&e)),
+                json!({}),
+            ),
         };
-        run.record(
+        run.record_with(
             Kind::ImageRepository,
             &repo.metadata.namespace,
             &repo.metadata.name,
             ready,
             message,
+            fields,
         );
     }
     let policies: Vec<&ImagePolicy> = config
@@ -134,12 +139,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(m) => (true, m),
             Err(e) => (false, crate::format_chain(&e)),
         };
-        run.record(
+        let key = (
+            policy.metadata.namespace.clone(),
+            policy.metadata.name.clone(),
+        );
+        let fields = run
+            .latest
+            .get(&key)
+            .map_or(json!({}), |l| json!({ "latestRef": l }));
+        run.record_with(
             Kind::ImagePolicy,
             &policy.metadata.namespace,
             &policy.metadata.name,
             ready,
             message,
+            fields,
         );
     }
     run.automations(&args.state_dir.join("git"));
@@ -153,8 +167,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 impl Run<'_> {
     fn record(&mut self, kind: Kind, namespace: &str, name: &str, ready: bool, message: String) {
+        self.record_with(kind, namespace, name, ready, message, json!({}));
+    }
+
+    /// Stores the object's status (Flux's field names) and adds a summary row.
+    fn record_with(
+        &mut self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        ready: bool,
+        message: String,
+        fields: serde_json::Value,
+    ) {
         let key = format!("{kind}/{namespace}/{name}");
-        let status = json!({
+        let mut status = json!({
             "conditions": [{
                 "type": "Ready",
                 "status": if ready { "True" } else { "False" },
@@ -163,6 +190,9 @@ impl Run<'_> {
                 "lastTransitionTime": now(),
             }]
         });
+        if let (Some(obj), serde_json::Value::Object(extra)) = (status.as_object_mut(), fields) {
+            obj.extend(extra);
+        }
         if let Err(e) = self.store.put_status(&key, &status) {
             tracing::warn!(%key, error = %e, "cannot store status");
         }
@@ -202,9 +232,12 @@ impl Run<'_> {
         Ok(opts)
     }
 
-    async fn scan(&mut self, repo: &ImageRepository) -> anyhow::Result<String> {
+    async fn scan(
+        &mut self,
+        repo: &ImageRepository,
+    ) -> anyhow::Result<(String, serde_json::Value)> {
         if repo.spec.suspend {
-            return Ok("suspended".into());
+            return Ok(("suspended".into(), json!({})));
         }
         let name = ImageName::parse(&repo.spec.image)?;
         let mut opts = self.client_options(repo)?;
@@ -237,11 +270,25 @@ impl Run<'_> {
             0.5,
         ) {
             scan::Verdict::Accept => {
+                let scan_time = now();
                 self.store
-                    .record_scan(&canonical, &tags, &revision, now())?;
-                Ok(format!(
-                    "successful scan: found {} tags with checksum {revision}",
-                    tags.len()
+                    .record_scan(&canonical, &tags, &revision, scan_time)?;
+                let fields = json!({
+                    "canonicalImageName": canonical,
+                    "lastScanResult": {
+                        "revision": revision,
+                        "tagCount": tags.len(),
+                        "scanTime": scan_time,
+                        "latestTags": tags.iter().take(10).collect::<Vec<_>>(),
+                    },
+                    "observedExclusionList": repo.spec.exclusion_list,
+                });
+                Ok((
+                    format!(
+                        "successful scan: found {} tags with checksum {revision}",
+                        tags.len()
+                    ),
+                    fields,
                 ))
             }
             scan::Verdict::Hold { reason } => {
@@ -392,26 +439,44 @@ impl Run<'_> {
             })();
             for job in &jobs {
                 let a = job.automation;
-                let (ready, message) = match &outcome {
-                    Ok(o) => match &o.pushed_commit {
-                        Some(c) => (
-                            true,
-                            tagpilot_git::pushed_message(
-                                c,
-                                &branch,
-                                o.messages.first().map_or("", String::as_str),
+                let (ready, message, fields) = match &outcome {
+                    Ok(o) => {
+                        let checkout_branch = spec.checkout.branch().unwrap_or(&branch).to_owned();
+                        match &o.pushed_commit {
+                            Some(c) => (
+                                true,
+                                tagpilot_git::pushed_message(
+                                    c,
+                                    &branch,
+                                    o.messages.first().map_or("", String::as_str),
+                                ),
+                                json!({
+                                    "lastPushCommit": c,
+                                    "lastPushTime": now(),
+                                    "observedSourceRevision": if checkout_branch == branch {
+                                        tagpilot_git::source_revision(&branch, c)
+                                    } else {
+                                        tagpilot_git::source_revision(&checkout_branch, &o.checkout_commit)
+                                    },
+                                    "observedPolicies": job.policies.iter().map(|((_, n), l)| (n.clone(), l.clone())).collect::<BTreeMap<_, _>>(),
+                                }),
                             ),
-                        ),
-                        None => (true, "repository up-to-date".to_owned()),
-                    },
-                    Err(e) => (false, crate::format_chain(e)),
+                            None => (
+                                true,
+                                "repository up-to-date".to_owned(),
+                                json!({ "observedSourceRevision": tagpilot_git::source_revision(&checkout_branch, &o.checkout_commit) }),
+                            ),
+                        }
+                    }
+                    Err(e) => (false, crate::format_chain(e), json!({})),
                 };
-                self.record(
+                self.record_with(
                     Kind::ImageUpdateAutomation,
                     &a.metadata.namespace,
                     &a.metadata.name,
                     ready,
                     message,
+                    fields,
                 );
             }
         }

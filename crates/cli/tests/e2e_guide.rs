@@ -193,6 +193,28 @@ fn the_guide_end_to_end() {
         .show("main", "tekton-task.yaml")
         .contains("podinfo:5.0.3 # {"));
 
+    // Status, with Flux's field names, in the state store.
+    let head = git_cmd(&g.git.bare, &["rev-parse", "main"])
+        .trim()
+        .to_owned();
+    {
+        let store = tagpilot_store::Store::open(&g.state.path().join("tagpilot.redb"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let status = |key: &str| store.status(key).ok().flatten().unwrap_or_default();
+        let repo = status("ImageRepository/flux-system/podinfo");
+        assert_eq!(repo["lastScanResult"]["tagCount"], 7);
+        assert_eq!(repo["lastScanResult"]["latestTags"][0], "latest");
+        assert_eq!(repo["conditions"][0]["type"], "Ready");
+        assert_eq!(
+            status("ImagePolicy/flux-system/podinfo")["latestRef"]["tag"],
+            "5.0.3"
+        );
+        let auto = status("ImageUpdateAutomation/flux-system/flux-system");
+        assert_eq!(auto["lastPushCommit"], head.as_str());
+        assert_eq!(auto["observedSourceRevision"], format!("main@sha1:{head}"));
+        assert_eq!(auto["observedPolicies"]["podinfo"]["tag"], "5.0.3");
+    }
+
     // Run again: nothing to do, no new commit.
     let head = git_cmd(&g.git.bare, &["rev-parse", "main"]);
     let o = g.run_once();
