@@ -16,7 +16,10 @@ use tagpilot_api::{
     build_policy, Config, DigestReflectionPolicy, ImagePolicy, ImageRepository,
     ImageUpdateAutomation, Kind, Object, Secrets, SigningKeyType,
 };
-use tagpilot_git::{Change, CheckoutRef, GitAuth, RoundSpec, Signer, WarmRepo};
+use tagpilot_git::{Change, CheckoutRef, ExtraRoots, GitAuth, RoundSpec, Signer, WarmRepo};
+
+/// How to reach a Git remote: credentials and extra CAs.
+type Access = (GitAuth, Option<ExtraRoots>);
 use tagpilot_policy::Exclusions;
 use tagpilot_registry::{
     scan, ClientOptions, DockerConfig, Gates, ImageName, Limits, ProxySpec, RepoClient,
@@ -365,7 +368,7 @@ impl Run<'_> {
             policies: Policies,
             message_template: Option<String>,
         }
-        let mut groups: BTreeMap<(String, String), (RoundSpec, GitAuth, Vec<Job<'_>>)> =
+        let mut groups: BTreeMap<(String, String), (RoundSpec, Access, Vec<Job<'_>>)> =
             BTreeMap::new();
         let autos: Vec<&ImageUpdateAutomation> = self
             .config
@@ -411,7 +414,7 @@ impl Run<'_> {
         }
         for ((url, branch), (spec, auth, jobs)) in groups {
             let outcome = (|| -> anyhow::Result<tagpilot_git::RoundOutcome> {
-                let repo = WarmRepo::open(git_cache, &url, auth)?;
+                let repo = WarmRepo::open_with_roots(git_cache, &url, auth.0, auth.1)?;
                 let mut changes: Vec<Change<'_>> = jobs
                     .iter()
                     .map(|job| -> Change<'_> {
@@ -487,7 +490,7 @@ impl Run<'_> {
     fn plan(
         &self,
         a: &ImageUpdateAutomation,
-    ) -> anyhow::Result<((String, String), RoundSpec, GitAuth, Policies)> {
+    ) -> anyhow::Result<((String, String), RoundSpec, Access, Policies)> {
         let ns = &a.metadata.namespace;
         let src = &a.spec.source_ref;
         let src_ns = src.namespace.as_deref().unwrap_or(ns);
@@ -529,6 +532,13 @@ impl Run<'_> {
                     .map(text)
             })?,
             None => GitAuth::None,
+        };
+        let roots = match &gitrepo.spec.secret_ref {
+            Some(sr) => match self.secrets.get(src_ns, &sr.name, "ca.crt")? {
+                Some(pem) => Some(ExtraRoots::from_pem(&pem).map_err(|e| anyhow::anyhow!("{e}"))?),
+                None => None,
+            },
+            None => None,
         };
         let signer = match &a.spec.git.commit.signing_key {
             None => None,
@@ -592,7 +602,7 @@ impl Run<'_> {
             max_attempts: 5,
             signer,
         };
-        Ok(((url, branch), spec, auth, policies))
+        Ok(((url, branch), spec, (auth, roots), policies))
     }
 }
 

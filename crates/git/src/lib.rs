@@ -8,11 +8,13 @@ mod known_hosts;
 mod refs;
 mod repo;
 mod signing;
+mod tls;
 
 pub use known_hosts::is_known;
 pub use refs::{push_branch, valid_branch, CheckoutRef, NO_PUSH_BRANCH};
 pub use repo::{redact, Change, GitAuth, GitError, RoundOutcome, RoundSpec, WarmRepo};
 pub use signing::Signer;
+pub use tls::ExtraRoots;
 
 /// Flux's `observedSourceRevision`: `<branch>@sha1:<hash>`.
 pub fn source_revision(branch: &str, commit: &str) -> String {

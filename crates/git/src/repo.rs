@@ -155,6 +155,8 @@ pub struct WarmRepo {
     dir: PathBuf,
     url: String,
     auth: GitAuth,
+    /// Extra CAs for HTTPS remotes (`ca.crt`).
+    roots: Option<crate::tls::ExtraRoots>,
 }
 
 impl std::fmt::Debug for WarmRepo {
@@ -202,6 +204,16 @@ impl WarmRepo {
     /// Opens the warm clone of `url` under `cache_dir`, or makes one. A clone that does not
     /// open, points elsewhere or has broken references is removed and made again.
     pub fn open(cache_dir: &Path, url: &str, auth: GitAuth) -> Result<Self, GitError> {
+        Self::open_with_roots(cache_dir, url, auth, None)
+    }
+
+    /// Like [`open`](Self::open), also trusting the CAs in `roots` for an HTTPS remote.
+    pub fn open_with_roots(
+        cache_dir: &Path,
+        url: &str,
+        auth: GitAuth,
+        roots: Option<crate::tls::ExtraRoots>,
+    ) -> Result<Self, GitError> {
         if url.is_empty() {
             return Err(GitError::Config("empty repository URL".into()));
         }
@@ -226,6 +238,7 @@ impl WarmRepo {
                         dir,
                         url: url.to_owned(),
                         auth,
+                        roots,
                     };
                     return Ok(warm);
                 }
@@ -245,6 +258,7 @@ impl WarmRepo {
             dir,
             url: url.to_owned(),
             auth,
+            roots,
         };
         if let Err(e) = warm.fetch() {
             // Leave nothing half-made behind.
@@ -319,6 +333,20 @@ impl WarmRepo {
                 )),
             }
         });
+        if let Some(roots) = self.roots.clone() {
+            // libgit2 checks the system roots; a certificate it rejects is still accepted when
+            // it chains to the configured ca.crt and names the host.
+            cb.certificate_check(move |cert, host| match cert.as_x509() {
+                Some(x509) => match roots.verifies(x509.data(), host) {
+                    Ok(()) => Ok(CertificateCheckStatus::CertificateOk),
+                    Err(why) => {
+                        tracing::debug!(%host, %why, "certificate not issued by ca.crt; using the system roots' verdict");
+                        Ok(CertificateCheckStatus::CertificatePassthrough)
+                    }
+                },
+                None => Ok(CertificateCheckStatus::CertificatePassthrough),
+            });
+        }
         if let GitAuth::Ssh { known_hosts, .. } = &self.auth {
             let known = known_hosts.clone();
             let target = ssh_host_port(&self.url);

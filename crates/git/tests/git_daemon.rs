@@ -96,6 +96,68 @@ fn wait_port(port: u16) {
 
 /// The same repository behind lighttpd + git http-backend with basic auth (gituser:gitpass).
 fn http_server() -> Daemon {
+    lighttpd_server(false)
+}
+
+/// A test CA (`ca.pem`) and a certificate for 127.0.0.1 signed by it (`cert.pem`, `key.pem`).
+fn tls_files(d: &Path) {
+    let openssl = |args: &[&str]| {
+        let ok = Command::new("openssl")
+            .current_dir(d)
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(ok, "openssl {args:?} failed");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=tagpilot git test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap_or_else(|e| panic!("{e}"));
+    openssl(&[
+        "x509",
+        "-req",
+        "-days",
+        "2",
+        "-CAcreateserial",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-out",
+        "cert.pem",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
+fn lighttpd_server(tls: bool) -> Daemon {
     let (dir, srv, bare, work) = seeded_repo();
     git(&bare, &["config", "http.receivepack", "true"]);
     let port = free_port();
@@ -127,6 +189,15 @@ $HTTP["url"] =~ "^/git/" {{
         exec = exec_path.trim(),
         srv = srv.display(),
     );
+    let conf = if tls {
+        tls_files(d);
+        format!(
+            "{conf}server.modules += (\"mod_openssl\")\nssl.engine = \"enable\"\nssl.pemfile = \"{root}/cert.pem\"\nssl.privkey = \"{root}/key.pem\"\n",
+            root = d.display()
+        )
+    } else {
+        conf
+    };
     std::fs::write(d.join("lighttpd.conf"), conf).unwrap_or_else(|e| panic!("{e}"));
     let child = Command::new("lighttpd")
         .arg("-D")
@@ -138,7 +209,10 @@ $HTTP["url"] =~ "^/git/" {{
     wait_port(port);
     Daemon {
         child,
-        url: format!("http://127.0.0.1:{port}/git/repo.git"),
+        url: format!(
+            "{}://127.0.0.1:{port}/git/repo.git",
+            if tls { "https" } else { "http" }
+        ),
         bare,
         work,
         _dir: dir,
@@ -896,4 +970,33 @@ fn killed_rounds_leave_nothing_half_done() {
             "unexpected commit {subject:?}"
         );
     }
+}
+
+#[test]
+#[ignore = "needs lighttpd with mod_openssl; run by tests/run.sh"]
+fn https_with_a_private_ca() {
+    let d = lighttpd_server(true);
+    let auth = || tagpilot_git::GitAuth::Basic {
+        username: "gituser".into(),
+        password: "gitpass".into(),
+    };
+    let ca = std::fs::read(d._dir.path().join("ca.pem")).unwrap_or_else(|e| panic!("{e}"));
+    let roots = tagpilot_git::ExtraRoots::from_pem(&ca).unwrap_or_else(|e| panic!("{e}"));
+    // Without ca.crt the private CA is not trusted.
+    let e = WarmRepo::open(cache().path(), &d.url, auth())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("certificate"), "{e}");
+    let state = cache();
+    let repo = WarmRepo::open_with_roots(state.path(), &d.url, auth(), Some(roots))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = repo
+        .round(&spec("main"), &mut [setter_change("5.0.3", "clusters")])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        git(&d.bare, &["rev-parse", "main"]).trim(),
+        out.pushed_commit.unwrap_or_default()
+    );
+    assert!(tagpilot_git::ExtraRoots::from_pem(b"not a certificate").is_err());
 }
