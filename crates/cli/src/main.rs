@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod create;
 mod once;
 mod resolve;
 mod scan;
@@ -26,6 +27,8 @@ struct Cli {
 enum Command {
     /// Pick the latest tag from a tag list with an image policy.
     Resolve(resolve::Args),
+    /// Generate image automation objects (`--export` prints their YAML).
+    Create(create::Args),
     /// Reconcile every object of a configuration directory (`--once`).
     Run(once::Args),
     /// List a repository's tags from its registry.
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Resolve(args) => resolve::run(args),
+        Command::Create(args) => create::run(args),
         Command::Run(args) => once::run(args),
         Command::Scan(args) => scan::run(args),
         Command::Update(args) => update::run(args),

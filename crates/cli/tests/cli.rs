@@ -419,3 +419,127 @@ fn symlink(target: &Path, link: &Path) {
     #[cfg(unix)]
     std::os::unix::fs::symlink(target, link).unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn create_export_prints_flux_yaml() {
+    let o = tagpilot(&[
+        "create",
+        "image",
+        "repository",
+        "podinfo",
+        "--image=ghcr.io/stefanprodan/podinfo",
+        "--interval=1m",
+        "--export",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata:\n  name: podinfo\n  namespace: flux-system\nspec:\n  image: ghcr.io/stefanprodan/podinfo\n  interval: 1m0s\n"
+    );
+    let o = tagpilot(&[
+        "create",
+        "image",
+        "policy",
+        "podinfo",
+        "--image-ref=podinfo",
+        "--select-semver=5.0.x",
+        "--export",
+    ]);
+    assert_eq!(
+        stdout(&o),
+        "---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata:\n  name: podinfo\n  namespace: flux-system\nspec:\n  imageRepositoryRef:\n    name: podinfo\n  policy:\n    semver:\n      range: 5.0.x\n"
+    );
+    let o = tagpilot(&[
+        "create",
+        "image",
+        "update",
+        "flux-system",
+        "--git-repo-ref=flux-system",
+        "--git-repo-path=./clusters/my-cluster",
+        "--checkout-branch=main",
+        "--push-branch=main",
+        "--author-name=fluxcdbot",
+        "--author-email=fluxcdbot@users.noreply.github.com",
+        "--commit-template={{range .Updated.Images}}{{println .}}{{end}}",
+        "--export",
+    ]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("      messageTemplate: '{{range .Updated.Images}}{{println .}}{{end}}'\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  update:\n    path: ./clusters/my-cluster\n    strategy: Setters\n"),
+        "{out}"
+    );
+    // What create prints, validate accepts.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("auto.yaml"), &out).unwrap_or_else(|e| panic!("{e}"));
+    assert!(tagpilot(&["validate", &dir.path().to_string_lossy()])
+        .status
+        .success());
+    for (args, want) in [
+        (
+            vec!["create", "image", "repository", "x", "--export"],
+            "an image repository (--image) is required",
+        ),
+        (
+            vec![
+                "create",
+                "image",
+                "repository",
+                "x",
+                "--image=a:1",
+                "--export",
+            ],
+            "unable to parse image value",
+        ),
+        (
+            vec![
+                "create",
+                "image",
+                "policy",
+                "p",
+                "--image-ref=r",
+                "--select-alpha=asc",
+                "--interval=5m",
+                "--export",
+            ],
+            "only be used with --reflect-digest=Always",
+        ),
+        (
+            vec![
+                "create",
+                "image",
+                "policy",
+                "p",
+                "--image-ref=r",
+                "--select-alpha=asc",
+                "--select-numeric=asc",
+                "--export",
+            ],
+            "only one of",
+        ),
+        (
+            vec![
+                "create",
+                "image",
+                "policy",
+                "p",
+                "--image-ref=r",
+                "--select-semver=*",
+                "--filter-extract=$x",
+                "--export",
+            ],
+            "without specifying --filter-regex",
+        ),
+        (
+            vec!["create", "image", "repository", "x", "--image=a"],
+            "use --export",
+        ),
+    ] {
+        let o = tagpilot(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+}
