@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
-use tagpilot_registry::{scan, ClientOptions, DockerConfig, Gates, ImageName, Limits, RepoClient};
+use tagpilot_registry::{
+    scan, ClientOptions, DockerConfig, Gates, ImageName, Limits, ProxySpec, RepoClient,
+};
 
 use crate::resolve::Output;
 
@@ -31,6 +33,10 @@ pub struct RegistryArgs {
     /// Client key (PEM) for mutual TLS.
     #[arg(long, value_name = "FILE", requires = "cert_file")]
     pub key_file: Option<PathBuf>,
+    /// Proxy for registry requests, `http://[user:password@]host:port` (else HTTPS_PROXY,
+    /// HTTP_PROXY and ALL_PROXY apply).
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
     /// Timeout per request, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub timeout: u64,
@@ -50,6 +56,20 @@ impl RegistryArgs {
             ..Limits::default()
         }
     }
+}
+
+/// `http://user:password@host:port` → the address and the credentials apart.
+fn proxy_spec(url: &str) -> anyhow::Result<ProxySpec> {
+    let mut u = url::Url::parse(url).with_context(|| "--proxy: not a URL".to_owned())?;
+    let username = (!u.username().is_empty()).then(|| u.username().to_owned());
+    let password = u.password().map(str::to_owned);
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    Ok(ProxySpec {
+        address: u.to_string(),
+        username,
+        password,
+    })
 }
 
 /// A live listing.
@@ -110,6 +130,7 @@ async fn fetch_one(
         },
         timeout: Duration::from_secs(args.timeout.max(1)),
         credentials,
+        proxy: args.proxy.as_deref().map(proxy_spec).transpose()?,
         ..ClientOptions::default()
     };
     let client = RepoClient::new(&name, opts, gates)?;

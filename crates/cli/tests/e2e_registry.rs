@@ -584,3 +584,85 @@ fn store_keeps_last_good_list_until_a_drop_is_confirmed() {
     assert!(!stderr(&o).contains("dropped"), "{}", stderr(&o));
     assert_eq!(stored(&app), Some(2));
 }
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn client_certificates() {
+    let reg = registry(Auth::MutualTls);
+    let d = reg.dir.path();
+    let image = format!("127.0.0.1:{}/app", reg.port);
+    let curl_auth = format!(
+        "--cacert {} --cert {} --key {}",
+        d.join("ca.pem").display(),
+        d.join("client.pem").display(),
+        d.join("client.key").display()
+    );
+    push(
+        &format!("https://127.0.0.1:{}", reg.port),
+        "app",
+        &["3.0.0"],
+        Some(&curl_auth),
+    );
+    let ca = d.join("ca.pem").to_string_lossy().into_owned();
+    let o = tagpilot(&[
+        "scan",
+        &image,
+        "--ca-file",
+        &ca,
+        "--cert-file",
+        &d.join("client.pem").to_string_lossy(),
+        "--key-file",
+        &d.join("client.key").to_string_lossy(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "3.0.0\n");
+    // Without the client certificate the registry refuses the handshake.
+    let o = tagpilot(&["scan", &image, "--ca-file", &ca]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+#[ignore = "needs docker-registry and tinyproxy; run by tests/run.sh"]
+fn through_a_proxy() {
+    let reg = registry(Auth::None);
+    push(
+        &format!("http://127.0.0.1:{}", reg.port),
+        "app",
+        &["4.0.0", "4.1.0"],
+        None,
+    );
+    let p = proxy();
+    let image = format!("127.0.0.1:{}/app", reg.port);
+    let log = || std::fs::read_to_string(p.dir.path().join("proxy.log")).unwrap_or_default();
+    let via = format!("http://proxyuser:proxypass@127.0.0.1:{}", p.port);
+    let o = tagpilot(&["scan", &image, "--insecure", "--proxy", &via]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "4.1.0\n4.0.0\n");
+    assert!(
+        log().contains("/v2/app/tags/list"),
+        "the request went through the proxy: {}",
+        log()
+    );
+    // Wrong proxy credentials: refused by the proxy, a clear error.
+    let bad = format!("http://proxyuser:nope@127.0.0.1:{}", p.port);
+    let o = tagpilot(&["scan", &image, "--insecure", "--proxy", &bad]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!stderr(&o).contains("nope"), "{}", stderr(&o));
+    // The standard environment variable works too.
+    let before = log().matches("/v2/app/tags/list").count();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_tagpilot"))
+        .args(["scan", &image, "--insecure"])
+        .env("HTTP_PROXY", &via)
+        .env("http_proxy", &via)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        log().matches("/v2/app/tags/list").count() > before,
+        "HTTP_PROXY was honoured: {}",
+        log()
+    );
+}

@@ -73,6 +73,9 @@ pub enum Auth {
     Token {
         token_port: u16,
     },
+    /// TLS that requires a client certificate signed by the test CA (`client.pem`,
+    /// `client.key` are made alongside).
+    MutualTls,
 }
 
 /// Starts Debian's docker-registry with filesystem storage in a temp dir.
@@ -101,6 +104,16 @@ fn registry_with(dir: tempfile::TempDir, auth: Auth) -> Server {
                 "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
                 d.join("htpasswd").display()
             );
+        }
+        Auth::MutualTls => {
+            tls_files(d);
+            client_cert(d);
+            http.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n    clientcas:\n      - {}\n",
+                d.join("cert.pem").display(),
+                d.join("key.pem").display(),
+                d.join("ca.pem").display()
+            ));
         }
         Auth::Token { token_port } => {
             auth_cfg = format!(
@@ -191,6 +204,77 @@ pub fn tls_files(d: &Path) {
             .arg("-extfile")
             .arg(d.join("ext.cnf")),
     );
+}
+
+/// A client certificate (`client.pem`, `client.key`) signed by the test CA in `d`.
+pub fn client_cert(d: &Path) {
+    let quiet = |c: &mut Command| {
+        c.stderr(Stdio::null());
+        run(c);
+    };
+    quiet(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=tagpilot",
+            ])
+            .arg("-keyout")
+            .arg(d.join("client.key"))
+            .arg("-out")
+            .arg(d.join("client.csr")),
+    );
+    std::fs::write(
+        d.join("client-ext.cnf"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    quiet(
+        Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
+            .arg("-in")
+            .arg(d.join("client.csr"))
+            .arg("-CA")
+            .arg(d.join("ca.pem"))
+            .arg("-CAkey")
+            .arg(d.join("ca.key"))
+            .arg("-out")
+            .arg(d.join("client.pem"))
+            .arg("-extfile")
+            .arg(d.join("client-ext.cnf")),
+    );
+}
+
+/// tinyproxy on 127.0.0.1 with basic auth proxyuser:proxypass; its log records every request.
+pub fn proxy() -> Server {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let port = free_port();
+    let d = dir.path();
+    std::fs::write(
+        d.join("tinyproxy.conf"),
+        format!(
+            "Port {port}\nListen 127.0.0.1\nTimeout 30\nAllow 127.0.0.1\nBasicAuth proxyuser proxypass\nLogFile \"{log}\"\nLogLevel Connect\nMaxClients 20\nDisableViaHeader Yes\n",
+            log = d.join("proxy.log").display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let bin = ["/usr/bin/tinyproxy", "/usr/sbin/tinyproxy"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("tinyproxy");
+    let mut child = Command::new(bin)
+        .arg("-d")
+        .arg("-c")
+        .arg(d.join("tinyproxy.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("tinyproxy (apt-get install tinyproxy): {e}"));
+    wait_for_port(port, &mut child);
+    Server { child, port, dir }
 }
 
 /// A token-auth pair: token server and registry sharing a signing key.
