@@ -17,9 +17,6 @@ use tagpilot_api::{
     ImageUpdateAutomation, Kind, Object, Secrets, SigningKeyType,
 };
 use tagpilot_git::{Change, CheckoutRef, ExtraRoots, GitAuth, RoundSpec, Signer, WarmRepo};
-
-/// How to reach a Git remote: credentials and extra CAs.
-type Access = (GitAuth, Option<ExtraRoots>);
 use tagpilot_policy::Exclusions;
 use tagpilot_registry::{
     scan, ClientOptions, DockerConfig, Gates, ImageName, Limits, ProxySpec, RepoClient,
@@ -27,6 +24,9 @@ use tagpilot_registry::{
 use tagpilot_setters::{scan_tree, write_changes, LatestRef, Policies};
 use tagpilot_store::Store;
 use tagpilot_template::{commit_data, render_message, MessageInput};
+
+/// How to reach a Git remote: credentials and extra CAs.
+type Access = (GitAuth, Option<ExtraRoots>);
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
