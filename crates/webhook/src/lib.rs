@@ -66,7 +66,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -376,7 +376,7 @@ mod tests {
             ("X-Event-Key", "repo:push"),
         ]);
         assert!(validate(ReceiverType::Bitbucket, t, &["repo:push".into()], &bb, body).is_ok());
-        let nx = h(&[("X-Nexus-Webhook-Signature", &s1)]);
+        let nx = h(&[("X-Nexus-Webhook-Signature", s1)]);
         assert!(validate(ReceiverType::Nexus, t, &[], &nx, body).is_ok());
         assert!(validate(ReceiverType::Nexus, t, &[], &nx, b"not json").is_err());
     }
