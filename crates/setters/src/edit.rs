@@ -192,12 +192,13 @@ pub fn update_str(content: &str, policies: &Policies) -> Result<FileUpdate, File
                     continue;
                 }
                 record_identity(&frames, &value, &mut doc);
-                let start = chars.byte(span.start.index());
+                let end = chars.byte(span.end.index());
+                let start = skip_properties(content, chars.byte(span.start.index()), end);
                 let scalar = Scalar {
                     value: value.to_string(),
                     style,
                     start,
-                    end: scalar_end(content, start, style, chars.byte(span.end.index())),
+                    end: scalar_end(content, start, style, end),
                 };
                 let in_flow = frames.iter().any(Frame::is_flow);
                 if let Some(edit) =
@@ -275,6 +276,21 @@ fn finish_doc(doc: &mut Doc, objects: &mut Vec<ObjectChange>) {
             changes: d.changes,
         });
     }
+}
+
+/// The first byte of the scalar itself: a node's span starts at its properties (`&anchor`,
+/// `!tag`), which an edit must leave in place.
+fn skip_properties(text: &str, mut start: usize, end: usize) -> usize {
+    let b = text.as_bytes();
+    while start < end && matches!(b.get(start), Some(b'&' | b'!')) {
+        while start < end && !matches!(b[start], b' ' | b'\t' | b'\n' | b'\r') {
+            start += 1;
+        }
+        while start < end && matches!(b[start], b' ' | b'\t' | b'\n' | b'\r') {
+            start += 1;
+        }
+    }
+    start
 }
 
 /// The byte just past the scalar's last character. The parser's end mark is exact for plain

@@ -352,3 +352,12 @@ fn tree_walk_selection_and_atomic_write() {
     let again = scan_tree(&root, &policies()).unwrap_or_else(|e| panic!("{e}"));
     assert!(again.is_empty());
 }
+
+#[test]
+fn anchors_and_tags_stay_in_place() {
+    let input = "a: &anc ghcr.io/stefanprodan/podinfo:1 # {\"$imagepolicy\": \"flux-system:podinfo\"}\nb: *anc\nc: !!str 1.0 # {\"$imagepolicy\": \"flux-system:pinned:tag\"}\nd: &x !custom 'ghcr.io/stefanprodan/podinfo:1' # {\"$imagepolicy\": \"flux-system:podinfo\"}\n";
+    assert_eq!(
+        apply(input),
+        "a: &anc ghcr.io/stefanprodan/podinfo:5.0.3 # {\"$imagepolicy\": \"flux-system:podinfo\"}\nb: *anc\nc: !!str \"1.10\" # {\"$imagepolicy\": \"flux-system:pinned:tag\"}\nd: &x !custom 'ghcr.io/stefanprodan/podinfo:5.0.3' # {\"$imagepolicy\": \"flux-system:podinfo\"}\n"
+    );
+}
