@@ -144,107 +144,84 @@ fn registry_with(dir: tempfile::TempDir, auth: Auth) -> Server {
     Server { child, port, dir }
 }
 
+fn openssl(d: &Path, args: &[&str]) {
+    let mut c = Command::new("openssl");
+    c.current_dir(d).args(args).stderr(Stdio::null());
+    run(&mut c);
+}
+
+/// A key (`key`) and a certificate (`cert`) for `subject` with extensions `ext`, signed by the
+/// test CA in `d`.
+fn signed_cert(d: &Path, key: &str, cert: &str, subject: &str, ext: &str) {
+    openssl(
+        d,
+        &[
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", key, "-out",
+            "req.csr",
+        ],
+    );
+    std::fs::write(d.join("ext.cnf"), ext).unwrap_or_else(|e| panic!("{e}"));
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-CAcreateserial",
+            "-in",
+            "req.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-out",
+            cert,
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+}
+
 /// A test CA (`ca.pem`) and a server certificate for 127.0.0.1 signed by it (`cert.pem`,
 /// `key.pem`). rustls, rightly, refuses a self-signed CA certificate used as a server
 /// certificate, so the CA and the leaf are separate.
 pub fn tls_files(d: &Path) {
-    let quiet = |c: &mut Command| {
-        c.stderr(Stdio::null());
-        run(c);
-    };
-    quiet(
-        Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=tagpilot test CA",
-            ])
-            .arg("-keyout")
-            .arg(d.join("ca.key"))
-            .arg("-out")
-            .arg(d.join("ca.pem")),
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=tagpilot test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
     );
-    quiet(
-        Command::new("openssl")
-            .args([
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                "/CN=127.0.0.1",
-            ])
-            .arg("-keyout")
-            .arg(d.join("key.pem"))
-            .arg("-out")
-            .arg(d.join("server.csr")),
-    );
-    std::fs::write(
-        d.join("ext.cnf"),
+    signed_cert(
+        d,
+        "key.pem",
+        "cert.pem",
+        "/CN=127.0.0.1",
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    quiet(
-        Command::new("openssl")
-            .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
-            .arg("-in")
-            .arg(d.join("server.csr"))
-            .arg("-CA")
-            .arg(d.join("ca.pem"))
-            .arg("-CAkey")
-            .arg(d.join("ca.key"))
-            .arg("-out")
-            .arg(d.join("cert.pem"))
-            .arg("-extfile")
-            .arg(d.join("ext.cnf")),
     );
 }
 
 /// A client certificate (`client.pem`, `client.key`) signed by the test CA in `d`.
 pub fn client_cert(d: &Path) {
-    let quiet = |c: &mut Command| {
-        c.stderr(Stdio::null());
-        run(c);
-    };
-    quiet(
-        Command::new("openssl")
-            .args([
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                "/CN=tagpilot",
-            ])
-            .arg("-keyout")
-            .arg(d.join("client.key"))
-            .arg("-out")
-            .arg(d.join("client.csr")),
-    );
-    std::fs::write(
-        d.join("client-ext.cnf"),
+    signed_cert(
+        d,
+        "client.key",
+        "client.pem",
+        "/CN=tagpilot",
         "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    quiet(
-        Command::new("openssl")
-            .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
-            .arg("-in")
-            .arg(d.join("client.csr"))
-            .arg("-CA")
-            .arg(d.join("ca.pem"))
-            .arg("-CAkey")
-            .arg(d.join("ca.key"))
-            .arg("-out")
-            .arg(d.join("client.pem"))
-            .arg("-extfile")
-            .arg(d.join("client-ext.cnf")),
     );
 }
 
