@@ -304,7 +304,8 @@ impl Run<'_> {
     async fn resolve(&mut self, policy: &ImagePolicy) -> anyhow::Result<String> {
         let ns = &policy.metadata.namespace;
         if policy.spec.suspend {
-            anyhow::bail!("suspended");
+            // Like a suspended repository or automation: not reconciled, not a failure.
+            return Ok("suspended".into());
         }
         let r = &policy.spec.image_repository_ref;
         let repo_ns = r.namespace.as_deref().unwrap_or(ns);
