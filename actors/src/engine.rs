@@ -1,0 +1,657 @@
+//! The reconciliation of one object of each kind, shared by `tagpilot run --once` and the
+//! daemon: credentials from Secrets, scan + never-downgrade + store, policy → latest ref, and
+//! automations grouped by remote and push branch into Git rounds, each recording its status with
+//! Flux's field names. Errors end as status messages.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::Context;
+use serde_json::json;
+use tagpilot_api::{
+    build_policy, Config, DigestReflectionPolicy, ImagePolicy, ImageRepository,
+    ImageUpdateAutomation, Kind, Object, Secrets, SigningKeyType,
+};
+use tagpilot_git::{Change, CheckoutRef, ExtraRoots, GitAuth, RoundSpec, Signer, WarmRepo};
+use tagpilot_policy::Exclusions;
+use tagpilot_registry::{
+    scan, ClientOptions, DockerConfig, Gates, ImageName, ProxySpec, RepoClient,
+};
+use tagpilot_setters::{scan_tree, write_changes, LatestRef, Policies};
+use tagpilot_store::Store;
+use tagpilot_template::{commit_data, render_message, MessageInput};
+
+/// How to reach a Git remote: credentials and extra CAs.
+type Access = (GitAuth, Option<ExtraRoots>);
+
+/// The outcome of one object, as the summary shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// None for a configuration error without a known kind.
+    pub kind: Option<Kind>,
+    pub namespace: String,
+    pub name: String,
+    pub ready: bool,
+    pub message: String,
+}
+
+/// Everything a reconciliation needs, owned so that actors can share it.
+#[derive(Debug)]
+pub struct Engine {
+    config: Arc<Config>,
+    secrets_dir: Option<PathBuf>,
+    store: Arc<Store>,
+    gates: Arc<Gates>,
+    git_cache: PathBuf,
+    rows: Mutex<Vec<Report>>,
+    /// Resolved policies: (namespace, name) → latest ref.
+    latest: Mutex<BTreeMap<(String, String), LatestRef>>,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The error and its causes on one line; a cause already quoted by its parent is not repeated.
+pub fn format_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line.replace('\n', " ")
+}
+
+impl Engine {
+    pub fn new(
+        config: Arc<Config>,
+        secrets_dir: Option<PathBuf>,
+        store: Arc<Store>,
+        gates: Arc<Gates>,
+        git_cache: PathBuf,
+    ) -> Self {
+        let rows = config
+            .errors
+            .iter()
+            .map(|e| Report {
+                kind: e.kind.as_deref().and_then(Kind::from_name),
+                namespace: e.namespace.clone().unwrap_or_default(),
+                name: e.name.clone().unwrap_or_else(|| e.source.to_string()),
+                ready: false,
+                message: e.to_string(),
+            })
+            .collect();
+        Engine {
+            config,
+            secrets_dir,
+            store,
+            gates,
+            git_cache,
+            rows: Mutex::new(rows),
+            latest: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn secrets(&self) -> Secrets<'_> {
+        Secrets {
+            config: &self.config,
+            dir: self.secrets_dir.as_deref(),
+        }
+    }
+
+    fn lock_rows(&self) -> MutexGuard<'_, Vec<Report>> {
+        self.rows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_latest(&self) -> MutexGuard<'_, BTreeMap<(String, String), LatestRef>> {
+        self.latest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The reports recorded since the last call (configuration errors first).
+    pub fn take_reports(&self) -> Vec<Report> {
+        std::mem::take(&mut *self.lock_rows())
+    }
+
+    /// Scans a repository and records its status.
+    pub async fn reconcile_repository(&self, repo: &ImageRepository) {
+        let (ready, message, fields) = match self.scan(repo).await {
+            Ok((m, f)) => (true, m, f),
+            Err(e) => (
+                false,
+                format!("scan failed: {}", format_chain(&e)),
+                json!({}),
+            ),
+        };
+        self.record_with(
+            Kind::ImageRepository,
+            &repo.metadata.namespace,
+            &repo.metadata.name,
+            ready,
+            message,
+            fields,
+        );
+    }
+
+    /// Resolves a policy and records its status.
+    pub async fn reconcile_policy(&self, policy: &ImagePolicy) {
+        let (ready, message) = match self.resolve(policy).await {
+            Ok(m) => (true, m),
+            Err(e) => (false, format_chain(&e)),
+        };
+        let key = (
+            policy.metadata.namespace.clone(),
+            policy.metadata.name.clone(),
+        );
+        let fields = self
+            .lock_latest()
+            .get(&key)
+            .map_or(json!({}), |l| json!({ "latestRef": l }));
+        self.record_with(
+            Kind::ImagePolicy,
+            &policy.metadata.namespace,
+            &policy.metadata.name,
+            ready,
+            message,
+            fields,
+        );
+    }
+
+    /// Every object of a kind in the configuration.
+    pub fn repositories(&self) -> Vec<&ImageRepository> {
+        self.config
+            .of_kind(Kind::ImageRepository)
+            .filter_map(|l| match &l.object {
+                Object::ImageRepository(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn policies(&self) -> Vec<&ImagePolicy> {
+        self.config
+            .of_kind(Kind::ImagePolicy)
+            .filter_map(|l| match &l.object {
+                Object::ImagePolicy(p) => Some(p),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Engine {
+    fn record(&self, kind: Kind, namespace: &str, name: &str, ready: bool, message: String) {
+        self.record_with(kind, namespace, name, ready, message, json!({}));
+    }
+
+    /// Stores the object's status (Flux's field names) and adds a summary row.
+    fn record_with(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        ready: bool,
+        message: String,
+        fields: serde_json::Value,
+    ) {
+        let key = format!("{kind}/{namespace}/{name}");
+        let mut status = json!({
+            "conditions": [{
+                "type": "Ready",
+                "status": if ready { "True" } else { "False" },
+                "reason": if ready { "Succeeded" } else { "Failure" },
+                "message": message,
+                "lastTransitionTime": now(),
+            }]
+        });
+        if let (Some(obj), serde_json::Value::Object(extra)) = (status.as_object_mut(), fields) {
+            obj.extend(extra);
+        }
+        if let Err(e) = self.store.put_status(&key, &status) {
+            tracing::warn!(%key, error = %e, "cannot store status");
+        }
+        self.lock_rows().push(Report {
+            kind: Some(kind),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            ready,
+            message,
+        });
+    }
+
+    fn client_options(&self, repo: &ImageRepository) -> anyhow::Result<ClientOptions> {
+        let ns = &repo.metadata.namespace;
+        let s = &repo.spec;
+        let mut opts = ClientOptions {
+            insecure: s.insecure,
+            timeout: s.effective_timeout(),
+            ..ClientOptions::default()
+        };
+        if let Some(r) = &s.cert_secret_ref {
+            opts.ca_pem = self.secrets().get(ns, &r.name, "ca.crt")?;
+            if let (Some(c), Some(k)) = (
+                self.secrets().get(ns, &r.name, "tls.crt")?,
+                self.secrets().get(ns, &r.name, "tls.key")?,
+            ) {
+                opts.client_cert = Some((c, k));
+            }
+        }
+        if let Some(r) = &s.proxy_secret_ref {
+            opts.proxy = Some(ProxySpec {
+                address: text(self.secrets().require(ns, &r.name, "address")?),
+                username: self.secrets().get(ns, &r.name, "username")?.map(text),
+                password: self.secrets().get(ns, &r.name, "password")?.map(text),
+            });
+        }
+        Ok(opts)
+    }
+
+    pub async fn scan(
+        &self,
+        repo: &ImageRepository,
+    ) -> anyhow::Result<(String, serde_json::Value)> {
+        if repo.spec.suspend {
+            return Ok(("suspended".into(), json!({})));
+        }
+        let name = ImageName::parse(&repo.spec.image)?;
+        let mut opts = self.client_options(repo)?;
+        if let Some(r) = &repo.spec.secret_ref {
+            let cfg = DockerConfig::parse(
+                &self
+                    .secrets()
+                    .docker_config(&repo.metadata.namespace, &r.name)?,
+            )?;
+            opts.credentials = cfg.credentials_for(&name.registry).await?;
+        }
+        let client = RepoClient::new(&name, opts, &self.gates)?;
+        let listing = client.list_tags().await?;
+        let exclusions = Exclusions::new(&repo.spec.exclusion_list)?;
+        let mut tags: Vec<String> = listing
+            .tags
+            .into_iter()
+            .filter(|t| exclusions.matching(t).is_none())
+            .collect();
+        scan::sort_desc(&mut tags);
+        tags.dedup();
+        let revision = scan::revision(&tags);
+        let canonical = name.canonical();
+        let meta = self.store.repo_meta(&canonical)?;
+        match scan::judge(
+            meta.as_ref().map(|m| m.tag_count),
+            meta.as_ref().and_then(|m| m.pending_revision.as_deref()),
+            &revision,
+            tags.len(),
+            0.5,
+        ) {
+            scan::Verdict::Accept => {
+                let scan_time = now();
+                self.store
+                    .record_scan(&canonical, &tags, &revision, scan_time)?;
+                let fields = json!({
+                    "canonicalImageName": canonical,
+                    "lastScanResult": {
+                        "revision": revision,
+                        "tagCount": tags.len(),
+                        "scanTime": scan_time,
+                        "latestTags": tags.iter().take(10).collect::<Vec<_>>(),
+                    },
+                    "observedExclusionList": repo.spec.exclusion_list,
+                });
+                Ok((
+                    format!(
+                        "successful scan: found {} tags with checksum {revision}",
+                        tags.len()
+                    ),
+                    fields,
+                ))
+            }
+            scan::Verdict::Hold { reason } => {
+                self.store.set_pending(&canonical, Some(&revision))?;
+                anyhow::bail!("{reason}")
+            }
+        }
+    }
+
+    pub async fn resolve(&self, policy: &ImagePolicy) -> anyhow::Result<String> {
+        let ns = &policy.metadata.namespace;
+        if policy.spec.suspend {
+            // Like a suspended repository or automation: not reconciled, not a failure.
+            return Ok("suspended".into());
+        }
+        let r = &policy.spec.image_repository_ref;
+        let repo_ns = r.namespace.as_deref().unwrap_or(ns);
+        let Some(Object::ImageRepository(repo)) = self
+            .config
+            .get(Kind::ImageRepository, repo_ns, &r.name)
+            .map(|l| &l.object)
+        else {
+            anyhow::bail!("failed to get the referred ImageRepository: referenced ImageRepository does not exist: {repo_ns}/{}", r.name);
+        };
+        let engine =
+            build_policy(&policy.spec).map_err(|e| anyhow::anyhow!("invalid policy: {e}"))?;
+        let canonical = ImageName::parse(&repo.spec.image)?.canonical();
+        let tags: Vec<String> = self
+            .store
+            .tags(&canonical)?
+            .ok_or_else(|| anyhow::anyhow!("no tags in database"))?
+            .into_iter()
+            .map(|t| t.tag)
+            .collect();
+        let selection = engine.select(&tags, &Exclusions::none())?;
+        let mut latest = LatestRef {
+            name: repo.spec.image.clone(),
+            tag: selection.tag.clone(),
+            digest: None,
+        };
+        if policy.spec.digest_reflection_policy != DigestReflectionPolicy::Never {
+            let name = ImageName::parse(&repo.spec.image)?;
+            let mut opts = self.client_options(repo)?;
+            if let Some(sr) = &repo.spec.secret_ref {
+                let cfg = DockerConfig::parse(&self.secrets().docker_config(repo_ns, &sr.name)?)?;
+                opts.credentials = cfg.credentials_for(&name.registry).await?;
+            }
+            let digest = RepoClient::new(&name, opts, &self.gates)?
+                .head_digest(&selection.tag)
+                .await
+                .with_context(|| {
+                    format!(
+                        "failed fetching digest of {}:{}",
+                        repo.spec.image, selection.tag
+                    )
+                })?;
+            latest.digest = Some(digest);
+        }
+        let mut message = format!(
+            "Latest image tag for {} resolved to {}",
+            latest.name, latest.tag
+        );
+        if let Some(d) = &latest.digest {
+            message.push_str(&format!(" with digest {d}"));
+        }
+        self.lock_latest()
+            .insert((ns.clone(), policy.metadata.name.clone()), latest);
+        Ok(message)
+    }
+
+    /// Runs every automation; automations writing the same remote and branch share one round.
+    pub fn automations(&self) {
+        let git_cache = self.git_cache.as_path();
+        struct Job<'c> {
+            automation: &'c ImageUpdateAutomation,
+            policies: Policies,
+            message_template: Option<String>,
+        }
+        let mut groups: BTreeMap<(String, String), (RoundSpec, Access, Vec<Job<'_>>)> =
+            BTreeMap::new();
+        let autos: Vec<&ImageUpdateAutomation> = self
+            .config
+            .of_kind(Kind::ImageUpdateAutomation)
+            .filter_map(|l| match &l.object {
+                Object::ImageUpdateAutomation(a) => Some(a),
+                _ => None,
+            })
+            .collect();
+        for a in autos {
+            let (ns, name) = (a.metadata.namespace.clone(), a.metadata.name.clone());
+            if a.spec.suspend {
+                self.record(
+                    Kind::ImageUpdateAutomation,
+                    &ns,
+                    &name,
+                    true,
+                    "suspended".into(),
+                );
+                continue;
+            }
+            match self.plan(a) {
+                Ok((key, spec, auth, policies)) => {
+                    let job = Job {
+                        automation: a,
+                        policies,
+                        message_template: a.spec.git.commit.message_template.clone(),
+                    };
+                    groups
+                        .entry(key)
+                        .or_insert_with(|| (spec, auth, Vec::new()))
+                        .2
+                        .push(job);
+                }
+                Err(e) => self.record(
+                    Kind::ImageUpdateAutomation,
+                    &ns,
+                    &name,
+                    false,
+                    format_chain(&e),
+                ),
+            }
+        }
+        for ((url, branch), (spec, auth, jobs)) in groups {
+            let outcome = (|| -> anyhow::Result<tagpilot_git::RoundOutcome> {
+                let repo = WarmRepo::open_with_roots(git_cache, &url, auth.0, auth.1)?;
+                let mut changes: Vec<Change<'_>> = jobs
+                    .iter()
+                    .map(|job| -> Change<'_> {
+                        let a = job.automation;
+                        Box::new(move |root: &Path| {
+                            let dir = update_dir(root, a.spec.update.path.as_deref())?;
+                            let set = scan_tree(&dir, &job.policies).map_err(|e| e.to_string())?;
+                            if set.is_empty() {
+                                return Ok(None);
+                            }
+                            let data = commit_data(&MessageInput {
+                                automation: (&a.metadata.namespace, &a.metadata.name),
+                                values: &a.spec.git.commit.message_template_values,
+                                changes: &set,
+                                policies: &job.policies,
+                            });
+                            let message = render_message(job.message_template.as_deref(), &data)
+                                .map_err(|e| format!("failed to run template from spec: {e}"))?;
+                            write_changes(&dir, &set).map_err(|e| e.to_string())?;
+                            Ok(Some(message))
+                        })
+                    })
+                    .collect();
+                Ok(repo.round(&spec, &mut changes)?)
+            })();
+            for job in &jobs {
+                let a = job.automation;
+                let (ready, message, fields) = match &outcome {
+                    Ok(o) => {
+                        let checkout_branch = spec.checkout.branch().unwrap_or(&branch).to_owned();
+                        match &o.pushed_commit {
+                            Some(c) => (
+                                true,
+                                tagpilot_git::pushed_message(
+                                    c,
+                                    &branch,
+                                    o.messages.first().map_or("", String::as_str),
+                                ),
+                                json!({
+                                    "lastPushCommit": c,
+                                    "lastPushTime": now(),
+                                    "observedSourceRevision": if checkout_branch == branch {
+                                        tagpilot_git::source_revision(&branch, c)
+                                    } else {
+                                        tagpilot_git::source_revision(&checkout_branch, &o.checkout_commit)
+                                    },
+                                    "observedPolicies": job.policies.iter().map(|((_, n), l)| (n.clone(), l.clone())).collect::<BTreeMap<_, _>>(),
+                                }),
+                            ),
+                            None => (
+                                true,
+                                "repository up-to-date".to_owned(),
+                                json!({ "observedSourceRevision": tagpilot_git::source_revision(&checkout_branch, &o.checkout_commit) }),
+                            ),
+                        }
+                    }
+                    Err(e) => (false, format_chain(e), json!({})),
+                };
+                self.record_with(
+                    Kind::ImageUpdateAutomation,
+                    &a.metadata.namespace,
+                    &a.metadata.name,
+                    ready,
+                    message,
+                    fields,
+                );
+            }
+        }
+    }
+
+    /// Everything a round needs for one automation: (remote, branch) key, spec, auth, policies.
+    #[allow(clippy::type_complexity)]
+    fn plan(
+        &self,
+        a: &ImageUpdateAutomation,
+    ) -> anyhow::Result<((String, String), RoundSpec, Access, Policies)> {
+        let ns = &a.metadata.namespace;
+        let src = &a.spec.source_ref;
+        let src_ns = src.namespace.as_deref().unwrap_or(ns);
+        let Some(Object::GitRepository(gitrepo)) = self
+            .config
+            .get(Kind::GitRepository, src_ns, &src.name)
+            .map(|l| &l.object)
+        else {
+            anyhow::bail!(
+                "referenced GitRepository {src_ns}/{} does not exist",
+                src.name
+            );
+        };
+        let r = a
+            .spec
+            .git
+            .checkout
+            .as_ref()
+            .map(|c| c.reference.clone())
+            .or_else(|| gitrepo.spec.reference.clone())
+            .unwrap_or_default();
+        let checkout = CheckoutRef::from_fields(
+            r.branch.as_deref(),
+            r.tag.as_deref(),
+            r.semver.as_deref(),
+            r.name.as_deref(),
+            r.commit.as_deref(),
+        );
+        let push = a.spec.git.push.clone().unwrap_or_default();
+        let branch = tagpilot_git::push_branch(&checkout, push.branch.as_deref())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let url = gitrepo.spec.url.clone();
+        let auth = match &gitrepo.spec.secret_ref {
+            Some(s) => GitAuth::from_secret(&url, |k| {
+                self.secrets()
+                    .get(src_ns, &s.name, k)
+                    .ok()
+                    .flatten()
+                    .map(text)
+            })?,
+            None => GitAuth::None,
+        };
+        let roots = match &gitrepo.spec.secret_ref {
+            Some(sr) => match self.secrets().get(src_ns, &sr.name, "ca.crt")? {
+                Some(pem) => Some(ExtraRoots::from_pem(&pem).map_err(|e| anyhow::anyhow!("{e}"))?),
+                None => None,
+            },
+            None => None,
+        };
+        let signer = match &a.spec.git.commit.signing_key {
+            None => None,
+            Some(k) => {
+                let get = |key: &str| {
+                    self.secrets()
+                        .get(ns, &k.secret_ref.name, key)
+                        .map(|v| v.map(text))
+                };
+                Some(Arc::new(
+                    match k.key_type {
+                        SigningKeyType::Gpg => Signer::openpgp(
+                            &get("git.asc")?.ok_or_else(|| {
+                                anyhow::anyhow!("signing key secret has no 'git.asc'")
+                            })?,
+                            get("passphrase")?.as_deref(),
+                        ),
+                        SigningKeyType::Ssh => Signer::ssh(
+                            &get("identity")?.ok_or_else(|| {
+                                anyhow::anyhow!("signing key secret has no 'identity'")
+                            })?,
+                            get("password")?.as_deref(),
+                        ),
+                    }
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+                ))
+            }
+        };
+        // Flux's rule: every policy of the automation's namespace that the selector admits and
+        // that has resolved.
+        let policies: Policies = self
+            .lock_latest()
+            .iter()
+            .filter(|((pns, pname), _)| {
+                pns == ns
+                    && a.spec.policy_selector.as_ref().is_none_or(|sel| {
+                        self.config
+                            .get(Kind::ImagePolicy, pns, pname)
+                            .is_some_and(|l| sel.matches(&l.object.metadata().labels))
+                    })
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let spec = RoundSpec {
+            checkout,
+            push_branch: branch.clone(),
+            push_refspec: push.refspec,
+            push_options: push
+                .options
+                .iter()
+                .map(|(k, v)| {
+                    if v.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{k}={v}")
+                    }
+                })
+                .collect(),
+            author_name: a.spec.git.commit.author.name.clone(),
+            author_email: a.spec.git.commit.author.email.clone(),
+            max_attempts: 5,
+            signer,
+        };
+        Ok(((url, branch), spec, (auth, roots), policies))
+    }
+}
+
+/// The update path inside the work tree; `..` may not lead out of it.
+fn update_dir(root: &Path, path: Option<&str>) -> Result<PathBuf, String> {
+    let mut dir = root.to_path_buf();
+    for c in Path::new(path.unwrap_or(".")).components() {
+        match c {
+            std::path::Component::Normal(p) => dir.push(p),
+            std::path::Component::CurDir => {}
+            _ => {
+                return Err(format!(
+                    "update path '{}' leaves the repository",
+                    path.unwrap_or_default()
+                ))
+            }
+        }
+    }
+    Ok(dir)
+}

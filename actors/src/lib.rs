@@ -1,0 +1,7 @@
+//! tagpilot's wiring: the reconciliation of each object kind against the configuration,
+//! credentials, registries, the store and Git ([`Engine`]), shared by `tagpilot run --once`
+//! and, next, the daemon's actors.
+
+mod engine;
+
+pub use engine::{format_chain, Engine, Report};
