@@ -394,6 +394,58 @@ impl Engine {
 
     /// Runs every automation; automations writing the same remote and branch share one round.
     pub fn automations(&self) {
+        self.automations_for(None);
+    }
+
+    /// The (remote URL, push branch) of every automation that can be planned: one Git writer each.
+    pub fn writer_keys(&self) -> Vec<(String, String)> {
+        let mut keys: Vec<(String, String)> = self
+            .config
+            .of_kind(Kind::ImageUpdateAutomation)
+            .filter_map(|l| match &l.object {
+                Object::ImageUpdateAutomation(a) if !a.spec.suspend => {
+                    self.plan(a).ok().map(|p| p.0)
+                }
+                _ => None,
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    /// The namespaces whose automations write through `writer` (policy changes there matter).
+    pub fn writer_namespaces(&self, writer: &(String, String)) -> Vec<String> {
+        self.config
+            .of_kind(Kind::ImageUpdateAutomation)
+            .filter_map(|l| match &l.object {
+                Object::ImageUpdateAutomation(a) if self.plan(a).is_ok_and(|p| &p.0 == writer) => {
+                    Some(a.metadata.namespace.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The revision of a repository's stored tag list.
+    pub fn stored_revision(&self, repo: &ImageRepository) -> Option<String> {
+        let canonical = ImageName::parse(&repo.spec.image).ok()?.canonical();
+        self.store
+            .repo_meta(&canonical)
+            .ok()
+            .flatten()
+            .map(|m| m.revision)
+    }
+
+    /// The latest ref of a policy, once resolved.
+    pub fn latest_of(&self, namespace: &str, name: &str) -> Option<LatestRef> {
+        self.lock_latest()
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    /// Runs the automations of one writer (or all with `None`), one Git round per writer.
+    pub fn automations_for(&self, only: Option<&(String, String)>) {
         let git_cache = self.git_cache.as_path();
         struct Job<'c> {
             automation: &'c ImageUpdateAutomation,
@@ -423,6 +475,7 @@ impl Engine {
                 continue;
             }
             match self.plan(a) {
+                Ok((key, ..)) if only.is_some_and(|o| o != &key) => {}
                 Ok((key, spec, auth, policies)) => {
                     let job = Job {
                         automation: a,

@@ -15,9 +15,13 @@ use tagpilot_store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// One reconciliation of every object, then exit (the daemon mode is not built yet).
-    #[arg(long, required = true)]
+    /// One reconciliation of every object, then exit; without it, run as a daemon until
+    /// SIGTERM or SIGINT.
+    #[arg(long)]
     pub once: bool,
+    /// Daemon: how often the configuration directory is checked for changes, in seconds.
+    #[arg(long, env = "TAGPILOT_RELOAD_SECONDS", default_value_t = 2)]
+    pub reload_seconds: u64,
     /// Directory of Flux manifests.
     #[arg(long, env = "TAGPILOT_CONFIG_DIR", default_value = "config")]
     pub config: PathBuf,
@@ -30,11 +34,21 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = Arc::new(tagpilot_api::load_dir(&args.config));
     let secrets_dir = args
         .secrets_dir
         .clone()
         .or_else(|| std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from));
+    if !args.once {
+        init_logging();
+        tagpilot_actors::daemon::run(tagpilot_actors::daemon::Settings {
+            config_dir: args.config.clone(),
+            state_dir: args.state_dir.clone(),
+            secrets_dir,
+            reload_every: std::time::Duration::from_secs(args.reload_seconds.max(1)),
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = Arc::new(tagpilot_api::load_dir(&args.config));
     let store =
         Store::open(&args.state_dir.join("tagpilot.redb")).context("opening the state store")?;
     let engine = Engine::new(
@@ -61,6 +75,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Logs to stderr; `RUST_LOG` sets the level (default info).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn print_table(rows: &[Report]) {

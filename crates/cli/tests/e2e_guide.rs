@@ -300,3 +300,87 @@ fn broken_objects_are_reported_and_the_rest_still_runs() {
         "the valid objects still ran: {out}"
     );
 }
+
+/// Polls `check` every 200 ms for up to `secs` seconds.
+fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    false
+}
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn daemon_follows_new_tags_and_config_edits() {
+    let g = Guide::new();
+    let fast = |range: &str| {
+        let text =
+            manifests(&g.reg, &g.git.url, range, "").replace("interval: 1m0s", "interval: 1s");
+        std::fs::write(g.config.path().join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    };
+    fast("5.0.x");
+    let log = g.state.path().join("daemon.log");
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_tagpilot"))
+        .args(["run", "--reload-seconds", "1", "--config"])
+        .arg(g.config.path())
+        .arg("--state-dir")
+        .arg(g.state.path())
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}")))
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deployment = || g.show("main", "podinfo-deployment.yaml");
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        eventually(30, || deployment().contains("podinfo:5.0.3 #")),
+        "first update: {}",
+        logs()
+    );
+
+    // A new tag in the registry lands in Git within a few intervals.
+    push(
+        &format!("http://{}", g.reg),
+        "stefanprodan/podinfo",
+        &["5.0.4"],
+        None,
+    );
+    assert!(
+        eventually(30, || deployment().contains("podinfo:5.0.4 #")),
+        "new tag: {}",
+        logs()
+    );
+
+    // A configuration edit applies without a restart.
+    fast("5.0.0");
+    assert!(
+        eventually(30, || deployment().contains("podinfo:5.0.0 #")),
+        "config edit: {}",
+        logs()
+    );
+
+    // Each update is one commit, never repeated.
+    let subjects = git_cmd(&g.git.bare, &["log", "--format=%s", "main"]);
+    assert_eq!(
+        subjects.lines().filter(|s| s.ends_with(":5.0.4")).count(),
+        1,
+        "{subjects}"
+    );
+
+    // SIGTERM: a clean stop.
+    let pid = daemon.id().to_string();
+    run(std::process::Command::new("kill").args(["-TERM", &pid]));
+    let stopped = eventually(15, || matches!(daemon.try_wait(), Ok(Some(_))));
+    if !stopped {
+        let _ = daemon.kill();
+    }
+    assert!(stopped, "the daemon did not stop on SIGTERM: {}", logs());
+    let status = daemon.wait().unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "{status:?}: {}", logs());
+    let l = logs();
+    assert!(l.contains("configuration changed, reloading"), "{l}");
+    assert!(l.contains("shutting down"), "{l}");
+}

@@ -1,0 +1,472 @@
+//! The daemon: actix actors that drive the [`Engine`] on intervals and on change.
+//!
+//! - `Supervisor` owns the engine and its children; on a configuration change it stops them all
+//!   and starts the new set (a whole restart, not yet a diff).
+//! - `RegistryScanner` (one per ImageRepository) scans on its interval; a new tag revision
+//!   wakes the policies that read the repository.
+//! - `PolicyResolver` (one per ImagePolicy) resolves when woken; a new latest ref wakes the Git
+//!   writers whose automations are in the policy's namespace.
+//! - `GitWriter` (one per remote and push branch) runs its round ~1 s after the last wake-up
+//!   (so policies changing together make one push) and on its interval; Git runs on a blocking
+//!   thread, never on the executor.
+//!
+//! Actors hold no business logic: every step is an `Engine` call.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tagpilot_api::{Config, Kind, Object};
+use tagpilot_registry::{Gates, Limits};
+use tagpilot_store::Store;
+
+use crate::engine::Engine;
+
+/// How the daemon is set up.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub secrets_dir: Option<PathBuf>,
+    /// How often the configuration directory is re-read for changes.
+    pub reload_every: Duration,
+}
+
+type Key = (String, String);
+
+fn log_reports(engine: &Engine) {
+    for r in engine.take_reports() {
+        let kind = r.kind.map_or("config", Kind::as_str);
+        if r.ready {
+            tracing::info!(kind, namespace = %r.namespace, name = %r.name, message = %r.message.lines().next().unwrap_or(""), "reconciled");
+        } else {
+            tracing::warn!(kind, namespace = %r.namespace, name = %r.name, message = %r.message, "reconciliation failed");
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Tick;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct TagsScanned(Key);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct LatestChanged(String);
+
+/// The root actor.
+struct Supervisor {
+    settings: Settings,
+    store: Arc<Store>,
+    gates: Arc<Gates>,
+    engine: Option<Arc<Engine>>,
+    fingerprint: String,
+    scanners: Vec<Addr<RegistryScanner>>,
+    resolvers: BTreeMap<Key, (Key, Addr<PolicyResolver>)>,
+    writers: BTreeMap<Key, (Vec<String>, Addr<GitWriter>)>,
+}
+
+impl Supervisor {
+    fn new(settings: Settings, store: Arc<Store>) -> Self {
+        Supervisor {
+            settings,
+            store,
+            gates: Arc::new(Gates::new(Limits::default())),
+            engine: None,
+            fingerprint: String::new(),
+            scanners: Vec::new(),
+            resolvers: BTreeMap::new(),
+            writers: BTreeMap::new(),
+        }
+    }
+
+    /// A cheap summary of the configuration directory's contents, to notice changes (including
+    /// Kubernetes volumes that swap a `..data` link).
+    fn fingerprint(&self) -> String {
+        let mut entries = Vec::new();
+        collect(&self.settings.config_dir, &mut entries);
+        entries.sort();
+        entries.join("\n")
+    }
+
+    fn start_children(&mut self, ctx: &mut Context<Self>) {
+        for s in self.scanners.drain(..) {
+            s.do_send(Stop);
+        }
+        for (_, (_, r)) in std::mem::take(&mut self.resolvers) {
+            r.do_send(Stop);
+        }
+        for (_, (_, w)) in std::mem::take(&mut self.writers) {
+            w.do_send(Stop);
+        }
+        let config = Arc::new(tagpilot_api::load_dir(&self.settings.config_dir));
+        let engine = Arc::new(Engine::new(
+            config.clone(),
+            self.settings.secrets_dir.clone(),
+            self.store.clone(),
+            self.gates.clone(),
+            self.settings.state_dir.join("git"),
+        ));
+        log_reports(&engine);
+        let me = ctx.address();
+        for l in config.of_kind(Kind::ImageRepository) {
+            if let Object::ImageRepository(r) = &l.object {
+                let key = (r.metadata.namespace.clone(), r.metadata.name.clone());
+                let interval = r
+                    .spec
+                    .interval
+                    .as_duration()
+                    .max(Duration::from_millis(500));
+                self.scanners.push(
+                    RegistryScanner {
+                        engine: engine.clone(),
+                        key,
+                        interval,
+                        supervisor: me.clone(),
+                    }
+                    .start(),
+                );
+            }
+        }
+        for l in config.of_kind(Kind::ImagePolicy) {
+            if let Object::ImagePolicy(p) = &l.object {
+                let key = (p.metadata.namespace.clone(), p.metadata.name.clone());
+                let r = &p.spec.image_repository_ref;
+                let repo = (
+                    r.namespace.clone().unwrap_or_else(|| key.0.clone()),
+                    r.name.clone(),
+                );
+                let addr = PolicyResolver {
+                    engine: engine.clone(),
+                    key: key.clone(),
+                    supervisor: me.clone(),
+                }
+                .start();
+                self.resolvers.insert(key, (repo, addr));
+            }
+        }
+        for writer in engine.writer_keys() {
+            let namespaces = engine.writer_namespaces(&writer);
+            let interval = writer_interval(&config, &namespaces);
+            let addr = GitWriter {
+                engine: engine.clone(),
+                key: writer.clone(),
+                interval,
+                pending: None,
+            }
+            .start();
+            self.writers.insert(writer, (namespaces, addr));
+        }
+        tracing::info!(
+            repositories = self.scanners.len(),
+            policies = self.resolvers.len(),
+            writers = self.writers.len(),
+            errors = config.errors.len(),
+            "configuration loaded"
+        );
+        self.engine = Some(engine);
+    }
+}
+
+/// The shortest interval among the automations of these namespaces (default 1 minute).
+fn writer_interval(config: &Config, namespaces: &[String]) -> Duration {
+    config
+        .of_kind(Kind::ImageUpdateAutomation)
+        .filter_map(|l| match &l.object {
+            Object::ImageUpdateAutomation(a) if namespaces.contains(&a.metadata.namespace) => {
+                Some(a.spec.interval.as_duration())
+            }
+            _ => None,
+        })
+        .min()
+        .unwrap_or(Duration::from_secs(60))
+        .max(Duration::from_millis(500))
+}
+
+fn collect(dir: &std::path::Path, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        // metadata() follows links, so a swapped `..data` changes what the visible names show.
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if !e.file_name().to_string_lossy().starts_with('.') {
+                collect(&path, out);
+            }
+        } else {
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            out.push(format!("{} {} {modified}", path.display(), meta.len()));
+        }
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.fingerprint = self.fingerprint();
+        self.start_children(ctx);
+        ctx.run_interval(self.settings.reload_every, |this, ctx| {
+            let now = this.fingerprint();
+            if now != this.fingerprint {
+                this.fingerprint = now;
+                tracing::info!(dir = %this.settings.config_dir.display(), "configuration changed, reloading");
+                this.start_children(ctx);
+            }
+        });
+    }
+}
+
+impl Handler<TagsScanned> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: TagsScanned, _: &mut Context<Self>) {
+        for (repo, addr) in self.resolvers.values() {
+            if *repo == msg.0 {
+                addr.do_send(Tick);
+            }
+        }
+    }
+}
+
+impl Handler<LatestChanged> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: LatestChanged, _: &mut Context<Self>) {
+        for (namespaces, addr) in self.writers.values() {
+            if namespaces.contains(&msg.0) {
+                addr.do_send(Tick);
+            }
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Stop;
+
+/// Scans one ImageRepository on its interval.
+struct RegistryScanner {
+    engine: Arc<Engine>,
+    key: Key,
+    interval: Duration,
+    supervisor: Addr<Supervisor>,
+}
+
+impl Actor for RegistryScanner {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.notify(Tick);
+        ctx.run_interval(self.interval, |_, ctx| ctx.notify(Tick));
+    }
+}
+
+impl Handler<Stop> for RegistryScanner {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Tick> for RegistryScanner {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: Tick, _: &mut Context<Self>) -> Self::Result {
+        let engine = self.engine.clone();
+        let key = self.key.clone();
+        let supervisor = self.supervisor.clone();
+        Box::pin(
+            async move {
+                let Some(Object::ImageRepository(repo)) = engine
+                    .config()
+                    .get(Kind::ImageRepository, &key.0, &key.1)
+                    .map(|l| &l.object)
+                else {
+                    return;
+                };
+                let before = engine.stored_revision(repo);
+                engine.reconcile_repository(repo).await;
+                log_reports(&engine);
+                let after = engine.stored_revision(repo);
+                // A first scan after a restart also wakes the policies (their latest refs live
+                // in memory).
+                if after.is_some() && (after != before || engine.latest_of_repo_is_empty(&key)) {
+                    supervisor.do_send(TagsScanned(key));
+                }
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+/// Resolves one ImagePolicy when its repository's tags change.
+struct PolicyResolver {
+    engine: Arc<Engine>,
+    key: Key,
+    supervisor: Addr<Supervisor>,
+}
+
+impl Actor for PolicyResolver {
+    type Context = Context<Self>;
+}
+
+impl Handler<Stop> for PolicyResolver {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Tick> for PolicyResolver {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: Tick, _: &mut Context<Self>) -> Self::Result {
+        let engine = self.engine.clone();
+        let key = self.key.clone();
+        let supervisor = self.supervisor.clone();
+        Box::pin(
+            async move {
+                let Some(Object::ImagePolicy(policy)) = engine
+                    .config()
+                    .get(Kind::ImagePolicy, &key.0, &key.1)
+                    .map(|l| &l.object)
+                else {
+                    return;
+                };
+                let before = engine.latest_of(&key.0, &key.1);
+                engine.reconcile_policy(policy).await;
+                log_reports(&engine);
+                if engine.latest_of(&key.0, &key.1) != before {
+                    supervisor.do_send(LatestChanged(key.0));
+                }
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+/// Runs the Git rounds of one remote and push branch.
+struct GitWriter {
+    engine: Arc<Engine>,
+    key: Key,
+    interval: Duration,
+    /// The debounce timer of a pending round.
+    pending: Option<SpawnHandle>,
+}
+
+/// How long a writer waits after a wake-up, so that many policies changing together make one push.
+const DEBOUNCE: Duration = Duration::from_secs(1);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RunRound;
+
+impl Actor for GitWriter {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.interval, |_, ctx| ctx.notify(RunRound));
+    }
+}
+
+impl Handler<Stop> for GitWriter {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Tick> for GitWriter {
+    type Result = ();
+    fn handle(&mut self, _: Tick, ctx: &mut Context<Self>) {
+        if let Some(h) = self.pending.take() {
+            ctx.cancel_future(h);
+        }
+        self.pending = Some(ctx.run_later(DEBOUNCE, |this, ctx| {
+            this.pending = None;
+            ctx.notify(RunRound);
+        }));
+    }
+}
+
+impl Handler<RunRound> for GitWriter {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: RunRound, _: &mut Context<Self>) -> Self::Result {
+        let engine = self.engine.clone();
+        let key = self.key.clone();
+        Box::pin(
+            async move {
+                let e = engine.clone();
+                let k = key.clone();
+                // libgit2 blocks: off the executor.
+                let done = tokio::task::spawn_blocking(move || e.automations_for(Some(&k))).await;
+                if let Err(err) = done {
+                    tracing::error!(remote = %tagpilot_git::redact(&key.0), branch = %key.1, error = %err, "git round did not complete");
+                }
+                log_reports(&engine);
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+impl Engine {
+    /// Whether a policy reading `repo` has not resolved yet (after a start or a reload).
+    fn latest_of_repo_is_empty(&self, repo: &Key) -> bool {
+        self.config()
+            .of_kind(Kind::ImagePolicy)
+            .filter_map(|l| match &l.object {
+                Object::ImagePolicy(p) => Some(p),
+                _ => None,
+            })
+            .filter(|p| {
+                let r = &p.spec.image_repository_ref;
+                r.name == repo.1
+                    && r.namespace.as_deref().unwrap_or(&p.metadata.namespace) == repo.0
+            })
+            .any(|p| {
+                self.latest_of(&p.metadata.namespace, &p.metadata.name)
+                    .is_none()
+            })
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(settings: Settings) -> std::io::Result<()> {
+    let store = Store::open(&settings.state_dir.join("tagpilot.redb"))
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let system = System::new();
+    system.block_on(async move {
+        let _supervisor = Supervisor::new(settings, Arc::new(store)).start();
+        wait_for_shutdown().await;
+        tracing::info!("shutting down");
+        System::current().stop();
+    });
+    system.run()
+}
+
+async fn wait_for_shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
