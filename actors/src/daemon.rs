@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +33,8 @@ pub struct Settings {
     pub secrets_dir: Option<PathBuf>,
     /// How often the configuration directory is re-read for changes.
     pub reload_every: Duration,
+    /// Where the HTTP API listens (`host:port`), if anywhere.
+    pub api_address: Option<String>,
 }
 
 type Key = (String, String);
@@ -63,6 +66,7 @@ struct LatestChanged(String);
 struct Supervisor {
     settings: Settings,
     store: Arc<Store>,
+    api: Arc<crate::api::ApiState>,
     gates: Arc<Gates>,
     engine: Option<Arc<Engine>>,
     fingerprint: String,
@@ -72,10 +76,11 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    fn new(settings: Settings, store: Arc<Store>) -> Self {
+    fn new(settings: Settings, store: Arc<Store>, api: Arc<crate::api::ApiState>) -> Self {
         Supervisor {
             settings,
             store,
+            api,
             gates: Arc::new(Gates::new(Limits::default())),
             engine: None,
             fingerprint: String::new(),
@@ -170,6 +175,7 @@ impl Supervisor {
             "configuration loaded"
         );
         self.engine = Some(engine);
+        self.api.ready.store(true, Ordering::Relaxed);
     }
 }
 
@@ -444,12 +450,36 @@ pub fn run(settings: Settings) -> std::io::Result<()> {
     let store = Store::open(&settings.state_dir.join("tagpilot.redb"))
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let system = System::new();
+    let store = Arc::new(store);
+    let state = Arc::new(crate::api::ApiState {
+        store: store.clone(),
+        ready: AtomicBool::new(false),
+    });
+    let api = settings.api_address.clone();
     system.block_on(async move {
-        let _supervisor = Supervisor::new(settings, Arc::new(store)).start();
+        let server = match &api {
+            Some(addr) => {
+                let server = crate::api::start(addr, state.clone())?;
+                tracing::info!(address = %addr, "API listening");
+                let handle = server.handle();
+                actix::spawn(async move {
+                    if let Err(e) = server.await {
+                        tracing::error!(error = %e, "API server stopped");
+                    }
+                });
+                Some(handle)
+            }
+            None => None,
+        };
+        let _supervisor = Supervisor::new(settings, store, state).start();
         wait_for_shutdown().await;
         tracing::info!("shutting down");
+        if let Some(h) = server {
+            h.stop(true).await;
+        }
         System::current().stop();
-    });
+        Ok::<(), std::io::Error>(())
+    })?;
     system.run()
 }
 

@@ -2,6 +2,7 @@
 //! credentials, registries, the store and Git ([`Engine`]), shared by `tagpilot run --once`
 //! and, next, the daemon's actors.
 
+pub mod api;
 pub mod daemon;
 mod engine;
 

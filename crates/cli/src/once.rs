@@ -19,6 +19,9 @@ pub struct Args {
     /// SIGTERM or SIGINT.
     #[arg(long)]
     pub once: bool,
+    /// Daemon: where the HTTP API listens (health, readiness, metrics, status JSON).
+    #[arg(long, env = "TAGPILOT_API_ADDRESS", default_value = "127.0.0.1:9480")]
+    pub api_address: String,
     /// Daemon: how often the configuration directory is checked for changes, in seconds.
     #[arg(long, env = "TAGPILOT_RELOAD_SECONDS", default_value_t = 2)]
     pub reload_seconds: u64,
@@ -45,6 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             state_dir: args.state_dir.clone(),
             secrets_dir,
             reload_every: std::time::Duration::from_secs(args.reload_seconds.max(1)),
+            api_address: (!args.api_address.is_empty()).then(|| args.api_address.clone()),
         })?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -324,8 +324,16 @@ fn daemon_follows_new_tags_and_config_edits() {
     };
     fast("5.0.x");
     let log = g.state.path().join("daemon.log");
+    let api = format!("127.0.0.1:{}", free_port());
     let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_tagpilot"))
-        .args(["run", "--reload-seconds", "1", "--config"])
+        .args([
+            "run",
+            "--reload-seconds",
+            "1",
+            "--api-address",
+            &api,
+            "--config",
+        ])
         .arg(g.config.path())
         .arg("--state-dir")
         .arg(g.state.path())
@@ -360,6 +368,32 @@ fn daemon_follows_new_tags_and_config_edits() {
         eventually(30, || deployment().contains("podinfo:5.0.0 #")),
         "config edit: {}",
         logs()
+    );
+
+    // The API: health, readiness, status JSON, metrics.
+    let get = |path: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-sf", &format!("http://{api}{path}")])
+            .output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(get("/healthz"), "ok\n");
+    assert_eq!(get("/readyz"), "ready\n");
+    let objects: serde_json::Value =
+        serde_json::from_str(&get("/api/v1/objects")).unwrap_or_default();
+    let items = objects["items"].as_array().cloned().unwrap_or_default();
+    let policy = items
+        .iter()
+        .find(|i| i["kind"] == "ImagePolicy")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(policy["status"]["latestRef"]["tag"], "5.0.0", "{objects}");
+    let metrics = get("/metrics");
+    assert!(metrics.contains("tagpilot_object_ready{kind=\"ImageRepository\",namespace=\"flux-system\",name=\"podinfo\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("tagpilot_repository_tags{namespace=\"flux-system\",name=\"podinfo\"} 8"),
+        "{metrics}"
     );
 
     // Each update is one commit, never repeated.

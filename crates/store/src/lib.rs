@@ -282,6 +282,23 @@ impl Store {
         .transpose()
     }
 
+    /// Every stored status, by key (`Kind/namespace/name`).
+    pub fn statuses(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(STATUS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            let key = k.value().to_owned();
+            let value = serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
+                key: key.clone(),
+                message: e.to_string(),
+            })?;
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+
     /// Every repository with a stored tag list.
     pub fn repositories(&self) -> Result<Vec<String>, StoreError> {
         let tx = self.db.begin_read()?;
