@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 pub(crate) use tagpilot_actors::format_chain;
 
 mod create;
+mod get;
 mod once;
 mod resolve;
 mod scan;
@@ -30,7 +31,9 @@ enum Command {
     Resolve(resolve::Args),
     /// Generate image automation objects (`--export` prints their YAML).
     Create(create::Args),
-    /// Reconcile every object of a configuration directory (`--once`).
+    /// Show image automation objects and their status, from a running daemon.
+    Get(get::Args),
+    /// Reconcile every object of a configuration directory (`--once`), or run as a daemon.
     Run(once::Args),
     /// List a repository's tags from its registry.
     Scan(scan::Args),
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Resolve(args) => resolve::run(args),
         Command::Create(args) => create::run(args),
+        Command::Get(args) => get::run(args),
         Command::Run(args) => once::run(args),
         Command::Scan(args) => scan::run(args),
         Command::Update(args) => update::run(args),

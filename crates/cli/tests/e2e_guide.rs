@@ -396,6 +396,41 @@ fn daemon_follows_new_tags_and_config_edits() {
         "{metrics}"
     );
 
+    // flux's tables over the API.
+    let o = tagpilot(&["get", "images", "all", "--api-address", &api]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("imagerepository/podinfo"), "{out}");
+    assert!(out.contains("successful scan: found 8 tags"), "{out}");
+    let policy_line = out
+        .lines()
+        .find(|l| l.starts_with("imagepolicy/podinfo"))
+        .unwrap_or_default();
+    let cells: Vec<&str> = policy_line.split('\t').map(str::trim).collect();
+    assert_eq!(
+        cells.get(1..4),
+        Some(
+            &[
+                format!("{}/stefanprodan/podinfo", g.reg).as_str(),
+                "5.0.0",
+                "True"
+            ][..]
+        ),
+        "{out}"
+    );
+    assert!(out.contains("imageupdateautomation/flux-system"), "{out}");
+    let o = tagpilot(&[
+        "get",
+        "image",
+        "policy",
+        "podinfo",
+        "-A",
+        "--api-address",
+        &api,
+    ]);
+    assert!(stdout(&o).starts_with("NAMESPACE"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("flux-system"), "{}", stdout(&o));
+
     // Each update is one commit, never repeated.
     let subjects = git_cmd(&g.git.bare, &["log", "--format=%s", "main"]);
     assert_eq!(

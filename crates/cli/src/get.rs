@@ -1,0 +1,280 @@
+//! `tagpilot get images all [-A]` and `tagpilot get image repository|policy|update [NAME]`:
+//! flux's tables, read from a running daemon's API.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub what: What,
+    /// The daemon's API address.
+    #[arg(
+        long,
+        global = true,
+        env = "TAGPILOT_API_ADDRESS",
+        default_value = "127.0.0.1:9480"
+    )]
+    pub api_address: String,
+    /// Namespace to list.
+    #[arg(short = 'n', long, global = true, default_value = "flux-system")]
+    pub namespace: String,
+    /// All namespaces.
+    #[arg(short = 'A', long, global = true)]
+    pub all_namespaces: bool,
+    /// No header line.
+    #[arg(long, global = true)]
+    pub no_header: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum What {
+    /// Every image automation object.
+    Images {
+        /// `all`
+        which: String,
+    },
+    /// One kind of image automation object.
+    Image {
+        #[command(subcommand)]
+        kind: ImageKind,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ImageKind {
+    Repository { name: Option<String> },
+    Policy { name: Option<String> },
+    Update { name: Option<String> },
+}
+
+struct Item {
+    kind: String,
+    namespace: String,
+    name: String,
+    status: serde_json::Value,
+}
+
+fn fetch(api: &str) -> anyhow::Result<Vec<Item>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let body: serde_json::Value = runtime.block_on(async {
+        let url = format!("http://{api}/api/v1/objects");
+        let resp = reqwest::Client::new()
+            .get(&url)
+            .timeout(std::time::Duration::from_secs(10))
+            .send()
+            .await
+            .with_context(|| {
+                format!("cannot reach the tagpilot API at {api} (is `tagpilot run` running?)")
+            })?;
+        if !resp.status().is_success() {
+            bail!("{url}: {}", resp.status());
+        }
+        let bytes = resp.bytes().await?;
+        Ok::<_, anyhow::Error>(serde_json::from_slice(&bytes)?)
+    })?;
+    Ok(body["items"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|i| Item {
+                    kind: i["kind"].as_str().unwrap_or("").to_owned(),
+                    namespace: i["namespace"].as_str().unwrap_or("").to_owned(),
+                    name: i["name"].as_str().unwrap_or("").to_owned(),
+                    status: i["status"].clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+fn time(secs: Option<u64>) -> String {
+    secs.map(|s| {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);
+        rfc3339(t)
+    })
+    .unwrap_or_default()
+}
+
+/// RFC 3339 in UTC, as flux prints times.
+fn rfc3339(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn print(rows: Vec<Vec<String>>) {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            if c + 1 == r.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:w$}\t", w = widths[c]));
+            }
+        }
+        println!("{}", line.trim_end());
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let items = fetch(&args.api_address)?;
+    let (kinds, only_name, prefix): (Vec<&str>, Option<String>, bool) = match &args.what {
+        What::Images { which } if which == "all" => (
+            vec!["ImageRepository", "ImagePolicy", "ImageUpdateAutomation"],
+            None,
+            true,
+        ),
+        What::Images { which } => bail!("unknown '{which}': use `get images all`"),
+        What::Image {
+            kind: ImageKind::Repository { name },
+        } => (vec!["ImageRepository"], name.clone(), false),
+        What::Image {
+            kind: ImageKind::Policy { name },
+        } => (vec!["ImagePolicy"], name.clone(), false),
+        What::Image {
+            kind: ImageKind::Update { name },
+        } => (vec!["ImageUpdateAutomation"], name.clone(), false),
+    };
+    let mut first = true;
+    let mut found = false;
+    for kind in kinds {
+        let mut selected: Vec<&Item> = items
+            .iter()
+            .filter(|i| i.kind == kind)
+            .filter(|i| args.all_namespaces || i.namespace == args.namespace)
+            .filter(|i| only_name.as_ref().is_none_or(|n| &i.name == n))
+            .collect();
+        if selected.is_empty() {
+            continue;
+        }
+        selected.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        found = true;
+        if !first {
+            println!();
+        }
+        first = false;
+        let header: Vec<&str> = match kind {
+            "ImageRepository" => vec!["NAME", "LAST SCAN", "SUSPENDED", "READY", "MESSAGE"],
+            "ImagePolicy" => vec!["NAME", "IMAGE", "TAG", "READY", "MESSAGE"],
+            _ => vec!["NAME", "LAST RUN", "SUSPENDED", "READY", "MESSAGE"],
+        };
+        let mut rows = Vec::new();
+        if !args.no_header {
+            let mut h: Vec<String> = header.iter().map(|s| (*s).to_owned()).collect();
+            if args.all_namespaces {
+                h.insert(0, "NAMESPACE".into());
+            }
+            rows.push(h);
+        }
+        for i in selected {
+            let cond = &i.status["conditions"][0];
+            let message = cond["message"]
+                .as_str()
+                .unwrap_or("")
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned();
+            let ready = cond["status"].as_str().unwrap_or("Unknown").to_owned();
+            let suspended = (message == "suspended").to_string();
+            let name = if prefix {
+                format!("{}/{}", kind.to_lowercase(), i.name)
+            } else {
+                i.name.clone()
+            };
+            let mut row = match kind {
+                "ImageRepository" => vec![
+                    name,
+                    time(i.status["lastScanResult"]["scanTime"].as_u64()),
+                    suspended,
+                    ready,
+                    message,
+                ],
+                "ImagePolicy" => vec![
+                    name,
+                    i.status["latestRef"]["name"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned(),
+                    i.status["latestRef"]["tag"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned(),
+                    ready,
+                    message,
+                ],
+                _ => vec![
+                    name,
+                    time(cond["lastTransitionTime"].as_u64()),
+                    suspended,
+                    ready,
+                    message,
+                ],
+            };
+            if args.all_namespaces {
+                row.insert(0, i.namespace.clone());
+            }
+            rows.push(row);
+        }
+        print(rows);
+    }
+    if !found {
+        eprintln!(
+            "no image automation objects found in {}",
+            if args.all_namespaces {
+                "any namespace".to_owned()
+            } else {
+                format!("{} namespace", args.namespace)
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339() {
+        assert_eq!(
+            super::rfc3339(std::time::UNIX_EPOCH),
+            "1970-01-01T00:00:00Z"
+        );
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_607_874_708);
+        assert_eq!(super::rfc3339(t), "2020-12-13T15:51:48Z");
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(951_782_400);
+        assert_eq!(super::rfc3339(t), "2000-02-29T00:00:00Z");
+    }
+}
