@@ -24,6 +24,7 @@ use tagpilot_registry::{Gates, Limits};
 use tagpilot_store::Store;
 
 use crate::engine::Engine;
+use crate::receiver::{ReceiverState, ReconcileNow, Routes};
 
 /// How the daemon is set up.
 #[derive(Debug, Clone)]
@@ -35,6 +36,8 @@ pub struct Settings {
     pub reload_every: Duration,
     /// Where the HTTP API listens (`host:port`), if anywhere.
     pub api_address: Option<String>,
+    /// Where the webhook receiver server listens, if anywhere.
+    pub webhook_address: Option<String>,
 }
 
 type Key = (String, String);
@@ -67,24 +70,31 @@ struct Supervisor {
     settings: Settings,
     store: Arc<Store>,
     api: Arc<crate::api::ApiState>,
+    receivers: Arc<ReceiverState>,
     gates: Arc<Gates>,
     engine: Option<Arc<Engine>>,
     fingerprint: String,
-    scanners: Vec<Addr<RegistryScanner>>,
+    scanners: BTreeMap<Key, Addr<RegistryScanner>>,
     resolvers: BTreeMap<Key, (Key, Addr<PolicyResolver>)>,
     writers: BTreeMap<Key, (Vec<String>, Addr<GitWriter>)>,
 }
 
 impl Supervisor {
-    fn new(settings: Settings, store: Arc<Store>, api: Arc<crate::api::ApiState>) -> Self {
+    fn new(
+        settings: Settings,
+        store: Arc<Store>,
+        api: Arc<crate::api::ApiState>,
+        receivers: Arc<ReceiverState>,
+    ) -> Self {
         Supervisor {
             settings,
             store,
             api,
+            receivers,
             gates: Arc::new(Gates::new(Limits::default())),
             engine: None,
             fingerprint: String::new(),
-            scanners: Vec::new(),
+            scanners: BTreeMap::new(),
             resolvers: BTreeMap::new(),
             writers: BTreeMap::new(),
         }
@@ -100,7 +110,7 @@ impl Supervisor {
     }
 
     fn start_children(&mut self, ctx: &mut Context<Self>) {
-        for s in self.scanners.drain(..) {
+        for (_, s) in std::mem::take(&mut self.scanners) {
             s.do_send(Stop);
         }
         for (_, (_, r)) in std::mem::take(&mut self.resolvers) {
@@ -127,15 +137,14 @@ impl Supervisor {
                     .interval
                     .as_duration()
                     .max(Duration::from_millis(500));
-                self.scanners.push(
-                    RegistryScanner {
-                        engine: engine.clone(),
-                        key,
-                        interval,
-                        supervisor: me.clone(),
-                    }
-                    .start(),
-                );
+                let addr = RegistryScanner {
+                    engine: engine.clone(),
+                    key: key.clone(),
+                    interval,
+                    supervisor: me.clone(),
+                }
+                .start();
+                self.scanners.insert(key, addr);
             }
         }
         for l in config.of_kind(Kind::ImagePolicy) {
@@ -167,7 +176,16 @@ impl Supervisor {
             .start();
             self.writers.insert(writer, (namespaces, addr));
         }
+        let routes = engine.receiver_routes();
+        let receivers = routes.len();
+        self.receivers.replace(Routes {
+            by_path: routes.into_iter().map(|r| (r.path.clone(), r)).collect(),
+            config: Some(config.clone()),
+            supervisor: Some(me.recipient()),
+        });
+        log_reports(&engine);
         tracing::info!(
+            receivers,
             repositories = self.scanners.len(),
             policies = self.resolvers.len(),
             writers = self.writers.len(),
@@ -242,6 +260,36 @@ impl Handler<TagsScanned> for Supervisor {
         for (repo, addr) in self.resolvers.values() {
             if *repo == msg.0 {
                 addr.do_send(Tick);
+            }
+        }
+    }
+}
+
+impl Handler<ReconcileNow> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: ReconcileNow, _: &mut Context<Self>) {
+        for (kind, namespace, name) in msg.0 {
+            let key = (namespace, name);
+            match kind {
+                Kind::ImageRepository => {
+                    if let Some(a) = self.scanners.get(&key) {
+                        a.do_send(Tick);
+                    }
+                }
+                Kind::ImagePolicy => {
+                    if let Some((_, a)) = self.resolvers.get(&key) {
+                        a.do_send(Tick);
+                    }
+                }
+                // An automation or its Git source: the writers of that namespace run a round
+                // (which fetches first).
+                _ => {
+                    for (namespaces, a) in self.writers.values() {
+                        if namespaces.contains(&key.0) {
+                            a.do_send(Tick);
+                        }
+                    }
+                }
             }
         }
     }
@@ -456,31 +504,51 @@ pub fn run(settings: Settings) -> std::io::Result<()> {
         ready: AtomicBool::new(false),
     });
     let api = settings.api_address.clone();
+    let hooks = settings.webhook_address.clone();
+    let receivers = Arc::new(ReceiverState::default());
     system.block_on(async move {
-        let server = match &api {
-            Some(addr) => {
-                let server = crate::api::start(addr, state.clone())?;
-                tracing::info!(address = %addr, "API listening");
-                let handle = server.handle();
-                actix::spawn(async move {
-                    if let Err(e) = server.await {
-                        tracing::error!(error = %e, "API server stopped");
-                    }
-                });
-                Some(handle)
-            }
+        let hook_server = match &hooks {
+            Some(addr) => Some(spawn_server(
+                crate::receiver::start(addr, receivers.clone())?,
+                "webhook receiver",
+                addr,
+            )),
             None => None,
         };
-        let _supervisor = Supervisor::new(settings, store, state).start();
+        let server = match &api {
+            Some(addr) => Some(spawn_server(
+                crate::api::start(addr, state.clone())?,
+                "API",
+                addr,
+            )),
+            None => None,
+        };
+        let _supervisor = Supervisor::new(settings, store, state, receivers).start();
         wait_for_shutdown().await;
         tracing::info!("shutting down");
-        if let Some(h) = server {
+        for h in [server, hook_server].into_iter().flatten() {
             h.stop(true).await;
         }
         System::current().stop();
         Ok::<(), std::io::Error>(())
     })?;
     system.run()
+}
+
+/// Runs an HTTP server on the actix system and returns its handle.
+fn spawn_server(
+    server: actix_web::dev::Server,
+    what: &'static str,
+    address: &str,
+) -> actix_web::dev::ServerHandle {
+    tracing::info!(server = what, address, "listening");
+    let handle = server.handle();
+    actix::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(server = what, error = %e, "server stopped");
+        }
+    });
+    handle
 }
 
 async fn wait_for_shutdown() {

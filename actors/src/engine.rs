@@ -176,6 +176,55 @@ impl Engine {
         );
     }
 
+    /// The webhook routes of every Receiver, recording each one's status (`webhookPath`, or
+    /// why it has none).
+    pub fn receiver_routes(&self) -> Vec<crate::receiver::Route> {
+        let mut routes = Vec::new();
+        for l in self.config.of_kind(Kind::Receiver) {
+            let Object::Receiver(r) = &l.object else {
+                continue;
+            };
+            let (ns, name) = (&r.metadata.namespace, &r.metadata.name);
+            let token = match &r.spec.secret_ref {
+                Some(s) => self
+                    .secrets()
+                    .require(ns, &s.name, "token")
+                    .map_err(|e| format!("unable to read token: {e}")),
+                None => Err("spec.secretRef is required".to_owned()),
+            };
+            match token {
+                Ok(token) => {
+                    let token_text = String::from_utf8_lossy(&token).into_owned();
+                    let path = tagpilot_webhook::webhook_path(&token_text, name, ns);
+                    let message = if r.spec.suspend {
+                        "suspended".to_owned()
+                    } else {
+                        format!("Receiver initialized for path: {path}")
+                    };
+                    self.record_with(
+                        Kind::Receiver,
+                        ns,
+                        name,
+                        true,
+                        message,
+                        json!({ "webhookPath": path }),
+                    );
+                    routes.push(crate::receiver::Route {
+                        path,
+                        namespace: ns.clone(),
+                        name: name.clone(),
+                        kind: r.spec.receiver_type,
+                        token,
+                        events: r.spec.events.clone(),
+                        suspended: r.spec.suspend,
+                    });
+                }
+                Err(message) => self.record(Kind::Receiver, ns, name, false, message),
+            }
+        }
+        routes
+    }
+
     /// Every object of a kind in the configuration.
     pub fn repositories(&self) -> Vec<&ImageRepository> {
         self.config

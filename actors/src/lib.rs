@@ -1,9 +1,11 @@
 //! tagpilot's wiring: the reconciliation of each object kind against the configuration,
 //! credentials, registries, the store and Git ([`Engine`]), shared by `tagpilot run --once`
-//! and, next, the daemon's actors.
+//! and by the daemon's actors ([`daemon`]), with its status API ([`api`]) and webhook
+//! receiver server ([`receiver`]).
 
 pub mod api;
 pub mod daemon;
 mod engine;
+pub mod receiver;
 
 pub use engine::{format_chain, Engine, Report};

@@ -40,6 +40,9 @@ pub enum What {
         #[command(subcommand)]
         kind: ImageKind,
     },
+    /// Webhook receivers and their paths.
+    #[command(alias = "receiver")]
+    Receivers { name: Option<String> },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -167,6 +170,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         What::Image {
             kind: ImageKind::Update { name },
         } => (vec!["ImageUpdateAutomation"], name.clone(), false),
+        What::Receivers { name } => (vec!["Receiver"], name.clone(), false),
     };
     let mut first = true;
     let mut found = false;
@@ -189,6 +193,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let header: Vec<&str> = match kind {
             "ImageRepository" => vec!["NAME", "LAST SCAN", "SUSPENDED", "READY", "MESSAGE"],
             "ImagePolicy" => vec!["NAME", "IMAGE", "TAG", "READY", "MESSAGE"],
+            "Receiver" => vec!["NAME", "SUSPENDED", "READY", "MESSAGE"],
             _ => vec!["NAME", "LAST RUN", "SUSPENDED", "READY", "MESSAGE"],
         };
         let mut rows = Vec::new();
@@ -236,6 +241,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     ready,
                     message,
                 ],
+                "Receiver" => vec![name, suspended, ready, message],
                 _ => vec![
                     name,
                     time(cond["lastTransitionTime"].as_u64()),

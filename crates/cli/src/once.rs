@@ -22,6 +22,13 @@ pub struct Args {
     /// Daemon: where the HTTP API listens (health, readiness, metrics, status JSON).
     #[arg(long, env = "TAGPILOT_API_ADDRESS", default_value = "127.0.0.1:9480")]
     pub api_address: String,
+    /// Daemon: where the webhook receiver server listens (`host:port`; empty: no server).
+    #[arg(
+        long,
+        env = "TAGPILOT_WEBHOOK_ADDRESS",
+        default_value = "127.0.0.1:9292"
+    )]
+    pub webhook_address: String,
     /// Daemon: how often the configuration directory is checked for changes, in seconds.
     #[arg(long, env = "TAGPILOT_RELOAD_SECONDS", default_value_t = 2)]
     pub reload_seconds: u64,
@@ -49,6 +56,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             secrets_dir,
             reload_every: std::time::Duration::from_secs(args.reload_seconds.max(1)),
             api_address: (!args.api_address.is_empty()).then(|| args.api_address.clone()),
+            webhook_address: (!args.webhook_address.is_empty())
+                .then(|| args.webhook_address.clone()),
         })?;
         return Ok(ExitCode::SUCCESS);
     }

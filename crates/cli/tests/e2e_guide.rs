@@ -82,6 +82,18 @@ struct Guide {
     state: tempfile::TempDir,
 }
 
+/// A running daemon, killed if the test fails before stopping it.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 impl Guide {
     fn new() -> Self {
         let reg = registry(Auth::None);
@@ -123,6 +135,46 @@ impl Guide {
             manifests(&self.reg, &self.git.url, range, extra),
         )
         .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Starts `tagpilot run` (the daemon) on this configuration, logging to `daemon.log`.
+    fn daemon(&self, extra: &[&str]) -> Daemon {
+        let log = self.state.path().join("daemon.log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_tagpilot"))
+            .args(["run", "--reload-seconds", "1"])
+            .args(extra)
+            .arg("--config")
+            .arg(self.config.path())
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}")))
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        Daemon(child)
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(self.state.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM, and the daemon must exit 0 within 15 s.
+    fn stop(&self, daemon: &mut Daemon) {
+        let daemon = &mut daemon.0;
+        let pid = daemon.id().to_string();
+        run(std::process::Command::new("kill").args(["-TERM", &pid]));
+        let stopped = eventually(15, || matches!(daemon.try_wait(), Ok(Some(_))));
+        if !stopped {
+            let _ = daemon.kill();
+        }
+        assert!(
+            stopped,
+            "the daemon did not stop on SIGTERM: {}",
+            self.logs()
+        );
+        let status = daemon.wait().unwrap_or_else(|e| panic!("{e}"));
+        assert!(status.success(), "{status:?}: {}", self.logs());
     }
 
     fn run_once(&self) -> std::process::Output {
@@ -323,26 +375,10 @@ fn daemon_follows_new_tags_and_config_edits() {
         std::fs::write(g.config.path().join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
     };
     fast("5.0.x");
-    let log = g.state.path().join("daemon.log");
     let api = format!("127.0.0.1:{}", free_port());
-    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_tagpilot"))
-        .args([
-            "run",
-            "--reload-seconds",
-            "1",
-            "--api-address",
-            &api,
-            "--config",
-        ])
-        .arg(g.config.path())
-        .arg("--state-dir")
-        .arg(g.state.path())
-        .env("RUST_LOG", "info")
-        .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}")))
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut daemon = g.daemon(&["--api-address", &api, "--webhook-address", ""]);
     let deployment = || g.show("main", "podinfo-deployment.yaml");
-    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    let logs = || g.logs();
     assert!(
         eventually(30, || deployment().contains("podinfo:5.0.3 #")),
         "first update: {}",
@@ -440,16 +476,198 @@ fn daemon_follows_new_tags_and_config_edits() {
     );
 
     // SIGTERM: a clean stop.
-    let pid = daemon.id().to_string();
-    run(std::process::Command::new("kill").args(["-TERM", &pid]));
-    let stopped = eventually(15, || matches!(daemon.try_wait(), Ok(Some(_))));
-    if !stopped {
-        let _ = daemon.kill();
-    }
-    assert!(stopped, "the daemon did not stop on SIGTERM: {}", logs());
-    let status = daemon.wait().unwrap_or_else(|e| panic!("{e}"));
-    assert!(status.success(), "{status:?}: {}", logs());
+    g.stop(&mut daemon);
     let l = logs();
     assert!(l.contains("configuration changed, reloading"), "{l}");
     assert!(l.contains("shutting down"), "{l}");
+}
+
+/// POSTs `body` with `headers` through curl; the HTTP status code (0 when curl failed).
+fn post(url: &str, headers: &[&str], body: &[u8]) -> u16 {
+    let file = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(file.path(), body).unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"]);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    cmd.arg("--data-binary")
+        .arg(format!("@{}", file.path().display()))
+        .arg(url);
+    let out = cmd.output().unwrap_or_else(|e| panic!("{e}"));
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn webhook_triggers_scan_resolve_commit_and_push() {
+    let g = Guide::new();
+    // Intervals of an hour: only the webhook can bring the new tag in during this test.
+    // The receiver is reference §5's worked example: token `token`, name `receiver`,
+    // namespace `default`.
+    let receivers = r#"---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: webhook-token
+  namespace: default
+stringData:
+  token: token
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata:
+  name: receiver
+  namespace: default
+spec:
+  type: dockerhub
+  secretRef:
+    name: webhook-token
+  resources:
+    - apiVersion: image.toolkit.fluxcd.io/v1beta2
+      kind: ImageRepository
+      name: podinfo
+      namespace: flux-system
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: other-token
+  namespace: flux-system
+stringData:
+  token: other
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata:
+  name: dangling
+  namespace: flux-system
+spec:
+  type: generic
+  secretRef:
+    name: other-token
+  resources:
+    - apiVersion: image.toolkit.fluxcd.io/v1beta2
+      kind: ImagePolicy
+      name: does-not-exist
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata:
+  name: paused
+  namespace: flux-system
+spec:
+  type: generic
+  suspend: true
+  secretRef:
+    name: other-token
+  resources:
+    - kind: ImageRepository
+      apiVersion: image.toolkit.fluxcd.io/v1beta2
+      name: podinfo
+"#;
+    let text = manifests(&g.reg, &g.git.url, "5.0.x", receivers).replace("1m0s", "1h0m0s");
+    std::fs::write(g.config.path().join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    let api = format!("127.0.0.1:{}", free_port());
+    let hooks = format!("127.0.0.1:{}", free_port());
+    let mut daemon = g.daemon(&["--api-address", &api, "--webhook-address", &hooks]);
+    let deployment = || g.show("main", "podinfo-deployment.yaml");
+    assert!(
+        eventually(30, || deployment().contains("podinfo:5.0.3 #")),
+        "first update: {}",
+        g.logs()
+    );
+
+    // The Receiver's status names its path, as Flux computes it.
+    let path = "/hook/8cc3207cffc97dc881eed557d9eb9348edf632357f3132b4f4d30188c54fc63d";
+    let objects = std::process::Command::new("curl")
+        .args(["-sf", &format!("http://{api}/api/v1/objects")])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    assert!(objects.contains(path), "{objects}");
+    let o = tagpilot(&["get", "receivers", "-A", "--api-address", &api]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = stdout(&o);
+    let row = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(
+        row("receiver"),
+        format!("default receiver false True Receiver initialized for path: {path}"),
+        "{table}"
+    );
+    assert!(
+        row("paused").starts_with("flux-system paused true True suspended"),
+        "{table}"
+    );
+    let url = format!("http://{hooks}{path}");
+
+    // A new tag; nothing scans for an hour.
+    push(
+        &format!("http://{}", g.reg),
+        "stefanprodan/podinfo",
+        &["5.0.4"],
+        None,
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(deployment().contains("podinfo:5.0.3 #"), "{}", deployment());
+
+    // Refused requests trigger nothing.
+    let json = ["Content-Type: application/json"];
+    assert_eq!(
+        post(&format!("http://{hooks}/hook/0000"), &json, b"{}"),
+        404
+    );
+    assert_eq!(post(&url, &json, b"{not json"), 400);
+    assert_eq!(post(&url, &json, &vec![b' '; (3 << 20) + 1]), 413);
+    let other = |name: &str, ns: &str| {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(format!("other{name}{ns}").as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("http://{hooks}/hook/{hex}")
+    };
+    assert_eq!(post(&other("paused", "flux-system"), &json, b"{}"), 503);
+    assert_eq!(post(&other("dangling", "flux-system"), &json, b"{}"), 500);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(deployment().contains("podinfo:5.0.3 #"), "{}", deployment());
+
+    // A Docker Hub-shaped push event: scan, resolve, commit and push now.
+    let hub = format!(
+        r#"{{"push_data":{{"tag":"5.0.4","pusher":"ci"}},"repository":{{"repo_url":"https://{}/stefanprodan/podinfo","repo_name":"stefanprodan/podinfo"}}}}"#,
+        g.reg
+    );
+    assert_eq!(post(&url, &json, hub.as_bytes()), 200, "{}", g.logs());
+    assert!(
+        eventually(20, || deployment().contains("podinfo:5.0.4 #")),
+        "webhook update: {}",
+        g.logs()
+    );
+
+    // A flood from one client is cut off with 429, and the daemon keeps serving.
+    let codes: Vec<u16> = (0..60)
+        .map(|_| post(&format!("http://{hooks}/hook/0000"), &json, b"{}"))
+        .collect();
+    assert!(codes.contains(&429), "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 404 || *c == 429), "{codes:?}");
+    let api_up = std::process::Command::new("curl")
+        .args(["-sf", &format!("http://{api}/healthz")])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(api_up, "{}", g.logs());
+
+    g.stop(&mut daemon);
+    let l = g.logs();
+    assert!(l.contains("webhook accepted"), "{l}");
+    assert!(!l.contains("token: token"), "{l}");
 }

@@ -1,0 +1,383 @@
+//! The webhook receiver server: Flux's `Receiver` objects as HTTP endpoints
+//! (`/hook/<sha256(token+name+namespace)>`). A valid request makes its target objects reconcile
+//! now, without waiting for their intervals. Validation rules live in `tagpilot-webhook`; this
+//! module adds the HTTP edge (limits, status codes) and the hand-off to the supervisor.
+//!
+//! Status codes follow Flux: 200, 404 unknown path, 503 suspended or not ready, 400 missing
+//! token or invalid request, 413 body over 3 MiB, 500 when a target is missing; plus 429 when one
+//! client sends too many requests and 408 when a body arrives too slowly.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use futures_util::StreamExt as _;
+use tagpilot_api::{Config, Kind, Object, Receiver, ReceiverType};
+
+/// Flux's body cap.
+pub const MAX_BODY: usize = 3 << 20;
+/// How long a client may take to send its body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Per-client token bucket: burst size and refill per second.
+const BURST: f64 = 30.0;
+const REFILL_PER_SECOND: f64 = 10.0;
+
+/// An object to reconcile now.
+pub type Target = (Kind, String, String);
+
+/// A valid webhook's request to the supervisor.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ReconcileNow(pub Vec<Target>);
+
+/// One Receiver as the server sees it.
+#[derive(Clone)]
+pub struct Route {
+    pub path: String,
+    pub namespace: String,
+    pub name: String,
+    pub kind: ReceiverType,
+    pub token: Vec<u8>,
+    pub events: Vec<String>,
+    pub suspended: bool,
+}
+
+// By hand, so that the token never reaches a log line.
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("path", &self.path)
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("suspended", &self.suspended)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The routes of the current configuration, swapped on reload.
+#[derive(Default)]
+pub struct Routes {
+    pub by_path: HashMap<String, Route>,
+    pub config: Option<Arc<Config>>,
+    pub supervisor: Option<Recipient<ReconcileNow>>,
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routes")
+            .field("by_path", &self.by_path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Shared between the server's workers and the supervisor.
+#[derive(Debug, Default)]
+pub struct ReceiverState {
+    pub routes: RwLock<Routes>,
+    buckets: Mutex<HashMap<IpAddr, (Instant, f64)>>,
+}
+
+impl ReceiverState {
+    pub fn replace(&self, routes: Routes) {
+        *self
+            .routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = routes;
+    }
+
+    /// Takes one token from the client's bucket; false when it is empty.
+    fn admit(&self, ip: IpAddr) -> bool {
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        // Forget idle clients so the map cannot grow without bound.
+        if buckets.len() > 10_000 {
+            buckets.retain(|_, (t, _)| now.duration_since(*t) < Duration::from_secs(60));
+        }
+        let (last, tokens) = buckets.entry(ip).or_insert((now, BURST));
+        *tokens =
+            (*tokens + now.duration_since(*last).as_secs_f64() * REFILL_PER_SECOND).min(BURST);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The objects a Receiver's `spec.resources` name, as the configuration holds them. Kinds
+/// tagpilot does not run (Kustomization, HelmRelease …) are skipped: their controllers are not
+/// here. A named object that does not exist is an error (Flux answers 500).
+pub fn targets(config: &Config, receiver: &Receiver) -> Result<Vec<Target>, String> {
+    let mut out = Vec::new();
+    for r in &receiver.spec.resources {
+        let namespace = r
+            .namespace
+            .clone()
+            .unwrap_or_else(|| receiver.metadata.namespace.clone());
+        let Some(kind) = Kind::from_name(&r.kind).filter(|k| {
+            matches!(
+                k,
+                Kind::ImageRepository
+                    | Kind::ImagePolicy
+                    | Kind::ImageUpdateAutomation
+                    | Kind::GitRepository
+            )
+        }) else {
+            tracing::debug!(kind = "Receiver", namespace = %receiver.metadata.namespace, name = %receiver.metadata.name, target_kind = %r.kind, "target kind not run by tagpilot, skipped");
+            continue;
+        };
+        if r.name == "*" {
+            let before = out.len();
+            for l in config.of_kind(kind) {
+                let m = l.object.metadata();
+                if m.namespace == namespace
+                    && r.match_labels
+                        .iter()
+                        .all(|(k, v)| m.labels.get(k) == Some(v))
+                {
+                    out.push((kind, m.namespace.clone(), m.name.clone()));
+                }
+            }
+            if out.len() == before {
+                tracing::info!(kind = "Receiver", namespace = %receiver.metadata.namespace, name = %receiver.metadata.name, target_kind = %r.kind, "no object matches the labels");
+            }
+        } else if config.get(kind, &namespace, &r.name).is_some() {
+            out.push((kind, namespace, r.name.clone()));
+        } else {
+            return Err(format!("{} '{namespace}/{}' not found", r.kind, r.name));
+        }
+    }
+    Ok(out)
+}
+
+/// The receiver of the `Routes`' configuration, by key.
+fn receiver<'a>(config: &'a Config, route: &Route) -> Option<&'a Receiver> {
+    match config
+        .get(Kind::Receiver, &route.namespace, &route.name)
+        .map(|l| &l.object)
+    {
+        Some(Object::Receiver(r)) => Some(r),
+        _ => None,
+    }
+}
+
+fn text(mut builder: actix_web::HttpResponseBuilder, body: impl Into<String>) -> HttpResponse {
+    builder.content_type("text/plain").body(body.into() + "\n")
+}
+
+async fn hook(
+    req: HttpRequest,
+    mut payload: web::Payload,
+    state: web::Data<ReceiverState>,
+) -> HttpResponse {
+    let ip = req
+        .peer_addr()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    if !state.admit(ip) {
+        return text(HttpResponse::TooManyRequests(), "too many requests");
+    }
+    let path = req.path().to_owned();
+    let (route, config, supervisor) = {
+        let routes = state
+            .routes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match routes.by_path.get(&path) {
+            Some(r) => (r.clone(), routes.config.clone(), routes.supervisor.clone()),
+            None => return text(HttpResponse::NotFound(), "not found"),
+        }
+    };
+    let (ns, name) = (route.namespace.as_str(), route.name.as_str());
+    if route.suspended {
+        return text(HttpResponse::ServiceUnavailable(), "receiver is suspended");
+    }
+    let (Some(config), Some(supervisor)) = (config, supervisor) else {
+        return text(HttpResponse::ServiceUnavailable(), "not ready");
+    };
+
+    let body = match read_body(&mut payload).await {
+        Ok(b) => b,
+        Err(resp) => {
+            tracing::warn!(kind = "Receiver", namespace = %ns, name = %name, status = resp.status().as_u16(), "request body refused");
+            return resp;
+        }
+    };
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let accepted = match tagpilot_webhook::validate(
+        route.kind,
+        &route.token,
+        &route.events,
+        &headers,
+        &body,
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(kind = "Receiver", namespace = %ns, name = %name, error = %e, "webhook rejected");
+            return text(HttpResponse::BadRequest(), e.to_string());
+        }
+    };
+    let Some(receiver) = receiver(&config, &route) else {
+        return text(HttpResponse::ServiceUnavailable(), "not ready");
+    };
+    let targets = match targets(&config, receiver) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(kind = "Receiver", namespace = %ns, name = %name, error = %e, "webhook target missing");
+            return text(HttpResponse::InternalServerError(), e);
+        }
+    };
+    tracing::info!(
+        kind = "Receiver",
+        namespace = %ns,
+        name = %name,
+        event = accepted.event.as_deref().unwrap_or(""),
+        image = accepted.image.as_deref().unwrap_or(""),
+        tag = accepted.tag.as_deref().unwrap_or(""),
+        targets = targets.len(),
+        "webhook accepted"
+    );
+    supervisor.do_send(ReconcileNow(targets));
+    text(HttpResponse::Ok(), "ok")
+}
+
+/// Reads the body with Flux's 3 MiB cap and a deadline for slow senders.
+async fn read_body(payload: &mut web::Payload) -> Result<Vec<u8>, HttpResponse> {
+    let read = async {
+        let mut body = Vec::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| text(HttpResponse::BadRequest(), e.to_string()))?;
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(text(
+                    HttpResponse::PayloadTooLarge(),
+                    "request body is larger than 3 MiB",
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    };
+    match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Ok(r) => r,
+        Err(_) => Err(text(
+            HttpResponse::RequestTimeout(),
+            "request body too slow",
+        )),
+    }
+}
+
+/// Starts the receiver server on `address`; it stops with the actix system.
+pub fn start(address: &str, state: Arc<ReceiverState>) -> std::io::Result<actix_web::dev::Server> {
+    let data = web::Data::from(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .default_service(web::to(hook))
+    })
+    .workers(1)
+    .client_request_timeout(Duration::from_secs(10))
+    .max_connection_rate(256)
+    .disable_signals()
+    .bind(address)?
+    .run();
+    Ok(server)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {name: web, namespace: apps, labels: {team: a}}
+spec: {image: example.com/web, interval: 1m}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {name: api, namespace: apps, labels: {team: b}}
+spec: {image: example.com/api, interval: 1m}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata: {name: by-label, namespace: apps}
+spec:
+  type: generic
+  secretRef: {name: t}
+  resources:
+    - {apiVersion: image.toolkit.fluxcd.io/v1, kind: ImageRepository, name: "*", matchLabels: {team: a}}
+    - {apiVersion: kustomize.toolkit.fluxcd.io/v1, kind: Kustomization, name: apps}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata: {name: missing, namespace: apps}
+spec:
+  type: generic
+  secretRef: {name: t}
+  resources:
+    - {apiVersion: image.toolkit.fluxcd.io/v1, kind: ImageRepository, name: web}
+    - {apiVersion: image.toolkit.fluxcd.io/v1, kind: ImageRepository, name: gone}
+"#;
+
+    fn receiver<'a>(config: &'a Config, name: &str) -> &'a Receiver {
+        match config.get(Kind::Receiver, "apps", name).map(|l| &l.object) {
+            Some(Object::Receiver(r)) => r,
+            other => panic!("no receiver {name}: {other:?} {:?}", config.errors),
+        }
+    }
+
+    #[test]
+    fn targets_by_labels_skip_foreign_kinds_and_fail_on_missing_names() {
+        let config = tagpilot_api::load_str(CONFIG, std::path::Path::new("c.yaml"));
+        assert!(config.errors.is_empty(), "{:?}", config.errors);
+        assert_eq!(
+            targets(&config, receiver(&config, "by-label")),
+            Ok(vec![(Kind::ImageRepository, "apps".into(), "web".into())])
+        );
+        assert_eq!(
+            targets(&config, receiver(&config, "missing")),
+            Err("ImageRepository 'apps/gone' not found".into())
+        );
+    }
+
+    #[test]
+    fn one_client_gets_a_burst_then_is_limited_and_others_are_not() {
+        let state = ReceiverState::default();
+        let a = IpAddr::from([127, 0, 0, 2]);
+        let b = IpAddr::from([127, 0, 0, 3]);
+        let admitted = (0..100).filter(|_| state.admit(a)).count();
+        // The burst, plus at most what refilled while the loop ran.
+        assert!((30..=31).contains(&admitted), "{admitted}");
+        assert!(state.admit(b));
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_token() {
+        let r = Route {
+            path: "/hook/x".into(),
+            namespace: "n".into(),
+            name: "r".into(),
+            kind: ReceiverType::Generic,
+            token: b"s3cret".to_vec(),
+            events: Vec::new(),
+            suspended: false,
+        };
+        let shown = format!("{r:?}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("/hook/x"),
+            "{shown}"
+        );
+    }
+}
