@@ -53,17 +53,20 @@ fn log_reports(engine: &Engine) {
     }
 }
 
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Tick;
+/// Whether a wake-up comes from a webhook: then the writer skips most of its debounce.
+type Urgent = bool;
 
 #[derive(Message)]
 #[rtype(result = "()")]
-struct TagsScanned(Key);
+struct Tick(Urgent);
 
 #[derive(Message)]
 #[rtype(result = "()")]
-struct LatestChanged(String);
+struct TagsScanned(Key, Urgent);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct LatestChanged(String, Urgent);
 
 /// The root actor.
 struct Supervisor {
@@ -259,7 +262,7 @@ impl Handler<TagsScanned> for Supervisor {
     fn handle(&mut self, msg: TagsScanned, _: &mut Context<Self>) {
         for (repo, addr) in self.resolvers.values() {
             if *repo == msg.0 {
-                addr.do_send(Tick);
+                addr.do_send(Tick(msg.1));
             }
         }
     }
@@ -273,12 +276,12 @@ impl Handler<ReconcileNow> for Supervisor {
             match kind {
                 Kind::ImageRepository => {
                     if let Some(a) = self.scanners.get(&key) {
-                        a.do_send(Tick);
+                        a.do_send(Tick(true));
                     }
                 }
                 Kind::ImagePolicy => {
                     if let Some((_, a)) = self.resolvers.get(&key) {
-                        a.do_send(Tick);
+                        a.do_send(Tick(true));
                     }
                 }
                 // An automation or its Git source: the writers of that namespace run a round
@@ -286,7 +289,7 @@ impl Handler<ReconcileNow> for Supervisor {
                 _ => {
                     for (namespaces, a) in self.writers.values() {
                         if namespaces.contains(&key.0) {
-                            a.do_send(Tick);
+                            a.do_send(Tick(true));
                         }
                     }
                 }
@@ -300,7 +303,7 @@ impl Handler<LatestChanged> for Supervisor {
     fn handle(&mut self, msg: LatestChanged, _: &mut Context<Self>) {
         for (namespaces, addr) in self.writers.values() {
             if namespaces.contains(&msg.0) {
-                addr.do_send(Tick);
+                addr.do_send(Tick(msg.1));
             }
         }
     }
@@ -321,8 +324,8 @@ struct RegistryScanner {
 impl Actor for RegistryScanner {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.notify(Tick);
-        ctx.run_interval(self.interval, |_, ctx| ctx.notify(Tick));
+        ctx.notify(Tick(false));
+        ctx.run_interval(self.interval, |_, ctx| ctx.notify(Tick(false)));
     }
 }
 
@@ -335,7 +338,7 @@ impl Handler<Stop> for RegistryScanner {
 
 impl Handler<Tick> for RegistryScanner {
     type Result = ResponseActFuture<Self, ()>;
-    fn handle(&mut self, _: Tick, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Tick, _: &mut Context<Self>) -> Self::Result {
         let engine = self.engine.clone();
         let key = self.key.clone();
         let supervisor = self.supervisor.clone();
@@ -355,7 +358,7 @@ impl Handler<Tick> for RegistryScanner {
                 // A first scan after a restart also wakes the policies (their latest refs live
                 // in memory).
                 if after.is_some() && (after != before || engine.latest_of_repo_is_empty(&key)) {
-                    supervisor.do_send(TagsScanned(key));
+                    supervisor.do_send(TagsScanned(key, msg.0));
                 }
             }
             .into_actor(self),
@@ -383,7 +386,7 @@ impl Handler<Stop> for PolicyResolver {
 
 impl Handler<Tick> for PolicyResolver {
     type Result = ResponseActFuture<Self, ()>;
-    fn handle(&mut self, _: Tick, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Tick, _: &mut Context<Self>) -> Self::Result {
         let engine = self.engine.clone();
         let key = self.key.clone();
         let supervisor = self.supervisor.clone();
@@ -400,7 +403,7 @@ impl Handler<Tick> for PolicyResolver {
                 engine.reconcile_policy(policy).await;
                 log_reports(&engine);
                 if engine.latest_of(&key.0, &key.1) != before {
-                    supervisor.do_send(LatestChanged(key.0));
+                    supervisor.do_send(LatestChanged(key.0, msg.0));
                 }
             }
             .into_actor(self),
@@ -419,6 +422,8 @@ struct GitWriter {
 
 /// How long a writer waits after a wake-up, so that many policies changing together make one push.
 const DEBOUNCE: Duration = Duration::from_secs(1);
+/// The same after a webhook: the policies it woke resolve within milliseconds of each other.
+const URGENT_DEBOUNCE: Duration = Duration::from_millis(50);
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -440,11 +445,12 @@ impl Handler<Stop> for GitWriter {
 
 impl Handler<Tick> for GitWriter {
     type Result = ();
-    fn handle(&mut self, _: Tick, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: Tick, ctx: &mut Context<Self>) {
         if let Some(h) = self.pending.take() {
             ctx.cancel_future(h);
         }
-        self.pending = Some(ctx.run_later(DEBOUNCE, |this, ctx| {
+        let wait = if msg.0 { URGENT_DEBOUNCE } else { DEBOUNCE };
+        self.pending = Some(ctx.run_later(wait, |this, ctx| {
             this.pending = None;
             ctx.notify(RunRound);
         }));

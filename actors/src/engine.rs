@@ -452,9 +452,21 @@ impl Engine {
             .config
             .of_kind(Kind::ImageUpdateAutomation)
             .filter_map(|l| match &l.object {
-                Object::ImageUpdateAutomation(a) if !a.spec.suspend => {
-                    self.plan(a).ok().map(|p| p.0)
-                }
+                Object::ImageUpdateAutomation(a) if !a.spec.suspend => match self.plan(a) {
+                    Ok(p) => Some(p.0),
+                    // No writer can run it: say why now, not at the first round.
+                    Err(e) => {
+                        let (ns, name) = (&a.metadata.namespace, &a.metadata.name);
+                        self.record(
+                            Kind::ImageUpdateAutomation,
+                            ns,
+                            name,
+                            false,
+                            format_chain(&e),
+                        );
+                        None
+                    }
+                },
                 _ => None,
             })
             .collect();
