@@ -568,6 +568,26 @@ spec:
     - kind: ImageRepository
       apiVersion: image.toolkit.fluxcd.io/v1beta2
       name: podinfo
+---
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {name: locked, namespace: team-b}
+spec:
+  interval: 1m0s
+  url: ssh://git@127.0.0.1:1/nothing.git
+  ref: {branch: main}
+  secretRef: {name: absent}
+---
+apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImageUpdateAutomation
+metadata: {name: locked, namespace: team-b}
+spec:
+  interval: 1m0s
+  sourceRef: {kind: GitRepository, name: locked}
+  git:
+    commit:
+      author: {name: bot, email: bot@example.com}
+  update: {path: ./, strategy: Setters}
 "#;
     let text = manifests(&g.reg, &g.git.url, "5.0.x", receivers).replace("1m0s", "1h0m0s");
     std::fs::write(g.config.path().join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
@@ -609,6 +629,23 @@ spec:
     assert!(
         row("paused").starts_with("flux-system paused true True suspended"),
         "{table}"
+    );
+    // An automation no writer can run (its Git secret is missing) is reported, not dropped.
+    let o = tagpilot(&[
+        "get",
+        "image",
+        "update",
+        "locked",
+        "-n",
+        "team-b",
+        "--api-address",
+        &api,
+    ]);
+    assert!(
+        stdout(&o).contains("False") && stdout(&o).contains("secret 'team-b/absent' not found"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
     );
     let url = format!("http://{hooks}{path}");
 
