@@ -130,7 +130,6 @@ impl Supervisor {
             self.gates.clone(),
             self.settings.state_dir.join("git"),
         ));
-        log_reports(&engine);
         let me = ctx.address();
         for l in config.of_kind(Kind::ImageRepository) {
             if let Object::ImageRepository(r) = &l.object {
@@ -183,9 +182,10 @@ impl Supervisor {
         let receivers = routes.len();
         self.receivers.replace(Routes {
             by_path: routes.into_iter().map(|r| (r.path.clone(), r)).collect(),
-            config: Some(config.clone()),
-            supervisor: Some(me.recipient()),
+            config: config.clone(),
+            supervisor: me.recipient(),
         });
+        // Configuration errors, unplannable automations and receivers, before any child runs.
         log_reports(&engine);
         tracing::info!(
             receivers,

@@ -59,11 +59,10 @@ impl std::fmt::Debug for Route {
 }
 
 /// The routes of the current configuration, swapped on reload.
-#[derive(Default)]
 pub struct Routes {
     pub by_path: HashMap<String, Route>,
-    pub config: Option<Arc<Config>>,
-    pub supervisor: Option<Recipient<ReconcileNow>>,
+    pub config: Arc<Config>,
+    pub supervisor: Recipient<ReconcileNow>,
 }
 
 impl std::fmt::Debug for Routes {
@@ -77,7 +76,8 @@ impl std::fmt::Debug for Routes {
 /// Shared between the server's workers and the supervisor.
 #[derive(Debug, Default)]
 pub struct ReceiverState {
-    pub routes: RwLock<Routes>,
+    /// None until the first configuration is loaded (every path is then unknown).
+    pub routes: RwLock<Option<Routes>>,
     buckets: Mutex<HashMap<IpAddr, (Instant, f64)>>,
 }
 
@@ -86,7 +86,7 @@ impl ReceiverState {
         *self
             .routes
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = routes;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(routes);
     }
 
     /// Takes one token from the client's bucket; false when it is empty.
@@ -191,8 +191,11 @@ async fn hook(
             .routes
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match routes.by_path.get(&path) {
-            Some(r) => (r.clone(), routes.config.clone(), routes.supervisor.clone()),
+        match routes
+            .as_ref()
+            .and_then(|r| Some((r, r.by_path.get(&path)?)))
+        {
+            Some((r, route)) => (route.clone(), r.config.clone(), r.supervisor.clone()),
             None => return text(HttpResponse::NotFound(), "not found"),
         }
     };
@@ -200,9 +203,6 @@ async fn hook(
     if route.suspended {
         return text(HttpResponse::ServiceUnavailable(), "receiver is suspended");
     }
-    let (Some(config), Some(supervisor)) = (config, supervisor) else {
-        return text(HttpResponse::ServiceUnavailable(), "not ready");
-    };
 
     let body = match read_body(&mut payload).await {
         Ok(b) => b,

@@ -407,13 +407,7 @@ fn daemon_follows_new_tags_and_config_edits() {
     );
 
     // The API: health, readiness, status JSON, metrics.
-    let get = |path: &str| {
-        let out = std::process::Command::new("curl")
-            .args(["-sf", &format!("http://{api}{path}")])
-            .output();
-        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    };
+    let get = |path: &str| http_get(&format!("http://{api}{path}")).unwrap_or_default();
     assert_eq!(get("/healthz"), "ok\n");
     assert_eq!(get("/readyz"), "ready\n");
     let objects: serde_json::Value =
@@ -480,6 +474,17 @@ fn daemon_follows_new_tags_and_config_edits() {
     let l = logs();
     assert!(l.contains("configuration changed, reloading"), "{l}");
     assert!(l.contains("shutting down"), "{l}");
+}
+
+/// GETs `url` through curl: the body, or None unless the answer was a success.
+fn http_get(url: &str) -> Option<String> {
+    let out = std::process::Command::new("curl")
+        .args(["-sf", url])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// POSTs `body` with `headers` through curl; the HTTP status code (0 when curl failed).
@@ -603,11 +608,7 @@ spec:
 
     // The Receiver's status names its path, as Flux computes it.
     let path = "/hook/8cc3207cffc97dc881eed557d9eb9348edf632357f3132b4f4d30188c54fc63d";
-    let objects = std::process::Command::new("curl")
-        .args(["-sf", &format!("http://{api}/api/v1/objects")])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
+    let objects = http_get(&format!("http://{api}/api/v1/objects")).unwrap_or_default();
     assert!(objects.contains(path), "{objects}");
     let o = tagpilot(&["get", "receivers", "-A", "--api-address", &api]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -696,11 +697,7 @@ spec:
         .collect();
     assert!(codes.contains(&429), "{codes:?}");
     assert!(codes.iter().all(|c| *c == 404 || *c == 429), "{codes:?}");
-    let api_up = std::process::Command::new("curl")
-        .args(["-sf", &format!("http://{api}/healthz")])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
+    let api_up = http_get(&format!("http://{api}/healthz")).is_some();
     assert!(api_up, "{}", g.logs());
 
     g.stop(&mut daemon);
