@@ -70,6 +70,7 @@ async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     let statuses = state.store.statuses().unwrap_or_default();
     let mut tags = String::from("# HELP tagpilot_repository_tags Tags found by the last accepted scan.\n# TYPE tagpilot_repository_tags gauge\n");
     let mut latest = String::from("# HELP tagpilot_policy_latest_info The latest image a policy resolved to.\n# TYPE tagpilot_policy_latest_info gauge\n");
+    let mut notes = String::from("# HELP tagpilot_notifications_total Notifications a Provider delivered or failed to deliver.\n# TYPE tagpilot_notifications_total counter\n");
     let mut pushes = String::from("# HELP tagpilot_automation_last_push_timestamp_seconds Time of the last push.\n# TYPE tagpilot_automation_last_push_timestamp_seconds gauge\n");
     for (key, status) in &statuses {
         let (kind, ns, name) = split_key(key);
@@ -98,6 +99,15 @@ async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
                 label(tag)
             ));
         }
+        for (field, outcome) in [("succeeded", "delivered"), ("failed", "failed")] {
+            if let Some(n) = status["deliveries"][field].as_u64() {
+                notes.push_str(&format!(
+                    "tagpilot_notifications_total{{namespace=\"{}\",name=\"{}\",outcome=\"{outcome}\"}} {n}\n",
+                    label(ns),
+                    label(name)
+                ));
+            }
+        }
         if let Some(t) = status["lastPushTime"].as_u64() {
             pushes.push_str(&format!("tagpilot_automation_last_push_timestamp_seconds{{namespace=\"{}\",name=\"{}\"}} {t}\n", label(ns), label(name)));
         }
@@ -105,6 +115,7 @@ async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     out.push_str(&tags);
     out.push_str(&latest);
     out.push_str(&pushes);
+    out.push_str(&notes);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out)

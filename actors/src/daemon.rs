@@ -8,7 +8,8 @@
 //!   writers whose automations are in the policy's namespace.
 //! - `GitWriter` (one per remote and push branch) runs its round ~1 s after the last wake-up
 //!   (so policies changing together make one push) and on its interval; Git runs on a blocking
-//!   thread, never on the executor.
+//!   thread, never on the executor. After a round, its events go to the matching Alerts'
+//!   Providers in a task of their own, so a slow endpoint never holds up the next round.
 //!
 //! Actors hold no business logic: every step is an `Engine` call.
 
@@ -179,6 +180,7 @@ impl Supervisor {
             self.writers.insert(writer, (namespaces, addr));
         }
         let routes = engine.receiver_routes();
+        engine.check_alerts();
         let receivers = routes.len();
         self.receivers.replace(Routes {
             by_path: routes.into_iter().map(|r| (r.path.clone(), r)).collect(),
@@ -472,6 +474,15 @@ impl Handler<RunRound> for GitWriter {
                     tracing::error!(remote = %tagpilot_git::redact(&key.0), branch = %key.1, error = %err, "git round did not complete");
                 }
                 log_reports(&engine);
+                // Deliveries retry for up to a minute: they run beside the next rounds.
+                let notes = engine.notifications(&engine.take_events());
+                if !notes.is_empty() {
+                    let e = engine.clone();
+                    actix::spawn(async move {
+                        crate::alerts::deliver_all(&e, notes, tagpilot_notifier::Retry::default()).await;
+                        log_reports(&e);
+                    });
+                }
             }
             .into_actor(self),
         )

@@ -14,6 +14,8 @@ use tagpilot_api::{
     ImageUpdateAutomation, Kind, Object, Secrets, SigningKeyType,
 };
 use tagpilot_git::{Change, CheckoutRef, ExtraRoots, GitAuth, RoundSpec, Signer, WarmRepo};
+use tagpilot_notifier::event::AUTOMATION_CONTROLLER;
+use tagpilot_notifier::{Event, InvolvedObject, Severity};
 use tagpilot_policy::Exclusions;
 use tagpilot_registry::{
     scan, ClientOptions, DockerConfig, Gates, ImageName, ProxySpec, RepoClient,
@@ -47,6 +49,11 @@ pub struct Engine {
     rows: Mutex<Vec<Report>>,
     /// Resolved policies: (namespace, name) → latest ref.
     latest: Mutex<BTreeMap<(String, String), LatestRef>>,
+    /// Events for Alerts, since the last `take_events`.
+    events: Mutex<Vec<Event>>,
+    /// The last failure reported per automation, so that a failing round alerts once, not on
+    /// every interval.
+    last_failure: Mutex<BTreeMap<(String, String), String>>,
 }
 
 fn now() -> u64 {
@@ -101,6 +108,8 @@ impl Engine {
             git_cache,
             rows: Mutex::new(rows),
             latest: Mutex::new(BTreeMap::new()),
+            events: Mutex::new(Vec::new()),
+            last_failure: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -108,7 +117,11 @@ impl Engine {
         &self.config
     }
 
-    fn secrets(&self) -> Secrets<'_> {
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn secrets(&self) -> Secrets<'_> {
         Secrets {
             config: &self.config,
             dir: self.secrets_dir.as_deref(),
@@ -125,6 +138,79 @@ impl Engine {
         self.latest
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The events emitted since the last call, for Alerts.
+    pub fn take_events(&self) -> Vec<Event> {
+        std::mem::take(
+            &mut *self
+                .events
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Queues an event about an automation: every push, and a failure when it differs from the
+    /// last one reported for that automation.
+    fn emit(
+        &self,
+        a: &ImageUpdateAutomation,
+        failure: Option<&str>,
+        message: String,
+        metadata: BTreeMap<String, String>,
+    ) {
+        let key = (a.metadata.namespace.clone(), a.metadata.name.clone());
+        {
+            let mut last = self
+                .last_failure
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match failure {
+                Some(f) if last.get(&key).is_some_and(|l| l == f) => return,
+                Some(f) => {
+                    last.insert(key, f.to_owned());
+                }
+                None => {
+                    last.remove(&key);
+                }
+            }
+        }
+        let event = Event {
+            involved_object: InvolvedObject {
+                kind: Kind::ImageUpdateAutomation.to_string(),
+                namespace: a.metadata.namespace.clone(),
+                name: a.metadata.name.clone(),
+                api_version: a.api_version.clone(),
+            },
+            severity: if failure.is_some() {
+                Severity::Error
+            } else {
+                Severity::Info
+            },
+            timestamp: tagpilot_api::rfc3339(now()),
+            message,
+            reason: if failure.is_some() {
+                "ReconciliationFailed"
+            } else {
+                "Succeeded"
+            }
+            .to_owned(),
+            metadata,
+            reporting_controller: AUTOMATION_CONTROLLER.to_owned(),
+            reporting_instance: "tagpilot".to_owned(),
+        };
+        self.events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(event);
+    }
+
+    /// An automation is healthy again: its next failure is news.
+    fn emit_clear(&self, a: &ImageUpdateAutomation) {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&(a.metadata.namespace.clone(), a.metadata.name.clone()));
     }
 
     /// The reports recorded since the last call (configuration errors first).
@@ -248,12 +334,19 @@ impl Engine {
 }
 
 impl Engine {
-    fn record(&self, kind: Kind, namespace: &str, name: &str, ready: bool, message: String) {
+    pub(crate) fn record(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        ready: bool,
+        message: String,
+    ) {
         self.record_with(kind, namespace, name, ready, message, json!({}));
     }
 
     /// Stores the object's status (Flux's field names) and adds a summary row.
-    fn record_with(
+    pub(crate) fn record_with(
         &self,
         kind: Kind,
         namespace: &str,
@@ -549,13 +642,11 @@ impl Engine {
                         .2
                         .push(job);
                 }
-                Err(e) => self.record(
-                    Kind::ImageUpdateAutomation,
-                    &ns,
-                    &name,
-                    false,
-                    format_chain(&e),
-                ),
+                Err(e) => {
+                    let message = format_chain(&e);
+                    self.emit(a, Some(&message), message.clone(), BTreeMap::new());
+                    self.record(Kind::ImageUpdateAutomation, &ns, &name, false, message);
+                }
             }
         }
         for ((url, branch), (spec, auth, jobs)) in groups {
@@ -619,6 +710,19 @@ impl Engine {
                     }
                     Err(e) => (false, format_chain(e), json!({})),
                 };
+                match (&outcome, &fields["lastPushCommit"]) {
+                    (Ok(_), serde_json::Value::String(c)) => self.emit(
+                        a,
+                        None,
+                        message.clone(),
+                        BTreeMap::from([(
+                            "revision".to_owned(),
+                            tagpilot_git::source_revision(&branch, c),
+                        )]),
+                    ),
+                    (Ok(_), _) => self.emit_clear(a),
+                    (Err(_), _) => self.emit(a, Some(&message), message.clone(), BTreeMap::new()),
+                }
                 self.record_with(
                     Kind::ImageUpdateAutomation,
                     &a.metadata.namespace,

@@ -1,8 +1,9 @@
 //! tagpilot's wiring: the reconciliation of each object kind against the configuration,
 //! credentials, registries, the store and Git ([`Engine`]), shared by `tagpilot run --once`
 //! and by the daemon's actors ([`daemon`]), with its status API ([`api`]) and webhook
-//! receiver server ([`receiver`]).
+//! receiver server ([`receiver`]) and post-push notifications ([`alerts`]).
 
+pub mod alerts;
 pub mod api;
 pub mod daemon;
 mod engine;

@@ -1,5 +1,5 @@
 //! The Flux objects tagpilot reads — ImageRepository, ImagePolicy, ImageUpdateAutomation,
-//! GitRepository, Receiver, Secret — as serde types with Flux's defaults and validation, and a
+//! GitRepository, Receiver, Provider, Alert, Secret — as serde types with Flux's defaults and validation, and a
 //! loader for a directory of multi-document YAML manifests.
 
 mod duration;
@@ -8,7 +8,7 @@ mod object;
 mod secrets;
 mod types;
 
-pub use duration::{DurationError, GoDuration, Timeout};
+pub use duration::{rfc3339, DurationError, GoDuration, Timeout};
 pub use load::{load_dir, load_str, Config, LoadError, Loaded, Source};
 pub use object::{build_policy, validate_image, FieldError, Kind, Object};
 pub use secrets::{SecretError, Secrets};

@@ -266,6 +266,8 @@ fn load_value(value: Value, source: &Source) -> Result<Option<Object>, Vec<LoadE
         Kind::ImageUpdateAutomation => typed(value).map(Object::ImageUpdateAutomation),
         Kind::GitRepository => typed(value).map(Object::GitRepository),
         Kind::Receiver => typed(value).map(Object::Receiver),
+        Kind::Provider => typed(value).map(Object::Provider),
+        Kind::Alert => typed(value).map(Object::Alert),
         Kind::Secret => typed(value).map(Object::Secret),
     }
     .map_err(|(field, message)| vec![error(Some(&field), message)])?;

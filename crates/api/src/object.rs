@@ -15,16 +15,20 @@ pub enum Kind {
     ImageUpdateAutomation,
     GitRepository,
     Receiver,
+    Provider,
+    Alert,
     Secret,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 8] = [
         Kind::ImageRepository,
         Kind::ImagePolicy,
         Kind::ImageUpdateAutomation,
         Kind::GitRepository,
         Kind::Receiver,
+        Kind::Provider,
+        Kind::Alert,
         Kind::Secret,
     ];
 
@@ -39,6 +43,8 @@ impl Kind {
             Kind::ImageUpdateAutomation => "ImageUpdateAutomation",
             Kind::GitRepository => "GitRepository",
             Kind::Receiver => "Receiver",
+            Kind::Provider => "Provider",
+            Kind::Alert => "Alert",
             Kind::Secret => "Secret",
         }
     }
@@ -59,6 +65,10 @@ impl Kind {
                 "notification.toolkit.fluxcd.io/v1",
                 "notification.toolkit.fluxcd.io/v1beta2",
             ],
+            Kind::Provider | Kind::Alert => &[
+                "notification.toolkit.fluxcd.io/v1beta3",
+                "notification.toolkit.fluxcd.io/v1beta2",
+            ],
             Kind::Secret => &["v1"],
         }
     }
@@ -71,7 +81,7 @@ impl Kind {
                 "image.toolkit.fluxcd.io"
             }
             Kind::GitRepository => "source.toolkit.fluxcd.io",
-            Kind::Receiver => "notification.toolkit.fluxcd.io",
+            Kind::Receiver | Kind::Provider | Kind::Alert => "notification.toolkit.fluxcd.io",
             Kind::Secret => "",
         }
     }
@@ -93,6 +103,8 @@ pub enum Object {
     ImageUpdateAutomation(ImageUpdateAutomation),
     GitRepository(GitRepository),
     Receiver(Receiver),
+    Provider(AlertProvider),
+    Alert(Alert),
     Secret(Secret),
 }
 
@@ -104,6 +116,8 @@ impl Object {
             Object::ImageUpdateAutomation(_) => Kind::ImageUpdateAutomation,
             Object::GitRepository(_) => Kind::GitRepository,
             Object::Receiver(_) => Kind::Receiver,
+            Object::Provider(_) => Kind::Provider,
+            Object::Alert(_) => Kind::Alert,
             Object::Secret(_) => Kind::Secret,
         }
     }
@@ -115,6 +129,8 @@ impl Object {
             Object::ImageUpdateAutomation(o) => &o.metadata,
             Object::GitRepository(o) => &o.metadata,
             Object::Receiver(o) => &o.metadata,
+            Object::Provider(o) => &o.metadata,
+            Object::Alert(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
         }
     }
@@ -131,6 +147,8 @@ impl Object {
             Object::ImageUpdateAutomation(o) => validate_automation(&mut v, &o.spec),
             Object::GitRepository(o) => validate_git_repository(&mut v, &o.spec),
             Object::Receiver(o) => validate_receiver(&mut v, &o.spec),
+            Object::Provider(o) => validate_provider(&mut v, &o.spec),
+            Object::Alert(o) => validate_alert(&mut v, &o.spec),
             Object::Secret(o) => validate_secret(&mut v, o),
         }
         v.errors
@@ -382,6 +400,81 @@ fn validate_receiver(v: &mut Validator, s: &ReceiverSpec) {
     }
     if s.secret_ref.is_none() && s.receiver_type != ReceiverType::GenericOidc {
         v.err("spec.secretRef", "is required for this receiver type");
+    }
+}
+
+fn validate_provider(v: &mut Validator, s: &AlertProviderSpec) {
+    if s.address.is_none() && s.secret_ref.is_none() {
+        v.err(
+            "spec.address",
+            "an address is required (in spec.address or the secretRef's 'address' key)",
+        );
+    }
+    if let Some(a) = &s.address {
+        if a.len() > 2048 {
+            v.err("spec.address", "must be at most 2048 characters");
+        } else if url::Url::parse(a).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
+            v.err("spec.address", format!("'{a}' is not an http(s) URL"));
+        }
+    }
+    if s.provider_type == AlertProviderType::GenericHmac && s.secret_ref.is_none() {
+        v.err(
+            "spec.secretRef",
+            "generic-hmac needs a Secret whose 'token' key is the HMAC key",
+        );
+    }
+}
+
+/// Event kinds an Alert may name; tagpilot itself only emits ImageUpdateAutomation events, but a
+/// cluster folder's Alerts name every Flux kind.
+const EVENT_SOURCE_KINDS: &[&str] = &[
+    "Bucket",
+    "GitRepository",
+    "Kustomization",
+    "HelmRelease",
+    "HelmChart",
+    "HelmRepository",
+    "ImageRepository",
+    "ImagePolicy",
+    "ImageUpdateAutomation",
+    "OCIRepository",
+    "ArtifactGenerator",
+    "ExternalArtifact",
+    "FluxInstance",
+    "ResourceSet",
+    "ResourceSetInputProvider",
+];
+
+fn validate_alert(v: &mut Validator, s: &AlertSpec) {
+    if s.provider_ref.name.is_empty() {
+        v.err("spec.providerRef.name", "is required");
+    }
+    if s.event_sources.is_empty() {
+        v.err("spec.eventSources", "at least one event source is required");
+    }
+    for (i, src) in s.event_sources.iter().enumerate() {
+        if !EVENT_SOURCE_KINDS.contains(&src.kind.as_str()) {
+            v.err(
+                &format!("spec.eventSources[{i}].kind"),
+                format!("unsupported kind '{}'", src.kind),
+            );
+        }
+        if src.name.is_empty() {
+            v.err(&format!("spec.eventSources[{i}].name"), "is required");
+        }
+    }
+    for (field, list) in [
+        ("spec.inclusionList", &s.inclusion_list),
+        ("spec.exclusionList", &s.exclusion_list),
+    ] {
+        for (i, re) in list.iter().enumerate() {
+            if let Err(e) = regex::Regex::new(re) {
+                v.err(
+                    &format!("{field}[{i}]"),
+                    format!("invalid regular expression: {e}"),
+                );
+            }
+        }
     }
 }
 

@@ -421,6 +421,92 @@ pub struct ReceiverSpec {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Provider and Alert (notification.toolkit.fluxcd.io): where tagpilot's events go after a push
+
+/// The Provider types tagpilot can deliver to. Flux knows more (msteams, github, …); a Provider
+/// of another type is refused at load time (serde names the accepted ones), so that nobody waits
+/// for alerts that never come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertProviderType {
+    Generic,
+    GenericHmac,
+    Slack,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertProviderSpec {
+    #[serde(rename = "type")]
+    pub provider_type: AlertProviderType,
+    /// The endpoint; the Secret's `address` key wins when present (Flux).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Timeout>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    /// Keys: `address`, `token` (the HMAC key for generic-hmac, a bearer token for Slack's API),
+    /// `headers` (YAML map), `proxy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalObjectReference>,
+    /// Key `ca.crt`: extra trust for the endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_secret_ref: Option<LocalObjectReference>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventSeverity {
+    /// Every event (info and error).
+    #[default]
+    Info,
+    /// Errors only.
+    Error,
+}
+
+/// An Alert's `eventSources[]` entry (Flux's CrossNamespaceObjectReference).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventSource {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    pub kind: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertSpec {
+    pub provider_ref: LocalObjectReference,
+    #[serde(default)]
+    pub event_severity: EventSeverity,
+    #[serde(default)]
+    pub event_sources: Vec<EventSource>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inclusion_list: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclusion_list: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub event_metadata: BTreeMap<String, String>,
+    /// Deprecated in Flux for `eventMetadata.summary`; still honoured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
 // Secret (v1)
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -454,6 +540,8 @@ pub type ImagePolicy = Manifest<ImagePolicySpec>;
 pub type ImageUpdateAutomation = Manifest<ImageUpdateAutomationSpec>;
 pub type GitRepository = Manifest<GitRepositorySpec>;
 pub type Receiver = Manifest<ReceiverSpec>;
+pub type AlertProvider = Manifest<AlertProviderSpec>;
+pub type Alert = Manifest<AlertSpec>;
 
 /// A Secret: no `spec`, its fields sit at the top level.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

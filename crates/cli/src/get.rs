@@ -95,37 +95,7 @@ fn fetch(api: &str) -> anyhow::Result<Vec<Item>> {
 }
 
 fn time(secs: Option<u64>) -> String {
-    secs.map(|s| {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);
-        rfc3339(t)
-    })
-    .unwrap_or_default()
-}
-
-/// RFC 3339 in UTC, as flux prints times.
-fn rfc3339(t: std::time::SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    secs.map(tagpilot_api::rfc3339).unwrap_or_default()
 }
 
 fn print(rows: Vec<Vec<String>>) {
@@ -268,19 +238,4 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339() {
-        assert_eq!(
-            super::rfc3339(std::time::UNIX_EPOCH),
-            "1970-01-01T00:00:00Z"
-        );
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_607_874_708);
-        assert_eq!(super::rfc3339(t), "2020-12-13T15:51:48Z");
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(951_782_400);
-        assert_eq!(super::rfc3339(t), "2000-02-29T00:00:00Z");
-    }
 }

@@ -1,6 +1,7 @@
 //! `tagpilot run --once`: one reconciliation of every object in dependency order — scan every
 //! ImageRepository, resolve every ImagePolicy, run every ImageUpdateAutomation (one Git round per
-//! remote and push branch) — then a summary table; exit 0 if every object ended Ready.
+//! remote and push branch), deliver the resulting events to matching Alerts — then a summary
+//! table; exit 0 if every object ended Ready.
 //!
 //! The work itself is `tagpilot_actors::Engine`, which the daemon's actors will drive too.
 
@@ -80,7 +81,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for policy in engine.policies() {
         runtime.block_on(engine.reconcile_policy(policy));
     }
+    engine.check_alerts();
     engine.automations();
+    let notes = engine.notifications(&engine.take_events());
+    runtime.block_on(tagpilot_actors::alerts::deliver_all(
+        &engine,
+        notes,
+        tagpilot_actors::alerts::Retry::default(),
+    ));
     let rows = engine.take_reports();
     print_table(&rows);
     Ok(if rows.iter().all(|r| r.ready) {

@@ -594,7 +594,11 @@ spec:
       author: {name: bot, email: bot@example.com}
   update: {path: ./, strategy: Setters}
 "#;
-    let text = manifests(&g.reg, &g.git.url, "5.0.x", receivers).replace("1m0s", "1h0m0s");
+    // After each push, a generic-hmac notification (what a Flux Receiver for the GitRepository
+    // accepts), verified by the recorder.
+    let recorder = hook_recorder(&["--key", "k3y-for-hmac", "--hmac", "/flux"]);
+    let receivers = format!("{receivers}{}", alerts(recorder.port, "k3y-for-hmac"));
+    let text = manifests(&g.reg, &g.git.url, "5.0.x", &receivers).replace("1m0s", "1h0m0s");
     std::fs::write(g.config.path().join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
     let api = format!("127.0.0.1:{}", free_port());
     let hooks = format!("127.0.0.1:{}", free_port());
@@ -690,6 +694,45 @@ spec:
         "webhook update: {}",
         g.logs()
     );
+    // …and the post-push trigger reaches the Flux receiver stand-in, signed, naming the commit.
+    let head = git_cmd(&g.git.bare, &["rev-parse", "main"])
+        .trim()
+        .to_owned();
+    let notified = || {
+        hooks_to(&recorder, "/flux").iter().any(|r| {
+            r["signature"] == true
+                && body(r)["metadata"]["revision"] == format!("main@sha1:{head}")
+                && body(r)["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("podinfo:5.0.4"))
+        })
+    };
+    assert!(
+        eventually(10, notified),
+        "{:?}\n{}",
+        recorded(&recorder),
+        g.logs()
+    );
+    let objects = http_get(&format!("http://{api}/api/v1/objects")).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&objects).unwrap_or_default();
+    let flux_provider = v["items"]
+        .as_array()
+        .and_then(|items| {
+            items
+                .iter()
+                .find(|i| i["kind"] == "Provider" && i["name"] == "flux")
+                .cloned()
+        })
+        .unwrap_or_default();
+    assert!(
+        flux_provider["status"]["deliveries"]["succeeded"].as_u64() >= Some(2),
+        "{flux_provider}"
+    );
+    let metrics = http_get(&format!("http://{api}/metrics")).unwrap_or_default();
+    assert!(
+        metrics.contains(r#"tagpilot_notifications_total{namespace="flux-system",name="flux",outcome="delivered"}"#),
+        "{metrics}"
+    );
 
     // A flood from one client is cut off with 429, and the daemon keeps serving.
     let codes: Vec<u16> = (0..60)
@@ -703,5 +746,268 @@ spec:
     g.stop(&mut daemon);
     let l = g.logs();
     assert!(l.contains("webhook accepted"), "{l}");
-    assert!(!l.contains("token: token"), "{l}");
+    assert!(l.contains("notification delivered"), "{l}");
+    for secret in ["token: token", "k3y-for-hmac", "XXXXSECRET"] {
+        assert!(!l.contains(secret), "{secret}: {l}");
+    }
+}
+
+/// The Alerts of the post-push tests: `flux` is a generic-hmac Provider (what a Flux Receiver of
+/// type generic-hmac accepts) whose address and key live in a Secret; `slack` a Slack incoming
+/// webhook; `errors` gets errors only.
+fn alerts(recorder: u16, key: &str) -> String {
+    format!(
+        r#"---
+apiVersion: v1
+kind: Secret
+metadata: {{name: flux-receiver, namespace: flux-system}}
+stringData:
+  address: http://127.0.0.1:{recorder}/flux
+  token: {key}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {{name: flux, namespace: flux-system}}
+spec:
+  type: generic-hmac
+  secretRef: {{name: flux-receiver}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {{name: flux, namespace: flux-system}}
+spec:
+  providerRef: {{name: flux}}
+  eventSources:
+    - kind: ImageUpdateAutomation
+      name: flux-system
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {{name: slack, namespace: flux-system}}
+spec:
+  type: slack
+  channel: '#deploys'
+  address: http://127.0.0.1:{recorder}/services/T000/B000/XXXXSECRET
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {{name: slack, namespace: flux-system}}
+spec:
+  providerRef: {{name: slack}}
+  summary: podinfo staging
+  eventSources:
+    - kind: ImageUpdateAutomation
+      name: '*'
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {{name: errors, namespace: flux-system}}
+spec:
+  type: generic
+  address: http://127.0.0.1:{recorder}/errors
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {{name: errors, namespace: flux-system}}
+spec:
+  providerRef: {{name: errors}}
+  eventSeverity: error
+  eventSources:
+    - kind: ImageUpdateAutomation
+      name: '*'
+"#
+    )
+}
+
+/// The recorded requests to `path`.
+fn hooks_to(recorder: &Server, path: &str) -> Vec<serde_json::Value> {
+    recorded(recorder)
+        .into_iter()
+        .filter(|r| r["path"] == path)
+        .collect()
+}
+
+fn body(r: &serde_json::Value) -> serde_json::Value {
+    serde_json::from_str(r["body"].as_str().unwrap_or_default()).unwrap_or_default()
+}
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn run_once_notifies_alerts_after_the_push() {
+    let g = Guide::new();
+    let recorder = hook_recorder(&[
+        "--key",
+        "k3y-for-hmac",
+        "--hmac",
+        "/flux",
+        "--hmac",
+        "/forged",
+        "--fail",
+        "/flux=1",
+    ]);
+    let p = recorder.port;
+    // Beside the three Alerts: a Provider with the wrong HMAC key (the receiver answers 400), an
+    // Alert naming a Provider that does not exist, and an automation that fails (its Git server
+    // does not exist) so that the errors-only Alert has something to say.
+    let extra = format!(
+        r#"{}---
+apiVersion: v1
+kind: Secret
+metadata: {{name: forged, namespace: flux-system}}
+stringData: {{token: not-the-key}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {{name: forged, namespace: flux-system}}
+spec:
+  type: generic-hmac
+  address: http://127.0.0.1:{p}/forged
+  secretRef: {{name: forged}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {{name: forged, namespace: flux-system}}
+spec:
+  providerRef: {{name: forged}}
+  exclusionList: ['^failed']
+  eventSources: [{{kind: ImageUpdateAutomation, name: '*'}}]
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {{name: orphan, namespace: flux-system}}
+spec:
+  providerRef: {{name: nope}}
+  eventSources: [{{kind: ImageUpdateAutomation, name: '*'}}]
+---
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {{name: gone, namespace: flux-system}}
+spec:
+  interval: 1m0s
+  url: git://127.0.0.1:{gone}/gone.git
+  ref: {{branch: main}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImageUpdateAutomation
+metadata: {{name: gone, namespace: flux-system}}
+spec:
+  interval: 1m0s
+  sourceRef: {{kind: GitRepository, name: gone}}
+  git:
+    commit:
+      author: {{name: bot, email: bot@example.com}}
+  update: {{path: ./, strategy: Setters}}
+"#,
+        alerts(p, "k3y-for-hmac"),
+        gone = free_port()
+    );
+    g.configure("5.0.x", &extra);
+    let o = g.run_once();
+    let (out, err) = (stdout(&o), stderr(&o));
+    // The push happened; a failing Provider, a failing automation and an orphan Alert make
+    // the run exit 1.
+    assert!(g
+        .show("main", "podinfo-deployment.yaml")
+        .contains("podinfo:5.0.3 #"));
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    let head = git_cmd(&g.git.bare, &["rev-parse", "main"])
+        .trim()
+        .to_owned();
+
+    // The Flux receiver stand-in: first attempt answered 500, the retry verified and accepted.
+    let flux = hooks_to(&recorder, "/flux");
+    assert_eq!(flux.len(), 2, "{flux:?}");
+    assert_eq!(flux[0]["answer"], 500);
+    assert_eq!(flux[1]["answer"], 200);
+    assert_eq!(flux[1]["signature"], true);
+    assert_eq!(
+        flux[0]["body"], flux[1]["body"],
+        "a retry sends the same body"
+    );
+    let event = body(&flux[1]);
+    assert_eq!(event["involvedObject"]["kind"], "ImageUpdateAutomation");
+    assert_eq!(event["involvedObject"]["name"], "flux-system");
+    assert_eq!(event["severity"], "info");
+    assert_eq!(event["metadata"]["revision"], format!("main@sha1:{head}"));
+    let message = event["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(&format!(
+            "pushed commit '{}' to branch 'main'\n",
+            &head[..7]
+        )) && message.contains("/stefanprodan/podinfo:5.0.3"),
+        "{message}"
+    );
+    assert_eq!(
+        flux[1]["headers"]["gotk-component"],
+        "image-automation-controller"
+    );
+
+    // Slack (every automation): the push in green, the failure of `gone` in red, one
+    // attachment each with the Alert's summary as a field.
+    let slack: Vec<_> = hooks_to(&recorder, "/services/T000/B000/XXXXSECRET")
+        .iter()
+        .map(body)
+        .collect();
+    assert_eq!(slack.len(), 2, "{slack:?}");
+    let by_color = |c: &str| {
+        slack
+            .iter()
+            .find(|s| s["attachments"][0]["color"] == c)
+            .map(|s| s["attachments"][0].clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        slack.iter().all(|s| s["channel"] == "#deploys"),
+        "{slack:?}"
+    );
+    let good = by_color("good");
+    assert_eq!(
+        good["author_name"],
+        "imageupdateautomation/flux-system.flux-system"
+    );
+    let fields = good["fields"].to_string();
+    assert!(
+        fields.contains("podinfo staging") && fields.contains(&head),
+        "{fields}"
+    );
+    assert_eq!(
+        by_color("danger")["author_name"],
+        "imageupdateautomation/gone.flux-system"
+    );
+
+    // The wrong key is refused by the receiver (400, final), and the exclusion list kept the
+    // failure of `gone` away from it.
+    let forged = hooks_to(&recorder, "/forged");
+    assert_eq!(forged.len(), 1, "{forged:?}");
+    assert_eq!(forged[0]["signature"], false);
+    // Errors only: the failure of `gone`, not the push.
+    let errors = hooks_to(&recorder, "/errors");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let e = body(&errors[0]);
+    assert_eq!(e["severity"], "error");
+    assert_eq!(e["involvedObject"]["name"], "gone");
+
+    let row = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(row("provider/flux-system/flux ").contains("True"), "{out}");
+    assert!(
+        row("provider/flux-system/forged ").contains("False")
+            && row("provider/flux-system/forged ").contains("HTTP 400 (after 1 attempt(s))"),
+        "{out}"
+    );
+    assert!(
+        row("alert/flux-system/orphan ").contains("Provider flux-system/nope not found"),
+        "{out}"
+    );
+    // Secrets stay secret: the HMAC keys and the Slack path appear nowhere.
+    for secret in ["k3y-for-hmac", "not-the-key", "XXXXSECRET"] {
+        assert!(
+            !out.contains(secret) && !err.contains(secret),
+            "{secret}: {out}{err}"
+        );
+    }
 }

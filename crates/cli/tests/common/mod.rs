@@ -412,3 +412,28 @@ pub fn git_server(files: &[(&str, &str)]) -> GitServer {
         bare,
     }
 }
+
+/// Starts tests/e2e/hook_recorder.py (the fixture that stands in for a Flux generic-hmac
+/// Receiver and a Slack webhook); `args` are its options. Requests land in `<dir>/hooks.jsonl`.
+pub fn hook_recorder(args: &[&str]) -> Server {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let port = free_port();
+    let mut child = Command::new("python3")
+        .arg(e2e_script("hook_recorder.py"))
+        .arg(port.to_string())
+        .arg(dir.path().join("hooks.jsonl"))
+        .args(args)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_for_port(port, &mut child);
+    Server { child, port, dir }
+}
+
+/// The requests a hook recorder has seen so far.
+pub fn recorded(recorder: &Server) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(recorder.dir.path().join("hooks.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
