@@ -39,6 +39,8 @@ pub struct Settings {
     pub api_address: Option<String>,
     /// Where the webhook receiver server listens, if anywhere.
     pub webhook_address: Option<String>,
+    /// Where `gcr` receivers fetch Google's signing keys (None: Google's own address).
+    pub google_jwks_url: Option<String>,
 }
 
 type Key = (String, String);
@@ -522,7 +524,9 @@ pub fn run(settings: Settings) -> std::io::Result<()> {
     });
     let api = settings.api_address.clone();
     let hooks = settings.webhook_address.clone();
-    let receivers = Arc::new(ReceiverState::default());
+    let receivers = Arc::new(ReceiverState::new(crate::receiver::GoogleKeys::new(
+        settings.google_jwks_url.clone(),
+    )));
     system.block_on(async move {
         let hook_server = match &hooks {
             Some(addr) => Some(spawn_server(

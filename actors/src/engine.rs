@@ -11,7 +11,7 @@ use anyhow::Context;
 use serde_json::json;
 use tagpilot_api::{
     build_policy, Config, DigestReflectionPolicy, ImagePolicy, ImageRepository,
-    ImageUpdateAutomation, Kind, Object, Secrets, SigningKeyType,
+    ImageUpdateAutomation, Kind, Object, ReceiverType, Secrets, SigningKeyType,
 };
 use tagpilot_git::{Change, CheckoutRef, ExtraRoots, GitAuth, RoundSpec, Signer, WarmRepo};
 use tagpilot_notifier::event::AUTOMATION_CONTROLLER;
@@ -278,8 +278,27 @@ impl Engine {
                     .map_err(|e| format!("unable to read token: {e}")),
                 None => Err("spec.secretRef is required".to_owned()),
             };
+            // gcr: the ID token's expected audience and email, from the same Secret.
+            let token = token.and_then(|t| {
+                let gcr = match (&r.spec.secret_ref, r.spec.receiver_type) {
+                    (Some(s), ReceiverType::Gcr) => {
+                        let key = |k: &str| {
+                            self.secrets()
+                                .require(ns, &s.name, k)
+                                .map(|v| String::from_utf8_lossy(&v).trim().to_owned())
+                                .map_err(|e| format!("gcr receivers need '{k}': {e}"))
+                        };
+                        Some(tagpilot_webhook::GcrExpect {
+                            audience: key("audience")?,
+                            email: key("email")?,
+                        })
+                    }
+                    _ => None,
+                };
+                Ok((t, gcr))
+            });
             match token {
-                Ok(token) => {
+                Ok((token, gcr)) => {
                     let token_text = String::from_utf8_lossy(&token).into_owned();
                     let path = tagpilot_webhook::webhook_path(&token_text, name, ns);
                     let message = if r.spec.suspend {
@@ -303,6 +322,7 @@ impl Engine {
                         token,
                         events: r.spec.events.clone(),
                         suspended: r.spec.suspend,
+                        gcr,
                     });
                 }
                 Err(message) => self.record(Kind::Receiver, ns, name, false, message),

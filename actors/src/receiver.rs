@@ -43,6 +43,8 @@ pub struct Route {
     pub token: Vec<u8>,
     pub events: Vec<String>,
     pub suspended: bool,
+    /// `gcr` only: the Secret's `audience` and `email`.
+    pub gcr: Option<tagpilot_webhook::GcrExpect>,
 }
 
 // By hand, so that the token never reaches a log line.
@@ -79,9 +81,103 @@ pub struct ReceiverState {
     /// None until the first configuration is loaded (every path is then unknown).
     pub routes: RwLock<Option<Routes>>,
     buckets: Mutex<HashMap<IpAddr, (Instant, f64)>>,
+    /// Google's signing keys, for `gcr` receivers.
+    pub google_keys: GoogleKeys,
+}
+
+/// Where Google's OIDC signing keys are published.
+pub const GOOGLE_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
+/// How long a fetched key set is used before it is fetched again.
+const KEYS_TTL: Duration = Duration::from_secs(3600);
+/// At most one fetch per this interval, whatever tokens arrive (unknown `kid`s included).
+const KEYS_MIN_REFETCH: Duration = Duration::from_secs(30);
+
+/// Google's JWKS, fetched on first use, cached for an hour, fetched again early when a token
+/// names a key the cache lacks (Google rotates keys) — one fetch at a time, and never more
+/// often than every 30 s.
+#[derive(Debug, Default)]
+pub struct GoogleKeys {
+    /// None: [`GOOGLE_JWKS_URL`].
+    pub url: Option<String>,
+    cache: tokio::sync::Mutex<KeyCache>,
+}
+
+#[derive(Debug, Default)]
+struct KeyCache {
+    keys: Option<(Instant, tagpilot_webhook::oidc::KeySet)>,
+    last_fetch: Option<Instant>,
+}
+
+impl GoogleKeys {
+    pub fn new(url: Option<String>) -> Self {
+        GoogleKeys {
+            url,
+            cache: tokio::sync::Mutex::default(),
+        }
+    }
+
+    async fn get(&self, kid: Option<&str>) -> Result<tagpilot_webhook::oidc::KeySet, String> {
+        let mut cache = self.cache.lock().await;
+        let now = Instant::now();
+        let usable = cache.keys.as_ref().filter(|(at, keys)| {
+            now.duration_since(*at) < KEYS_TTL && kid.is_none_or(|k| keys.has(k))
+        });
+        let recently = cache
+            .last_fetch
+            .is_some_and(|t| now.duration_since(t) < KEYS_MIN_REFETCH);
+        if let Some((_, keys)) = usable {
+            return Ok(keys.clone());
+        }
+        if recently {
+            return cache
+                .keys
+                .as_ref()
+                .map(|(_, k)| k.clone())
+                .ok_or_else(|| "Google's key set is unavailable".to_owned());
+        }
+        cache.last_fetch = Some(now);
+        let url = self.url.as_deref().unwrap_or(GOOGLE_JWKS_URL);
+        let fetched = fetch_keys(url).await;
+        match fetched {
+            Ok(keys) => {
+                cache.keys = Some((now, keys.clone()));
+                Ok(keys)
+            }
+            // A stale key set beats none while the endpoint is down.
+            Err(e) => cache.keys.as_ref().map(|(_, k)| k.clone()).ok_or(e),
+        }
+    }
+}
+
+async fn fetch_keys(url: &str) -> Result<tagpilot_webhook::oidc::KeySet, String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let resp = client
+        .get(url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| format!("fetching Google's key set from {url}: {e}"))?;
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("fetching Google's key set from {url}: {e}"))?;
+    if body.len() > 1 << 20 {
+        return Err(format!("the key set at {url} is larger than 1 MiB"));
+    }
+    tagpilot_webhook::oidc::KeySet::parse(&body).map_err(|e| format!("{url}: {e}"))
 }
 
 impl ReceiverState {
+    pub fn new(google_keys: GoogleKeys) -> Self {
+        ReceiverState {
+            google_keys,
+            ..ReceiverState::default()
+        }
+    }
+
     pub fn replace(&self, routes: Routes) {
         *self
             .routes
@@ -216,13 +312,28 @@ async fn hook(
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
-    let accepted = match tagpilot_webhook::validate(
-        route.kind,
-        &route.token,
-        &route.events,
-        &headers,
-        &body,
-    ) {
+    let validated = match &route.gcr {
+        Some(expect) => {
+            let kid = headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                .and_then(|(_, v)| v.strip_prefix("Bearer "))
+                .and_then(|t| tagpilot_webhook::oidc::key_id(t.trim()));
+            match state.google_keys.get(kid.as_deref()).await {
+                Ok(keys) => {
+                    tagpilot_webhook::validate_gcr(expect, &keys, unix_now(), &headers, &body)
+                }
+                Err(e) => {
+                    tracing::warn!(kind = "Receiver", namespace = %ns, name = %name, error = %e, "cannot check the ID token");
+                    return text(HttpResponse::ServiceUnavailable(), e);
+                }
+            }
+        }
+        None => {
+            tagpilot_webhook::validate(route.kind, &route.token, &route.events, &headers, &body)
+        }
+    };
+    let accepted = match validated {
         Ok(a) => a,
         Err(e) => {
             tracing::warn!(kind = "Receiver", namespace = %ns, name = %name, error = %e, "webhook rejected");
@@ -251,6 +362,12 @@ async fn hook(
     );
     supervisor.do_send(ReconcileNow(targets));
     text(HttpResponse::Ok(), "ok")
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Reads the body with Flux's 3 MiB cap and a deadline for slow senders.
@@ -373,6 +490,7 @@ spec:
             token: b"s3cret".to_vec(),
             events: Vec::new(),
             suspended: false,
+            gcr: None,
         };
         let shown = format!("{r:?}");
         assert!(

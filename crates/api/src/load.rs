@@ -390,6 +390,71 @@ spec:
     }
 
     #[test]
+    fn providers_and_alerts_load_and_their_mistakes_are_named() {
+        let text = r#"
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {name: flux, namespace: apps}
+spec: {type: generic-hmac, address: "https://flux.example/hook/x", secretRef: {name: s}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta2
+kind: Alert
+metadata: {name: a, namespace: apps}
+spec:
+  providerRef: {name: flux}
+  eventSources: [{kind: ImageUpdateAutomation, name: "*"}]
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {name: teams}
+spec: {type: msteams, address: "https://x.example"}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {name: unsigned}
+spec: {type: generic-hmac, address: "ftp://x.example"}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: bad}
+spec:
+  providerRef: {name: flux}
+  inclusionList: ["("]
+  eventSources: [{kind: Deployment, name: x}]
+"#;
+        let c = load_str(text, Path::new("alerts.yaml"));
+        assert_eq!(c.objects.len(), 2, "{:?}", c.errors);
+        let errors: Vec<String> = c.errors.iter().map(ToString::to_string).collect();
+        let all = errors.join("\n");
+        assert!(
+            all.contains("Provider default/teams: spec.type")
+                && all.contains("unknown variant `msteams`")
+                && all.contains("`generic-hmac`"),
+            "{all}"
+        );
+        assert!(
+            all.contains(
+                "Provider default/unsigned: spec.address: 'ftp://x.example' is not an http(s) URL"
+            ),
+            "{all}"
+        );
+        assert!(
+            all.contains("Provider default/unsigned: spec.secretRef: generic-hmac needs a Secret"),
+            "{all}"
+        );
+        assert!(
+            all.contains("Alert default/bad: spec.inclusionList[0]: invalid regular expression"),
+            "{all}"
+        );
+        assert!(
+            all.contains(
+                "Alert default/bad: spec.eventSources[0].kind: unsupported kind 'Deployment'"
+            ),
+            "{all}"
+        );
+    }
+
+    #[test]
     fn namespace_defaults_and_unknown_kinds_are_skipped() {
         let text = r#"
 apiVersion: apps/v1

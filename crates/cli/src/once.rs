@@ -30,6 +30,10 @@ pub struct Args {
         default_value = "127.0.0.1:9292"
     )]
     pub webhook_address: String,
+    /// Daemon: where `gcr` receivers fetch the keys that sign Google's OIDC tokens (a JWKS
+    /// document). Default: Google's own.
+    #[arg(long, env = "TAGPILOT_GOOGLE_JWKS_URL")]
+    pub google_jwks_url: Option<String>,
     /// Daemon: how often the configuration directory is checked for changes, in seconds.
     #[arg(long, env = "TAGPILOT_RELOAD_SECONDS", default_value_t = 2)]
     pub reload_seconds: u64,
@@ -59,6 +63,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             api_address: (!args.api_address.is_empty()).then(|| args.api_address.clone()),
             webhook_address: (!args.webhook_address.is_empty())
                 .then(|| args.webhook_address.clone()),
+            google_jwks_url: args.google_jwks_url.clone(),
         })?;
         return Ok(ExitCode::SUCCESS);
     }

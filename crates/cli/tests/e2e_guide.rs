@@ -1011,3 +1011,156 @@ spec:
         );
     }
 }
+
+/// An ID token from the Google stand-in.
+fn mint(oidc: &Server, claims: &serde_json::Value, kid: Option<&str>) -> String {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-sf", "-X", "POST", "--data", &claims.to_string()]);
+    if let Some(k) = kid {
+        cmd.args(["-H", &format!("X-Kid: {k}")]);
+    }
+    let out = cmd
+        .arg(format!("http://127.0.0.1:{}/mint", oidc.port))
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success(), "mint failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn gcr_pubsub_push_with_a_google_id_token_triggers_an_update() {
+    let g = Guide::new();
+    let oidc = google_oidc();
+    let hooks = format!("127.0.0.1:{}", free_port());
+    let audience = format!("http://{hooks}/hook/gcr");
+    let email = "pubsub-push@project.iam.gserviceaccount.com";
+    let receiver = format!(
+        r#"---
+apiVersion: v1
+kind: Secret
+metadata: {{name: gcr-webhook, namespace: flux-system}}
+stringData:
+  token: gcr-token
+  audience: {audience}
+  email: {email}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata: {{name: gcr, namespace: flux-system}}
+spec:
+  type: gcr
+  secretRef: {{name: gcr-webhook}}
+  resources:
+    - {{apiVersion: image.toolkit.fluxcd.io/v1, kind: ImageRepository, name: podinfo}}
+"#
+    );
+    let text = manifests(&g.reg, &g.git.url, "5.0.x", &receiver).replace("1m0s", "1h0m0s");
+    std::fs::write(g.config.path().join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    let jwks = format!("http://127.0.0.1:{}/oauth2/v3/certs", oidc.port);
+    let mut daemon = g.daemon(&[
+        "--api-address",
+        "",
+        "--webhook-address",
+        &hooks,
+        "--google-jwks-url",
+        &jwks,
+    ]);
+    let deployment = || g.show("main", "podinfo-deployment.yaml");
+    assert!(
+        eventually(30, || deployment().contains("podinfo:5.0.3 #")),
+        "first update: {}",
+        g.logs()
+    );
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(b"gcr-tokengcrflux-system");
+    let url = format!(
+        "http://{hooks}/hook/{}",
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    push(
+        &format!("http://{}", g.reg),
+        "stefanprodan/podinfo",
+        &["5.0.4"],
+        None,
+    );
+    let data = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            r#"{{"action":"INSERT","digest":"{0}/stefanprodan/podinfo@sha256:00","tag":"{0}/stefanprodan/podinfo:5.0.4"}}"#,
+            g.reg
+        ))
+    };
+    let envelope = format!(
+        r#"{{"message":{{"data":"{data}","messageId":"7","publishTime":"2026-11-26T15:00:00Z"}},"subscription":"projects/p/subscriptions/tagpilot"}}"#
+    );
+    let claims = |email: &str, aud: &str| serde_json::json!({"aud": aud, "email": email, "email_verified": true, "sub": "1"});
+    let send = |token: &str| {
+        post(
+            &url,
+            &[
+                "Content-Type: application/json",
+                &format!("Authorization: Bearer {token}"),
+            ],
+            envelope.as_bytes(),
+        )
+    };
+    // Wrong email, wrong audience, a key nobody published, a tampered token: 400, no update.
+    assert_eq!(
+        send(&mint(&oidc, &claims("eve@example.com", &audience), None)),
+        400
+    );
+    assert_eq!(
+        send(&mint(&oidc, &claims(email, "https://elsewhere"), None)),
+        400
+    );
+    assert_eq!(
+        send(&mint(
+            &oidc,
+            &claims(email, &audience),
+            Some("rotated-away")
+        )),
+        400
+    );
+    let good = mint(&oidc, &claims(email, &audience), None);
+    // Claims of one token under the signature of another.
+    let tampered = {
+        let other = mint(&oidc, &claims("eve@example.com", &audience), None);
+        let (g_parts, o_parts): (Vec<&str>, Vec<&str>) =
+            (good.split('.').collect(), other.split('.').collect());
+        format!("{}.{}.{}", g_parts[0], o_parts[1], g_parts[2])
+    };
+    assert_eq!(send(&tampered), 400);
+    assert_eq!(
+        post(
+            &url,
+            &["Content-Type: application/json"],
+            envelope.as_bytes()
+        ),
+        400
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(deployment().contains("podinfo:5.0.3 #"), "{}", deployment());
+
+    // Google's token: scan, resolve, commit, push.
+    assert_eq!(send(&good), 200, "{}", g.logs());
+    assert!(
+        eventually(20, || deployment().contains("podinfo:5.0.4 #")),
+        "gcr update: {}",
+        g.logs()
+    );
+    // The key set was fetched once, then again at most once for the unknown kid.
+    let stats = http_get(&format!("http://127.0.0.1:{}/stats", oidc.port)).unwrap_or_default();
+    let fetches = serde_json::from_str::<serde_json::Value>(&stats).unwrap_or_default()
+        ["jwks_fetches"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!((1..=2).contains(&fetches), "{stats}");
+    g.stop(&mut daemon);
+    let l = g.logs();
+    assert!(l.contains("invalid ID token: unexpected email"), "{l}");
+    assert!(!l.contains(&good), "a token reached the log");
+}

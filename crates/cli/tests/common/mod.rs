@@ -437,3 +437,18 @@ pub fn recorded(recorder: &Server) -> Vec<serde_json::Value> {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
+
+/// Starts tests/e2e/google_oidc.py: a JWKS endpoint (Google's stand-in) that also mints ID
+/// tokens for the tests.
+pub fn google_oidc() -> Server {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let port = free_port();
+    let mut child = Command::new("python3")
+        .arg(e2e_script("google_oidc.py"))
+        .arg(port.to_string())
+        .arg(dir.path())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_for_port(port, &mut child);
+    Server { child, port, dir }
+}
