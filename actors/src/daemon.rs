@@ -41,6 +41,8 @@ pub struct Settings {
     pub webhook_address: Option<String>,
     /// Where `gcr` receivers fetch Google's signing keys (None: Google's own address).
     pub google_jwks_url: Option<String>,
+    /// HTTPS for the receiver server: PEM certificate chain and private key files.
+    pub webhook_tls: Option<(PathBuf, PathBuf)>,
 }
 
 type Key = (String, String);
@@ -527,10 +529,17 @@ pub fn run(settings: Settings) -> std::io::Result<()> {
     let receivers = Arc::new(ReceiverState::new(crate::receiver::GoogleKeys::new(
         settings.google_jwks_url.clone(),
     )));
+    let tls = match &settings.webhook_tls {
+        Some((cert, key)) => Some(
+            crate::receiver::tls_config(cert, key)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+        ),
+        None => None,
+    };
     system.block_on(async move {
         let hook_server = match &hooks {
             Some(addr) => Some(spawn_server(
-                crate::receiver::start(addr, receivers.clone())?,
+                crate::receiver::start(addr, receivers.clone(), tls)?,
                 "webhook receiver",
                 addr,
             )),

@@ -395,8 +395,41 @@ async fn read_body(payload: &mut web::Payload) -> Result<Vec<u8>, HttpResponse> 
     }
 }
 
-/// Starts the receiver server on `address`; it stops with the actix system.
-pub fn start(address: &str, state: Arc<ReceiverState>) -> std::io::Result<actix_web::dev::Server> {
+/// A TLS server configuration from PEM files: the certificate chain and its private key.
+pub fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<rustls::ServerConfig, String> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no certificate", cert.display()));
+    }
+    // The key's own text never goes into the error.
+    let key_der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|_| format!("{}: no usable private key", key.display()))?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key_der))
+        .map_err(|e| {
+            format!(
+                "TLS setup with {} and {}: {e}",
+                cert.display(),
+                key.display()
+            )
+        })
+}
+
+/// Starts the receiver server on `address` (HTTPS when `tls` is given); it stops with the
+/// actix system.
+pub fn start(
+    address: &str,
+    state: Arc<ReceiverState>,
+    tls: Option<rustls::ServerConfig>,
+) -> std::io::Result<actix_web::dev::Server> {
     let data = web::Data::from(state);
     let server = HttpServer::new(move || {
         App::new()
@@ -406,10 +439,12 @@ pub fn start(address: &str, state: Arc<ReceiverState>) -> std::io::Result<actix_
     .workers(1)
     .client_request_timeout(Duration::from_secs(10))
     .max_connection_rate(256)
-    .disable_signals()
-    .bind(address)?
-    .run();
-    Ok(server)
+    .disable_signals();
+    let server = match tls {
+        Some(config) => server.bind_rustls_0_23(address, config)?,
+        None => server.bind(address)?,
+    };
+    Ok(server.run())
 }
 
 #[cfg(test)]

@@ -30,6 +30,13 @@ pub struct Args {
         default_value = "127.0.0.1:9292"
     )]
     pub webhook_address: String,
+    /// Daemon: serve webhooks over HTTPS with this PEM certificate chain (with
+    /// --webhook-tls-key).
+    #[arg(long, env = "TAGPILOT_WEBHOOK_TLS_CERT", requires = "webhook_tls_key")]
+    pub webhook_tls_cert: Option<PathBuf>,
+    /// Daemon: the PEM private key of --webhook-tls-cert.
+    #[arg(long, env = "TAGPILOT_WEBHOOK_TLS_KEY", requires = "webhook_tls_cert")]
+    pub webhook_tls_key: Option<PathBuf>,
     /// Daemon: where `gcr` receivers fetch the keys that sign Google's OIDC tokens (a JWKS
     /// document). Default: Google's own.
     #[arg(long, env = "TAGPILOT_GOOGLE_JWKS_URL")]
@@ -64,6 +71,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             webhook_address: (!args.webhook_address.is_empty())
                 .then(|| args.webhook_address.clone()),
             google_jwks_url: args.google_jwks_url.clone(),
+            webhook_tls: args
+                .webhook_tls_cert
+                .clone()
+                .zip(args.webhook_tls_key.clone()),
         })?;
         return Ok(ExitCode::SUCCESS);
     }

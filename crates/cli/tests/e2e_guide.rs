@@ -1164,3 +1164,200 @@ spec:
     assert!(l.contains("invalid ID token: unexpected email"), "{l}");
     assert!(!l.contains(&good), "a token reached the log");
 }
+
+/// HMAC-SHA256 of `body` by the openssl CLI (independent of tagpilot's code), as hex.
+fn openssl_hmac(key: &str, body: &[u8]) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-hmac", key, "-r"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(body).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn webhooks_over_tls_survive_abuse() {
+    let g = Guide::new();
+    let tls = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    tls_files(tls.path());
+    let receiver = r#"---
+apiVersion: v1
+kind: Secret
+metadata: {name: hmac, namespace: flux-system}
+stringData: {token: hmac-token}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata: {name: ci, namespace: flux-system}
+spec:
+  type: generic-hmac
+  secretRef: {name: hmac}
+  resources:
+    - {apiVersion: image.toolkit.fluxcd.io/v1, kind: ImageRepository, name: podinfo}
+"#;
+    let text = manifests(&g.reg, &g.git.url, "5.0.x", receiver).replace("1m0s", "1h0m0s");
+    std::fs::write(g.config.path().join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    let port = free_port();
+    let hooks = format!("127.0.0.1:{port}");
+    let cert = tls.path().join("cert.pem");
+    let key = tls.path().join("key.pem");
+    let mut daemon = g.daemon(&[
+        "--api-address",
+        "",
+        "--webhook-address",
+        &hooks,
+        "--webhook-tls-cert",
+        &cert.to_string_lossy(),
+        "--webhook-tls-key",
+        &key.to_string_lossy(),
+    ]);
+    let deployment = || g.show("main", "podinfo-deployment.yaml");
+    assert!(
+        eventually(30, || deployment().contains("podinfo:5.0.3 #")),
+        "first update: {}",
+        g.logs()
+    );
+    use sha2::Digest as _;
+    let path = {
+        let d = sha2::Sha256::digest(b"hmac-tokenciflux-system");
+        let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+        format!("/hook/{hex}")
+    };
+
+    // Slow senders: headers and a promise of 1000 bytes, then silence. They must neither block
+    // the others nor trigger anything, and are cut off (408) after the body deadline.
+    let slow: Vec<std::process::Child> = (0..5)
+        .map(|_| {
+            use std::io::Write as _;
+            let mut c = std::process::Command::new("openssl")
+                .args(["s_client", "-quiet", "-connect", &hooks])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("{e}"));
+            if let Some(stdin) = c.stdin.as_mut() {
+                let _ = write!(
+                    stdin,
+                    "POST {path} HTTP/1.1\r\nHost: {hooks}\r\nContent-Type: application/json\r\nX-Signature: sha256=00\r\nContent-Length: 1000\r\n\r\n{{\"partial\":"
+                );
+                let _ = stdin.flush();
+            }
+            c
+        })
+        .collect();
+    let started = std::time::Instant::now();
+
+    push(
+        &format!("http://{}", g.reg),
+        "stefanprodan/podinfo",
+        &["5.0.4"],
+        None,
+    );
+    let url = format!("https://{hooks}{path}");
+    let ca = tls.path().join("ca.pem");
+    let tls_post = |headers: &[&str], body: &[u8]| -> u16 {
+        let file = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(file.path(), body).unwrap_or_else(|e| panic!("{e}"));
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+            "--cacert",
+        ])
+        .arg(&ca);
+        for h in headers {
+            cmd.args(["-H", h]);
+        }
+        let out = cmd
+            .arg("--data-binary")
+            .arg(format!("@{}", file.path().display()))
+            .arg(&url)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    let body = br#"{"image":"podinfo","tag":"5.0.4"}"#;
+    let sig = format!("X-Signature: sha256={}", openssl_hmac("hmac-token", body));
+    // Replays: the valid signature on another body, a signature with the wrong key, none at all,
+    // a truncated one, an unknown algorithm.
+    let tampered = br#"{"image":"podinfo","tag":"9.9.9"}"#;
+    assert_eq!(tls_post(&[&sig], tampered), 400);
+    let wrong = format!("X-Signature: sha256={}", openssl_hmac("guess", body));
+    assert_eq!(tls_post(&[&wrong], body), 400);
+    assert_eq!(tls_post(&[], body), 400);
+    assert_eq!(tls_post(&[&sig[..sig.len() - 2]], body), 400);
+    assert_eq!(tls_post(&[&sig.replace("sha256=", "md5=")], body), 400);
+    // Oversized, unknown path; plain HTTP on the TLS port gets no answer at all.
+    assert_eq!(tls_post(&[&sig], &vec![b'x'; (3 << 20) + 10]), 413);
+    let unknown = url.replace(&path, "/hook/0123");
+    let code = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+            "--cacert",
+        ])
+        .arg(&ca)
+        .arg(&unknown)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    assert_eq!(code, "404");
+    assert_eq!(post(&format!("http://{hooks}{path}"), &[&sig], body), 0);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        deployment().contains("podinfo:5.0.3 #"),
+        "nothing was triggered: {}",
+        deployment()
+    );
+
+    // The real one, while the slow senders still hang.
+    assert_eq!(
+        tls_post(&[&sig, "Content-Type: application/json"], body),
+        200,
+        "{}",
+        g.logs()
+    );
+    assert!(
+        eventually(20, || deployment().contains("podinfo:5.0.4 #")),
+        "TLS webhook update: {}",
+        g.logs()
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "too slow to prove anything"
+    );
+    for mut c in slow {
+        // The body deadline is 30 s: by 45 s every slow sender has its answer.
+        let answered = eventually(45, || matches!(c.try_wait(), Ok(Some(_))));
+        let _ = c.kill();
+        let out = c.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(answered && text.contains(" 408 "), "slow sender: {text:?}");
+    }
+    g.stop(&mut daemon);
+}
