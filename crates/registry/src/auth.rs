@@ -63,11 +63,22 @@ struct ConfigFile {
 }
 
 /// A parsed docker config: `auths`, `credHelpers`, `credsStore`.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct DockerConfig {
     auths: BTreeMap<String, AuthEntry>,
     cred_helpers: BTreeMap<String, String>,
     creds_store: Option<String>,
+}
+
+// By hand: only the hosts and helper names, never a credential.
+impl fmt::Debug for DockerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DockerConfig")
+            .field("auths", &self.auths.keys().collect::<Vec<_>>())
+            .field("cred_helpers", &self.cred_helpers)
+            .field("creds_store", &self.creds_store)
+            .finish()
+    }
 }
 
 /// The registry host a config key names: `https://index.docker.io/v1/` → `index.docker.io`.
