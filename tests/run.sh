@@ -38,6 +38,15 @@ if ((${#need[@]})); then
   $sudo_cmd apt-get install -y -qq "${need[@]}"
 fi
 
+# moto_server (PyPI moto[server]), the AWS API emulator of the ECR tests, in a venv of its own.
+venv=${TAGPILOT_MOTO_VENV:-$PWD/target/moto-venv}
+if [ ! -x "$venv/bin/moto_server" ] || ! "$venv/bin/python" -c 'import boto3' 2>/dev/null; then
+  log "python venv with moto[server] and boto3 in $venv"
+  python3 -m venv "$venv" || { apt-get install -y -qq python3-venv && python3 -m venv "$venv"; }
+  "$venv/bin/pip" install -q "moto[server]" boto3
+fi
+export TAGPILOT_MOTO_VENV=$venv
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -54,9 +63,10 @@ log "cargo test (unit, integration, and the end-to-end tests that start real ser
 results=$(mktemp); trap 'rm -f "$results"' EXIT
 skip=()
 if [ "$(id -u)" -ne 0 ]; then
-  # The SSH test adds (and removes) a system user for sshd; that needs root.
-  echo "not root: skipping ssh_with_identity_and_pinned_known_hosts"
-  skip=(--skip ssh_with_identity_and_pinned_known_hosts)
+  # The SSH test adds (and removes) a system user for sshd, the ECR test maps a host name in
+  # /etc/hosts: both need root.
+  echo "not root: skipping ssh_with_identity_and_pinned_known_hosts, ecr_token_from_moto_unlocks_a_real_registry"
+  skip=(--skip ssh_with_identity_and_pinned_known_hosts --skip ecr_token_from_moto_unlocks_a_real_registry)
 fi
 cargo test --workspace --locked -- --include-ignored "${skip[@]}" 2>&1 | tee "$results"
 # One closing line for the whole suite (cargo prints one per test binary).

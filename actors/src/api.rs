@@ -13,6 +13,8 @@ pub struct ApiState {
     pub store: Arc<Store>,
     /// Set once the first configuration has been loaded.
     pub ready: AtomicBool,
+    /// Cloud credentials (their expiry and refresh failures are metrics; never their value).
+    pub keyring: Arc<tagpilot_providers::Keyring>,
 }
 
 async fn healthz() -> HttpResponse {
@@ -116,9 +118,42 @@ async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     out.push_str(&latest);
     out.push_str(&pushes);
     out.push_str(&notes);
+    out.push_str(&credential_metrics(&state.keyring));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out)
+}
+
+/// Per cloud credential: seconds to expiry, refreshes and refresh failures. Labels name the
+/// provider, identity and registry host only.
+fn credential_metrics(keyring: &tagpilot_providers::Keyring) -> String {
+    let mut expiry = String::from("# HELP tagpilot_credential_expiry_seconds Seconds until the held registry token expires.\n# TYPE tagpilot_credential_expiry_seconds gauge\n");
+    let mut refreshes = String::from("# HELP tagpilot_credential_refreshes_total Registry tokens obtained.\n# TYPE tagpilot_credential_refreshes_total counter\n");
+    let mut failures = String::from("# HELP tagpilot_credential_refresh_failures_total Failed attempts to obtain a registry token.\n# TYPE tagpilot_credential_refresh_failures_total counter\n");
+    for (key, r) in keyring.all() {
+        let mut parts = key.splitn(3, '/');
+        let labels = format!(
+            "provider=\"{}\",identity=\"{}\",registry=\"{}\"",
+            label(parts.next().unwrap_or("")),
+            label(parts.next().unwrap_or("")),
+            label(parts.next().unwrap_or(""))
+        );
+        let s = r.snapshot();
+        if let Some(secs) = s.seconds_to_expiry {
+            expiry.push_str(&format!(
+                "tagpilot_credential_expiry_seconds{{{labels}}} {secs:.0}\n"
+            ));
+        }
+        refreshes.push_str(&format!(
+            "tagpilot_credential_refreshes_total{{{labels}}} {}\n",
+            s.refreshes_total
+        ));
+        failures.push_str(&format!(
+            "tagpilot_credential_refresh_failures_total{{{labels}}} {}\n",
+            s.failures_total
+        ));
+    }
+    expiry + &refreshes + &failures
 }
 
 /// Starts the API server on `address`; it stops with the actix system.

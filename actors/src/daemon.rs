@@ -80,6 +80,9 @@ struct Supervisor {
     api: Arc<crate::api::ApiState>,
     receivers: Arc<ReceiverState>,
     gates: Arc<Gates>,
+    /// Cloud credentials, kept across reloads; each key gets a `CredentialRefresher`.
+    keyring: Arc<tagpilot_providers::Keyring>,
+    refreshers: BTreeMap<String, Addr<CredentialRefresher>>,
     engine: Option<Arc<Engine>>,
     fingerprint: String,
     scanners: BTreeMap<Key, Addr<RegistryScanner>>,
@@ -95,11 +98,13 @@ impl Supervisor {
         receivers: Arc<ReceiverState>,
     ) -> Self {
         Supervisor {
+            keyring: api.keyring.clone(),
             settings,
             store,
             api,
             receivers,
             gates: Arc::new(Gates::new(Limits::default())),
+            refreshers: BTreeMap::new(),
             engine: None,
             fingerprint: String::new(),
             scanners: BTreeMap::new(),
@@ -128,13 +133,16 @@ impl Supervisor {
             w.do_send(Stop);
         }
         let config = Arc::new(tagpilot_api::load_dir(&self.settings.config_dir));
-        let engine = Arc::new(Engine::new(
-            config.clone(),
-            self.settings.secrets_dir.clone(),
-            self.store.clone(),
-            self.gates.clone(),
-            self.settings.state_dir.join("git"),
-        ));
+        let engine = Arc::new(
+            Engine::new(
+                config.clone(),
+                self.settings.secrets_dir.clone(),
+                self.store.clone(),
+                self.gates.clone(),
+                self.settings.state_dir.join("git"),
+            )
+            .with_keyring(self.keyring.clone()),
+        );
         let me = ctx.address();
         for l in config.of_kind(Kind::ImageRepository) {
             if let Object::ImageRepository(r) = &l.object {
@@ -252,6 +260,14 @@ impl Actor for Supervisor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.fingerprint = self.fingerprint();
         self.start_children(ctx);
+        // Credentials are created on first use by a scan; give each new one its refresher.
+        ctx.run_interval(Duration::from_secs(1), |this, _| {
+            for (key, refresher) in this.keyring.all() {
+                this.refreshers
+                    .entry(key.clone())
+                    .or_insert_with(|| CredentialRefresher { key, refresher }.start());
+            }
+        });
         ctx.run_interval(self.settings.reload_every, |this, ctx| {
             let now = this.fingerprint();
             if now != this.fingerprint {
@@ -417,6 +433,47 @@ impl Handler<Tick> for PolicyResolver {
     }
 }
 
+/// Keeps one cloud credential fresh: sleeps until its refresh (or retry) is due, then renews
+/// it, so that scans find a valid token without waiting for the cloud.
+struct CredentialRefresher {
+    key: String,
+    refresher: Arc<tagpilot_providers::Refresher>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Renew;
+
+impl Actor for CredentialRefresher {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.notify(Renew);
+    }
+}
+
+impl Handler<Renew> for CredentialRefresher {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: Renew, _: &mut Context<Self>) -> Self::Result {
+        let refresher = self.refresher.clone();
+        let key = self.key.clone();
+        Box::pin(
+            async move {
+                let wait = refresher
+                    .next_due()
+                    .await
+                    .and_then(|t| t.duration_since(std::time::SystemTime::now()).ok())
+                    .unwrap_or_default();
+                tokio::time::sleep(wait.max(Duration::from_secs(1))).await;
+                if let Err(e) = refresher.get().await {
+                    tracing::warn!(credential = %key, error = %e, "credential refresh failed");
+                }
+            }
+            .into_actor(self)
+            .map(|(), _, ctx| ctx.notify(Renew)),
+        )
+    }
+}
+
 /// Runs the Git rounds of one remote and push branch.
 struct GitWriter {
     engine: Arc<Engine>,
@@ -523,6 +580,7 @@ pub fn run(settings: Settings) -> std::io::Result<()> {
     let state = Arc::new(crate::api::ApiState {
         store: store.clone(),
         ready: AtomicBool::new(false),
+        keyring: Arc::default(),
     });
     let api = settings.api_address.clone();
     let hooks = settings.webhook_address.clone();

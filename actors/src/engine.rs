@@ -11,12 +11,15 @@ use anyhow::Context;
 use serde_json::json;
 use tagpilot_api::{
     build_policy, Config, DigestReflectionPolicy, ImagePolicy, ImageRepository,
-    ImageUpdateAutomation, Kind, Object, ReceiverType, Secrets, SigningKeyType,
+    ImageUpdateAutomation, Kind, Object, Provider, ReceiverType, Secrets, SigningKeyType,
 };
 use tagpilot_git::{Change, CheckoutRef, ExtraRoots, GitAuth, RoundSpec, Signer, WarmRepo};
 use tagpilot_notifier::event::AUTOMATION_CONTROLLER;
 use tagpilot_notifier::{Event, InvolvedObject, Severity};
 use tagpilot_policy::Exclusions;
+use tagpilot_providers::{
+    Keyring, Policy as RefreshPolicy, Refresher, SystemClock, TokenSource as _,
+};
 use tagpilot_registry::{
     scan, ClientOptions, DockerConfig, Gates, ImageName, ProxySpec, RepoClient,
 };
@@ -45,6 +48,8 @@ pub struct Engine {
     secrets_dir: Option<PathBuf>,
     store: Arc<Store>,
     gates: Arc<Gates>,
+    /// Cloud registry credentials, one refresher per (provider, identity, registry).
+    keyring: Arc<Keyring>,
     git_cache: PathBuf,
     rows: Mutex<Vec<Report>>,
     /// Resolved policies: (namespace, name) → latest ref.
@@ -64,6 +69,15 @@ fn now() -> u64 {
 
 fn text(bytes: Vec<u8>) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn provider_name(p: Provider) -> &'static str {
+    match p {
+        Provider::Generic => "generic",
+        Provider::Aws => "aws",
+        Provider::Gcp => "gcp",
+        Provider::Azure => "azure",
+    }
 }
 
 /// The error and its causes on one line; a cause already quoted by its parent is not repeated.
@@ -105,12 +119,23 @@ impl Engine {
             secrets_dir,
             store,
             gates,
+            keyring: Arc::new(Keyring::default()),
             git_cache,
             rows: Mutex::new(rows),
             latest: Mutex::new(BTreeMap::new()),
             events: Mutex::new(Vec::new()),
             last_failure: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Shares `keyring` (kept across configuration reloads, so tokens survive them).
+    pub fn with_keyring(mut self, keyring: Arc<Keyring>) -> Self {
+        self.keyring = keyring;
+        self
+    }
+
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
     }
 
     pub fn config(&self) -> &Config {
@@ -400,6 +425,53 @@ impl Engine {
         });
     }
 
+    /// The registry credentials of `repo`, per `spec.provider`: the docker config of its
+    /// `secretRef` (generic), or the cloud's token from the shared keyring.
+    async fn credentials(
+        &self,
+        repo: &ImageRepository,
+        registry: &str,
+        warnings: &mut Vec<String>,
+    ) -> anyhow::Result<Option<tagpilot_registry::Credentials>> {
+        let (ns, name) = (&repo.metadata.namespace, &repo.metadata.name);
+        let provider = repo.spec.provider;
+        if provider != Provider::Generic && repo.spec.secret_ref.is_some() {
+            let w = format!(
+                "spec.secretRef is ignored for provider {}",
+                provider_name(provider)
+            );
+            tracing::warn!(kind = "ImageRepository", namespace = %ns, name = %name, "{w}");
+            warnings.push(w);
+        }
+        let refresher = match provider {
+            Provider::Generic => {
+                let Some(r) = &repo.spec.secret_ref else {
+                    return Ok(None);
+                };
+                let config = DockerConfig::parse(&self.secrets().docker_config(ns, &r.name)?)?;
+                let source = tagpilot_providers::generic::Generic {
+                    config,
+                    registry: registry.to_owned(),
+                };
+                return Ok(source.fetch().await?.credentials);
+            }
+            Provider::Aws => {
+                self.keyring
+                    .get_or_insert(&format!("aws/default/{registry}"), || {
+                        Ok(Refresher::new(
+                            Box::new(tagpilot_providers::aws::Ecr::new(registry)?),
+                            Arc::new(SystemClock),
+                            RefreshPolicy::default(),
+                        ))
+                    })?
+            }
+            Provider::Gcp | Provider::Azure => {
+                anyhow::bail!("provider {} is not supported yet", provider_name(provider))
+            }
+        };
+        Ok(refresher.get().await?)
+    }
+
     fn client_options(&self, repo: &ImageRepository) -> anyhow::Result<ClientOptions> {
         let ns = &repo.metadata.namespace;
         let s = &repo.spec;
@@ -436,14 +508,10 @@ impl Engine {
         }
         let name = ImageName::parse(&repo.spec.image)?;
         let mut opts = self.client_options(repo)?;
-        if let Some(r) = &repo.spec.secret_ref {
-            let cfg = DockerConfig::parse(
-                &self
-                    .secrets()
-                    .docker_config(&repo.metadata.namespace, &r.name)?,
-            )?;
-            opts.credentials = cfg.credentials_for(&name.registry).await?;
-        }
+        let mut warnings = Vec::new();
+        opts.credentials = self
+            .credentials(repo, &name.registry, &mut warnings)
+            .await?;
         let client = RepoClient::new(&name, opts, &self.gates)?;
         let listing = client.list_tags().await?;
         let exclusions = Exclusions::new(&repo.spec.exclusion_list)?;
@@ -477,6 +545,7 @@ impl Engine {
                         "latestTags": tags.iter().take(10).collect::<Vec<_>>(),
                     },
                     "observedExclusionList": repo.spec.exclusion_list,
+                    "warnings": warnings,
                 });
                 Ok((
                     format!(

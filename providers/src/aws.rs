@@ -114,7 +114,8 @@ mod tests {
     #[test]
     fn token_split() {
         // moto's token for account 123456789012.
-        let c = decode_token("QVdTOjEyMzQ1Njc4OTAxMi1hdXRoLXRva2Vu").unwrap_or_else(|e| panic!("{e}"));
+        let c =
+            decode_token("QVdTOjEyMzQ1Njc4OTAxMi1hdXRoLXRva2Vu").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             c,
             Credentials::Basic {
@@ -135,6 +136,9 @@ mod tests {
         assert_eq!(e.registry.region, "eu-west-1");
         assert_eq!(e.registry.account, "123456789012");
         let err = Ecr::new("ghcr.io").expect_err("not ECR");
-        assert!(err.to_string().contains("invalid AWS registry: 'ghcr.io'"), "{err}");
+        assert!(
+            err.to_string().contains("invalid AWS registry: 'ghcr.io'"),
+            "{err}"
+        );
     }
 }

@@ -114,7 +114,11 @@ impl Refresher {
 
     /// When a lease obtained at `now` with `expires_at` should be refreshed, and when it stops
     /// being usable.
-    fn schedule(&self, now: SystemTime, expires_at: Option<SystemTime>) -> (Option<SystemTime>, SystemTime) {
+    fn schedule(
+        &self,
+        now: SystemTime,
+        expires_at: Option<SystemTime>,
+    ) -> (Option<SystemTime>, SystemTime) {
         match expires_at {
             None => (None, now + self.policy.no_expiry_refresh),
             Some(at) => {
@@ -238,13 +242,19 @@ mod tests {
             )))
         }
         fn advance(&self, d: Duration) {
-            let mut t = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut t = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             *t += d;
         }
     }
     impl Clock for ManualClock {
         fn now(&self) -> SystemTime {
-            *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+            *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
         }
     }
 
@@ -311,7 +321,10 @@ mod tests {
         let twelve_h = 12 * 3600;
         let (r, calls) = refresher(
             &clock,
-            vec![lease("one", Some(T0 + twelve_h)), lease("two", Some(T0 + 2 * twelve_h))],
+            vec![
+                lease("one", Some(T0 + twelve_h)),
+                lease("two", Some(T0 + 2 * twelve_h)),
+            ],
             Duration::ZERO,
         );
         assert_eq!(password(r.get().await), "one");
@@ -329,7 +342,10 @@ mod tests {
         let s = r.snapshot();
         assert_eq!(s.refreshes_total, 2);
         // The new token expires at T0 + 24 h; the clock is at T0 + 9.6 h.
-        assert_eq!(s.seconds_to_expiry, Some((2 * twelve_h - twelve_h * 8 / 10) as f64));
+        assert_eq!(
+            s.seconds_to_expiry,
+            Some((2 * twelve_h - twelve_h * 8 / 10) as f64)
+        );
     }
 
     #[tokio::test]
@@ -338,7 +354,10 @@ mod tests {
         let clock = ManualClock::at(T0);
         let (r, calls) = refresher(
             &clock,
-            vec![lease("moto", Some(1_420_070_400)), lease("moto2", Some(1_420_070_400))],
+            vec![
+                lease("moto", Some(1_420_070_400)),
+                lease("moto2", Some(1_420_070_400)),
+            ],
             Duration::ZERO,
         );
         for _ in 0..100 {
@@ -368,7 +387,7 @@ mod tests {
         );
         assert_eq!(password(r.get().await), "one");
         clock.advance(Duration::from_secs(48 * 60)); // 80% of an hour
-        // Failure 1: the old token (valid 12 more minutes), retry in 5 s.
+                                                     // Failure 1: the old token (valid 12 more minutes), retry in 5 s.
         assert_eq!(password(r.get().await), "one");
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         clock.advance(Duration::from_secs(4));
@@ -396,7 +415,10 @@ mod tests {
         let clock = ManualClock::at(T0);
         let (r, _) = refresher(
             &clock,
-            vec![lease("one", Some(T0 + 3600)), Err(ProviderError::Aws("down".into()))],
+            vec![
+                lease("one", Some(T0 + 3600)),
+                Err(ProviderError::Aws("down".into())),
+            ],
             Duration::ZERO,
         );
         assert_eq!(password(r.get().await), "one");

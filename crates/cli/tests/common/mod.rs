@@ -69,6 +69,12 @@ pub enum Auth {
     None,
     /// htpasswd user testuser:testpass, TLS with a self-signed certificate.
     HtpasswdTls,
+    /// htpasswd user `AWS` with an ECR token's password, TLS with a certificate that also names
+    /// `dns` (an ECR host mapped to 127.0.0.1 by the test).
+    Ecr {
+        password: String,
+        dns: String,
+    },
     /// Token auth against a tokenserver.py on `token_port`.
     Token {
         token_port: u16,
@@ -91,10 +97,14 @@ fn registry_with(dir: tempfile::TempDir, auth: Auth) -> Server {
     let mut auth_cfg = String::new();
     match auth {
         Auth::None => {}
-        Auth::HtpasswdTls => {
-            let out = run(Command::new("htpasswd").args(["-Bbn", "testuser", "testpass"]));
+        Auth::HtpasswdTls | Auth::Ecr { .. } => {
+            let (user, pass, dns) = match &auth {
+                Auth::Ecr { password, dns } => ("AWS", password.as_str(), Some(dns.as_str())),
+                _ => ("testuser", "testpass", None),
+            };
+            let out = run(Command::new("htpasswd").args(["-Bbn", user, pass]));
             std::fs::write(d.join("htpasswd"), out.stdout).unwrap_or_else(|e| panic!("{e}"));
-            tls_files(d);
+            tls_files_for(d, dns);
             http.push_str(&format!(
                 "  tls:\n    certificate: {}\n    key: {}\n",
                 d.join("cert.pem").display(),
@@ -187,6 +197,11 @@ fn signed_cert(d: &Path, key: &str, cert: &str, subject: &str, ext: &str) {
 /// `key.pem`). rustls, rightly, refuses a self-signed CA certificate used as a server
 /// certificate, so the CA and the leaf are separate.
 pub fn tls_files(d: &Path) {
+    tls_files_for(d, None);
+}
+
+/// [`tls_files`], with one more DNS name in the server certificate.
+pub fn tls_files_for(d: &Path, dns: Option<&str>) {
     openssl(
         d,
         &[
@@ -210,7 +225,10 @@ pub fn tls_files(d: &Path) {
         "key.pem",
         "cert.pem",
         "/CN=127.0.0.1",
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        &format!(
+            "subjectAltName=IP:127.0.0.1,DNS:localhost{}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+            dns.map(|n| format!(",DNS:{n}")).unwrap_or_default()
+        ),
     );
 }
 
@@ -451,4 +469,89 @@ pub fn google_oidc() -> Server {
         .unwrap_or_else(|e| panic!("{e}"));
     wait_for_port(port, &mut child);
     Server { child, port, dir }
+}
+
+/// The Python venv with `moto[server]` and boto3 that tests/run.sh makes
+/// (`$TAGPILOT_MOTO_VENV`, default `target/moto-venv`).
+pub fn moto_venv() -> PathBuf {
+    std::env::var_os("TAGPILOT_MOTO_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/moto-venv"))
+}
+
+/// What tests/e2e/moto_setup.py made: an IAM access key and the ECR token's password.
+pub struct MotoKeys {
+    pub key_id: String,
+    pub secret: String,
+    pub password: String,
+}
+
+/// moto_server with SigV4 checking on (after the 4 setup calls of moto_setup.py).
+pub fn moto() -> (Server, MotoKeys) {
+    let venv = moto_venv();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let port = free_port();
+    let mut child = Command::new(venv.join("bin/moto_server"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .env("INITIAL_NO_AUTH_ACTION_COUNT", "4")
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::File::create(dir.path().join("moto.log"))
+                .map(Stdio::from)
+                .unwrap_or(Stdio::null()),
+        )
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start moto_server from {} (tests/run.sh makes it): {e}",
+                venv.display()
+            )
+        });
+    wait_for_port(port, &mut child);
+    let server = Server { child, port, dir };
+    let out = run(Command::new(venv.join("bin/python"))
+        .arg(e2e_script("moto_setup.py"))
+        .arg(format!("http://127.0.0.1:{port}")));
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("moto_setup: {e}"));
+    let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    let keys = MotoKeys {
+        key_id: field("key_id"),
+        secret: field("secret"),
+        password: field("password"),
+    };
+    (server, keys)
+}
+
+/// An `/etc/hosts` line mapping `name` to 127.0.0.1, removed again on drop (needs root).
+pub struct HostsEntry {
+    line: String,
+}
+
+impl HostsEntry {
+    pub fn add(name: &str) -> Self {
+        let line = format!("127.0.0.1 {name} # tagpilot test");
+        let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+        let sep = if hosts.ends_with('\n') || hosts.is_empty() {
+            ""
+        } else {
+            "\n"
+        };
+        std::fs::write("/etc/hosts", format!("{hosts}{sep}{line}\n"))
+            .unwrap_or_else(|e| panic!("cannot edit /etc/hosts (needs root): {e}"));
+        HostsEntry { line }
+    }
+}
+
+impl Drop for HostsEntry {
+    fn drop(&mut self) {
+        if let Ok(hosts) = std::fs::read_to_string("/etc/hosts") {
+            let kept: String = hosts
+                .lines()
+                .filter(|l| *l != self.line)
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let _ = std::fs::write("/etc/hosts", kept);
+        }
+    }
 }

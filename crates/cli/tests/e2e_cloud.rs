@@ -1,0 +1,240 @@
+//! Cloud registry credentials end to end. AWS: a real AWS API emulator (moto_server, SigV4
+//! checked) issues the ECR token; a real docker-registry accepts it as htpasswd user `AWS`; the
+//! ECR host name is mapped to 127.0.0.1 in /etc/hosts for the duration of the test, and the
+//! registry's TLS certificate names it (the test CA comes from the ImageRepository's
+//! certSecretRef).
+
+mod common;
+
+use common::*;
+
+const ECR_HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+
+fn config(dir: &std::path::Path, image: &str, ca: &str) {
+    let ca_indented = ca.replace('\n', "\n    ");
+    std::fs::write(
+        dir.join("ecr.yaml"),
+        format!(
+            r#"apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {{name: app, namespace: apps}}
+spec:
+  image: {image}
+  interval: 1m
+  provider: aws
+  secretRef: {{name: ignored}}
+  certSecretRef: {{name: ecr-ca}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata: {{name: app, namespace: apps}}
+spec:
+  imageRepositoryRef: {{name: app}}
+  policy: {{semver: {{range: 1.x}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: ecr-ca, namespace: apps}}
+stringData:
+  ca.crt: |
+    {ca_indented}
+"#
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn once(
+    config: &std::path::Path,
+    state: &std::path::Path,
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tagpilot"));
+    cmd.args(["run", "--once", "--config"])
+        .arg(config)
+        .arg("--state-dir")
+        .arg(state)
+        // Only what the test gives: no profile files, no instance metadata.
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+#[ignore = "needs moto_server, docker-registry and root (/etc/hosts); run by tests/run.sh"]
+fn ecr_token_from_moto_unlocks_a_real_registry() {
+    let (moto, keys) = moto();
+    let reg = registry(Auth::Ecr {
+        password: keys.password.clone(),
+        dns: ECR_HOST.into(),
+    });
+    let ca = reg.dir.path().join("ca.pem");
+    push(
+        &format!("https://127.0.0.1:{}", reg.port),
+        "team/app",
+        &["1.0.0", "1.2.0", "2.0.0"],
+        Some(&format!(
+            "-u AWS:{} --cacert {}",
+            keys.password,
+            ca.display()
+        )),
+    );
+    let _hosts = HostsEntry::add(ECR_HOST);
+    let image = format!("{ECR_HOST}:{}/team/app", reg.port);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    config(
+        dir.path(),
+        &image,
+        &std::fs::read_to_string(&ca).unwrap_or_else(|e| panic!("{e}")),
+    );
+    let endpoint = format!("http://127.0.0.1:{}", moto.port);
+    let env = |secret: &str| -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", keys.key_id.clone()),
+            ("AWS_SECRET_ACCESS_KEY", secret.to_owned()),
+            ("AWS_ENDPOINT_URL_ECR", endpoint.clone()),
+        ]
+    };
+    let run = |secret: &str| {
+        let e = env(secret);
+        let pairs: Vec<(&str, &str)> = e.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        once(dir.path(), state.path(), &pairs)
+    };
+
+    // The right key: moto signs off the token, the registry accepts it, the policy resolves.
+    let o = run(&keys.secret);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(o.status.success(), "{out}{err}");
+    assert!(
+        out.contains("imagerepository/apps/app  True   successful scan: found 3 tags"),
+        "{out}"
+    );
+    assert!(out.contains("resolved to"), "{out}");
+    assert!(out.contains(":2.0.0") || out.contains("1.2.0"), "{out}");
+    for secret in [keys.secret.as_str(), keys.password.as_str()] {
+        assert!(
+            !out.contains(secret) && !err.contains(secret),
+            "a secret leaked: {out}{err}"
+        );
+    }
+
+    // The daemon: the refresher keeps the token, the metrics show its expiry (moto's 2015
+    // expiry is treated as 15 minutes, not as "refresh now" forever) and no secret; the
+    // ignored secretRef is a warning in the status.
+    let api = format!("127.0.0.1:{}", free_port());
+    let log = state.path().join("daemon.log");
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_tagpilot"))
+        .args([
+            "run",
+            "--webhook-address",
+            "",
+            "--api-address",
+            &api,
+            "--config",
+        ])
+        .arg(dir.path())
+        .arg("--state-dir")
+        .arg(state.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", state.path())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "debug")
+        .envs(env(&keys.secret))
+        .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}")))
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let get = |path: &str| {
+        std::process::Command::new("curl")
+            .args(["-sf", &format!("http://{api}{path}")])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = get("/metrics");
+        if metrics.contains("tagpilot_credential_expiry_seconds{") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let objects = get("/api/v1/objects");
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    let labels = format!(
+        r#"provider="aws",identity="default",registry="{ECR_HOST}:{}""#,
+        reg.port
+    );
+    let expiry = metrics
+        .lines()
+        .find(|l| l.starts_with(&format!("tagpilot_credential_expiry_seconds{{{labels}}}")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(
+        expiry.is_some_and(|s| (800.0..=900.0).contains(&s)),
+        "{metrics}\n{logs}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "tagpilot_credential_refresh_failures_total{{{labels}}} 0"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        objects.contains("spec.secretRef is ignored for provider aws"),
+        "{objects}"
+    );
+    for text in [&metrics, &objects, &logs] {
+        for secret in [keys.secret.as_str(), keys.password.as_str()] {
+            assert!(!text.contains(secret), "a secret leaked: {text}");
+        }
+    }
+
+    // A wrong secret key: moto refuses the signature (403), the scan fails naming AWS, and the
+    // wrong key appears nowhere.
+    let wrong = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYWRONGKEY";
+    let o = run(wrong);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("imagerepository/apps/app"))
+        .unwrap_or_default();
+    assert!(
+        row.contains("False") && row.contains("aws: GetAuthorizationToken for"),
+        "{out}"
+    );
+    assert!(
+        row.contains("403") || row.to_lowercase().contains("signature"),
+        "{row}"
+    );
+    assert!(!out.contains(wrong) && !err.contains(wrong), "{out}{err}");
+    let moto_log = std::fs::read_to_string(moto.dir.path().join("moto.log")).unwrap_or_default();
+    assert!(
+        moto_log.contains("403"),
+        "moto saw no refused request: {moto_log}"
+    );
+}
+
+#[test]
+fn a_host_that_is_not_ecr_is_named_with_the_expected_form() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    config(dir.path(), "ghcr.io/org/app", "");
+    let o = once(dir.path(), state.path(), &[]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("invalid AWS registry: 'ghcr.io'. must match"),
+        "{out}"
+    );
+}
