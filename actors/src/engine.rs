@@ -455,17 +455,21 @@ impl Engine {
                 };
                 return Ok(source.fetch().await?.credentials);
             }
-            Provider::Aws => {
-                self.keyring
-                    .get_or_insert(&format!("aws/default/{registry}"), || {
-                        Ok(Refresher::new(
-                            Box::new(tagpilot_providers::aws::Ecr::new(registry)?),
-                            Arc::new(SystemClock),
-                            RefreshPolicy::default(),
-                        ))
-                    })?
+            Provider::Aws | Provider::Gcp => {
+                let key = format!("{}/default/{registry}", provider_name(provider));
+                self.keyring.get_or_insert(&key, || {
+                    let source: Box<dyn tagpilot_providers::TokenSource> = match provider {
+                        Provider::Aws => Box::new(tagpilot_providers::aws::Ecr::new(registry)?),
+                        _ => Box::new(tagpilot_providers::gcp::Gcp::new(registry)?),
+                    };
+                    Ok(Refresher::new(
+                        source,
+                        Arc::new(SystemClock),
+                        RefreshPolicy::default(),
+                    ))
+                })?
             }
-            Provider::Gcp | Provider::Azure => {
+            Provider::Azure => {
                 anyhow::bail!("provider {} is not supported yet", provider_name(provider))
             }
         };

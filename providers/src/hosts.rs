@@ -71,10 +71,18 @@ pub fn aws_registry(host: &str) -> Result<AwsRegistry, HostError> {
     })
 }
 
+/// A host without its port: the port never changes which cloud a registry belongs to.
+fn without_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
 /// Checks a GCR / Artifact Registry host.
 pub fn gcp_registry(host: &str) -> Result<(), HostError> {
     static RE: OnceLock<Regex> = OnceLock::new();
-    if re(&RE, GCP_PATTERN).is_match(host) {
+    if re(&RE, GCP_PATTERN).is_match(without_port(host)) {
         Ok(())
     } else {
         Err(HostError::Gcp {
@@ -96,7 +104,7 @@ pub enum AzureCloud {
 pub fn azure_registry(host: &str) -> Result<AzureCloud, HostError> {
     static RE: OnceLock<Regex> = OnceLock::new();
     let caps = re(&RE, AZURE_PATTERN)
-        .captures(host)
+        .captures(without_port(host))
         .ok_or_else(|| HostError::Azure {
             host: host.to_owned(),
         })?;
@@ -197,6 +205,7 @@ mod tests {
             "us.gcr.io",
             "europe-west1-docker.pkg.dev",
             "docker.s3nsregistry.fr",
+            "europe-docker.pkg.dev:5000",
         ] {
             assert!(gcp_registry(ok).is_ok(), "{ok}");
         }
@@ -206,6 +215,8 @@ mod tests {
             "pkg.dev",
             "docker.pkg.dev",
             "123.dkr.ecr.us-east-1.amazonaws.com",
+            "gcr.io:abc",
+            "gcr.io.evil.com:443",
         ] {
             assert!(
                 matches!(gcp_registry(bad), Err(HostError::Gcp { .. })),
@@ -217,6 +228,10 @@ mod tests {
     #[test]
     fn azure_hosts() {
         assert_eq!(azure_registry("myreg.azurecr.io"), Ok(AzureCloud::Public));
+        assert_eq!(
+            azure_registry("myreg.azurecr.io:8443"),
+            Ok(AzureCloud::Public)
+        );
         assert_eq!(azure_registry("myreg.azurecr.cn"), Ok(AzureCloud::China));
         assert_eq!(azure_registry("myreg.azurecr.de"), Ok(AzureCloud::Germany));
         assert_eq!(

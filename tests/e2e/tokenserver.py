@@ -3,7 +3,9 @@
 docker-registry's `auth: token` mode. testuser:testpass gets the scope it asks for; anonymous
 callers get a token with no access; wrong credentials get 401.
 
-usage: tokenserver.py SIGNING_KEY SIGNING_CERT PORT
+usage: tokenserver.py SIGNING_KEY SIGNING_CERT PORT [ACCEPTED_FILE]
+  ACCEPTED_FILE: more "user:password" lines to accept, re-read on every request (the GCP OAuth
+  fixture appends the access tokens it issues, as Artifact Registry accepts them).
 """
 import base64
 import json
@@ -15,6 +17,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 KEY, CERT, PORT = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ACCEPTED = sys.argv[4] if len(sys.argv) > 4 else None
+
+
+def accepted(auth):
+    pairs = [b"testuser:testpass"]
+    if ACCEPTED:
+        try:
+            with open(ACCEPTED, "rb") as f:
+                pairs += [line.strip() for line in f if line.strip()]
+        except FileNotFoundError:
+            pass
+    return any(auth == "Basic " + base64.b64encode(p).decode() for p in pairs)
 der = subprocess.run(["openssl", "x509", "-in", CERT, "-outform", "DER"], capture_output=True, check=True).stdout
 X5C = [base64.b64encode(der).decode()]
 
@@ -38,7 +52,7 @@ class H(BaseHTTPRequestHandler):
     def do_GET(self):
         q = parse_qs(urlparse(self.path).query)
         auth = self.headers.get("Authorization", "")
-        ok = auth == "Basic " + base64.b64encode(b"testuser:testpass").decode()
+        ok = accepted(auth)
         if auth and not ok:
             self.send_response(401)
             self.send_header("Content-Length", "0")

@@ -238,3 +238,121 @@ fn a_host_that_is_not_ecr_is_named_with_the_expected_form() {
         "{out}"
     );
 }
+
+const GCP_HOST: &str = "europe-docker.pkg.dev";
+
+#[test]
+#[ignore = "needs docker-registry and root (/etc/hosts); run by tests/run.sh"]
+fn gcp_service_account_token_unlocks_a_token_auth_registry() {
+    // The service account: a fresh RSA key; its JSON names the fixture as token_uri.
+    let sa = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let key = sa.path().join("sa-key.pem");
+    let public = sa.path().join("sa-pub.pem");
+    run(std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&key));
+    run(std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&public));
+    let accepted = sa.path().join("accepted");
+    let email = "tagpilot@project.iam.gserviceaccount.com";
+    let oauth_port = free_port();
+    let mut oauth = std::process::Command::new("python3")
+        .arg(e2e_script("gcp_oauth.py"))
+        .arg(oauth_port.to_string())
+        .arg(&public)
+        .arg(email)
+        .arg(&accepted)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let sa_json = sa.path().join("service-account.json");
+    let private_key = std::fs::read_to_string(&key).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        &sa_json,
+        serde_json::json!({
+            "type": "service_account",
+            "project_id": "project",
+            "private_key_id": "k1",
+            "private_key": private_key,
+            "client_email": email,
+            "client_id": "1",
+            "token_uri": format!("http://127.0.0.1:{oauth_port}/token"),
+        })
+        .to_string(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let (tokens, reg) = token_registry_accepting(Some(&accepted));
+    push_with_token(
+        tokens.port,
+        reg.port,
+        "project/repo/app",
+        &["1.0.0", "1.4.0"],
+    );
+    let _hosts = HostsEntry::add(GCP_HOST);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dir.path().join("gcp.yaml"),
+        format!(
+            r#"apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {{name: app, namespace: apps}}
+spec:
+  image: {GCP_HOST}:{}/project/repo/app
+  interval: 1m
+  provider: gcp
+  insecure: true
+"#,
+            reg.port
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let sa_path = sa_json.to_string_lossy().into_owned();
+    let o = once(
+        dir.path(),
+        state.path(),
+        &[("GOOGLE_APPLICATION_CREDENTIALS", &sa_path)],
+    );
+    let stats = std::process::Command::new("curl")
+        .args(["-sf", &format!("http://127.0.0.1:{oauth_port}/stats")])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let _ = oauth.kill();
+    let _ = oauth.wait();
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(o.status.success(), "{out}{err}\n{stats}");
+    assert!(out.contains("successful scan: found 2 tags"), "{out}");
+    assert!(
+        stats.contains(r#""issued": 1"#) && stats.contains(r#""refused": 0"#),
+        "{stats}"
+    );
+    // The access token (in the accepted file) appears in no output.
+    let issued = std::fs::read_to_string(&accepted).unwrap_or_default();
+    let token = issued.trim().rsplit(':').next().unwrap_or("none");
+    assert!(token.starts_with("ya29."), "{issued}");
+    assert!(!out.contains(token) && !err.contains(token), "{out}{err}");
+
+    // No credentials at all: a clear gcp error, not an anonymous scan.
+    let o = once(
+        dir.path(),
+        state.path(),
+        &[("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/sa.json")],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("gcp: no credentials for"),
+        "{}",
+        stdout(&o)
+    );
+}

@@ -241,24 +241,7 @@ fn htpasswd_and_tls_with_ca_and_docker_config() {
 fn token_auth() {
     let (tokens, reg) = token_registry();
     // Pushing needs a push-scoped token, fetched the way docker does.
-    let token_url = format!(
-        "http://127.0.0.1:{}/token?service=test-registry&scope=repository:app:pull,push",
-        tokens.port
-    );
-    let out = run(std::process::Command::new("curl").args([
-        "-sf",
-        "-u",
-        "testuser:testpass",
-        &token_url,
-    ]));
-    let tok: serde_json::Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
-    push_with_bearer(
-        reg.port,
-        "app",
-        &["2.0.0", "2.1.0"],
-        tok["token"].as_str().unwrap_or_default(),
-    );
+    push_with_token(tokens.port, reg.port, "app", &["2.0.0", "2.1.0"]);
 
     let image = format!("127.0.0.1:{}/app", reg.port);
     // Anonymous: the token server grants no access, the registry answers 401.
@@ -313,16 +296,6 @@ fn token_auth() {
 }
 
 /// Pushes through a token-auth registry with a ready bearer token.
-fn push_with_bearer(port: u16, repo: &str, tags: &[&str], token: &str) {
-    let mut cmd = std::process::Command::new("bash");
-    cmd.arg(e2e_script("push-tags.sh"))
-        .arg(format!("http://127.0.0.1:{port}"))
-        .arg(repo)
-        .args(tags)
-        .env("CURL_AUTH", format!("--oauth2-bearer {token}"));
-    run(&mut cmd);
-}
-
 fn seeded_registry(repo: &str, n: usize) -> Server {
     let reg = registry(Auth::None);
     push(

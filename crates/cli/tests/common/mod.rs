@@ -274,6 +274,11 @@ pub fn proxy() -> Server {
 
 /// A token-auth pair: token server and registry sharing a signing key.
 pub fn token_registry() -> (Server, Server) {
+    token_registry_accepting(None)
+}
+
+/// [`token_registry`] whose token server also accepts the `user:password` lines of `accepted`.
+pub fn token_registry_accepting(accepted: Option<&Path>) -> (Server, Server) {
     let tdir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let key = tdir.path().join("signing-key.pem");
     let cert = tdir.path().join("signing-cert.pem");
@@ -300,6 +305,7 @@ pub fn token_registry() -> (Server, Server) {
         .arg(&key)
         .arg(&cert)
         .arg(token_port.to_string())
+        .args(accepted)
         .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
     wait_for_port(token_port, &mut child);
@@ -528,8 +534,14 @@ pub struct HostsEntry {
     line: String,
 }
 
+/// Tests of one binary run in parallel: one /etc/hosts edit at a time.
+static HOSTS_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl HostsEntry {
     pub fn add(name: &str) -> Self {
+        let _guard = HOSTS_LOCK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let line = format!("127.0.0.1 {name} # tagpilot test");
         let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
         let sep = if hosts.ends_with('\n') || hosts.is_empty() {
@@ -545,6 +557,9 @@ impl HostsEntry {
 
 impl Drop for HostsEntry {
     fn drop(&mut self) {
+        let _guard = HOSTS_LOCK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Ok(hosts) = std::fs::read_to_string("/etc/hosts") {
             let kept: String = hosts
                 .lines()
@@ -554,4 +569,31 @@ impl Drop for HostsEntry {
             let _ = std::fs::write("/etc/hosts", kept);
         }
     }
+}
+
+/// Pushes `tags` to a token-auth registry with a push-scoped token fetched the way docker does
+/// (as testuser).
+pub fn push_with_token(tokens_port: u16, reg_port: u16, repo: &str, tags: &[&str]) {
+    let token_url = format!(
+        "http://127.0.0.1:{tokens_port}/token?service=test-registry&scope=repository:{repo}:pull,push"
+    );
+    let out = run(Command::new("curl").args(["-sf", "-u", "testuser:testpass", &token_url]));
+    let tok: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    push_with_bearer(
+        reg_port,
+        repo,
+        tags,
+        tok["token"].as_str().unwrap_or_default(),
+    );
+}
+
+pub fn push_with_bearer(port: u16, repo: &str, tags: &[&str], token: &str) {
+    let mut cmd = Command::new("bash");
+    cmd.arg(e2e_script("push-tags.sh"))
+        .arg(format!("http://127.0.0.1:{port}"))
+        .arg(repo)
+        .args(tags)
+        .env("CURL_AUTH", format!("--oauth2-bearer {token}"));
+    run(&mut cmd);
 }
