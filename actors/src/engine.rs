@@ -455,12 +455,13 @@ impl Engine {
                 };
                 return Ok(source.fetch().await?.credentials);
             }
-            Provider::Aws | Provider::Gcp => {
+            Provider::Aws | Provider::Gcp | Provider::Azure => {
                 let key = format!("{}/default/{registry}", provider_name(provider));
                 self.keyring.get_or_insert(&key, || {
                     let source: Box<dyn tagpilot_providers::TokenSource> = match provider {
                         Provider::Aws => Box::new(tagpilot_providers::aws::Ecr::new(registry)?),
-                        _ => Box::new(tagpilot_providers::gcp::Gcp::new(registry)?),
+                        Provider::Gcp => Box::new(tagpilot_providers::gcp::Gcp::new(registry)?),
+                        _ => Box::new(tagpilot_providers::azure::Azure::new(registry)?),
                     };
                     Ok(Refresher::new(
                         source,
@@ -468,9 +469,6 @@ impl Engine {
                         RefreshPolicy::default(),
                     ))
                 })?
-            }
-            Provider::Azure => {
-                anyhow::bail!("provider {} is not supported yet", provider_name(provider))
             }
         };
         Ok(refresher.get().await?)

@@ -3,7 +3,7 @@
 //! - [`hosts`]: which registry hosts each cloud accepts (pure).
 //! - [`TokenSource`]: obtains a [`Lease`] (credentials and their expiry) — [`generic::Generic`]
 //!   from a docker config, [`aws::Ecr`] from ECR's `GetAuthorizationToken`, [`gcp::Gcp`] from
-//!   Google's credential chain.
+//!   Google's credential chain, [`azure::Azure`] from Entra ID and ACR's token exchange.
 //! - [`refresh::Refresher`]: caches a lease per (provider, identity, registry), refreshes it at
 //!   80% of its lifetime, keeps the old one until it really expires, backs off on failure, and
 //!   never runs two refreshes of one key at once. [`Keyring`] holds the refreshers.
@@ -11,6 +11,7 @@
 //! Credentials never reach a log line, an error message or a `Debug` output.
 
 pub mod aws;
+pub mod azure;
 pub mod gcp;
 pub mod generic;
 pub mod hosts;

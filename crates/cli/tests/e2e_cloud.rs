@@ -356,3 +356,118 @@ spec:
         stdout(&o)
     );
 }
+
+const ACR_HOST: &str = "tagpilot.azurecr.io";
+
+#[test]
+#[ignore = "needs docker-registry and root (/etc/hosts); run by tests/run.sh"]
+fn azure_entra_token_exchanged_at_acr_unlocks_the_registry() {
+    let (tokens, reg) = token_registry();
+    push_with_token(
+        tokens.port,
+        reg.port,
+        "team/app",
+        &["3.0.0", "3.1.0", "3.1.1"],
+    );
+    let tls = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    tls_files_for(tls.path(), Some(ACR_HOST));
+    // The test CA joins the system's roots for tagpilot only, through SSL_CERT_FILE.
+    let bundle = tls.path().join("bundle.pem");
+    let system = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+    let ca = std::fs::read_to_string(tls.path().join("ca.pem")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&bundle, format!("{system}\n{ca}")).unwrap_or_else(|e| panic!("{e}"));
+
+    let (entra_port, acr_port) = (free_port(), free_port());
+    let secret = "s3cret-client-value";
+    let mut fixture = std::process::Command::new("python3")
+        .arg(e2e_script("azure_fixture.py"))
+        .args([
+            &entra_port.to_string(),
+            &acr_port.to_string(),
+            &tls.path().join("cert.pem").to_string_lossy().into_owned(),
+            &tls.path().join("key.pem").to_string_lossy().into_owned(),
+            ACR_HOST,
+            "72f988bf-86f1-41af-91ab-2d7cd011db47",
+            "tagpilot-client",
+            secret,
+            &format!("http://127.0.0.1:{}", reg.port),
+            &format!("http://127.0.0.1:{}/token", tokens.port),
+        ])
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    for port in [entra_port, acr_port] {
+        let up = (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(up, "azure fixture did not start");
+    }
+    let _hosts = HostsEntry::add(ACR_HOST);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dir.path().join("acr.yaml"),
+        format!(
+            r#"apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {{name: app, namespace: apps}}
+spec:
+  image: {ACR_HOST}:{acr_port}/team/app
+  interval: 1m
+  provider: azure
+"#
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let authority = format!("https://127.0.0.1:{entra_port}");
+    let bundle_path = bundle.to_string_lossy().into_owned();
+    let run = |client_secret: &str, authority: &str| {
+        once(
+            dir.path(),
+            state.path(),
+            &[
+                ("AZURE_AUTHORITY_HOST", authority),
+                ("AZURE_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47"),
+                ("AZURE_CLIENT_ID", "tagpilot-client"),
+                ("AZURE_CLIENT_SECRET", client_secret),
+                ("SSL_CERT_FILE", &bundle_path),
+            ],
+        )
+    };
+    let stats = || {
+        std::process::Command::new("curl")
+            .args(["-sf", "--cacert"])
+            .arg(tls.path().join("ca.pem"))
+            .arg(format!("https://127.0.0.1:{entra_port}/stats"))
+            .output()
+            .map(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap_or_default())
+            .unwrap_or_default()
+    };
+
+    let o = run(secret, &authority);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(o.status.success(), "{out}{err}\n{}", stats());
+    assert!(out.contains("successful scan: found 3 tags"), "{out}");
+    let s = stats();
+    assert_eq!(s["entra"], 1, "{s}");
+    assert_eq!(s["exchange"], 1, "{s}");
+    assert!(s["token"].as_u64() >= Some(1), "{s}");
+    assert_eq!(s["token_refused"], 0, "{s}");
+    assert!(!out.contains(secret) && !err.contains(secret), "{out}{err}");
+
+    // A wrong client secret: Entra refuses, the scan fails naming Azure, the secret stays hidden.
+    let wrong = "not-the-client-secret";
+    let o = run(wrong, &authority);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("azure: Entra ID token"), "{out}");
+    assert!(!out.contains(wrong) && !stderr(&o).contains(wrong), "{out}");
+    assert_eq!(stats()["entra_refused"], 1);
+
+    // An authority host over plain HTTP is refused before anything is sent.
+    let o = run(secret, &format!("http://127.0.0.1:{entra_port}"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("HTTPS"), "{}", stdout(&o));
+    let _ = fixture.kill();
+    let _ = fixture.wait();
+}
