@@ -381,11 +381,10 @@ fn azure_entra_token_exchanged_at_acr_unlocks_the_registry() {
     let secret = "s3cret-client-value";
     let mut fixture = std::process::Command::new("python3")
         .arg(e2e_script("azure_fixture.py"))
+        .args([entra_port.to_string(), acr_port.to_string()])
+        .arg(tls.path().join("cert.pem"))
+        .arg(tls.path().join("key.pem"))
         .args([
-            &entra_port.to_string(),
-            &acr_port.to_string(),
-            &tls.path().join("cert.pem").to_string_lossy().into_owned(),
-            &tls.path().join("key.pem").to_string_lossy().into_owned(),
             ACR_HOST,
             "72f988bf-86f1-41af-91ab-2d7cd011db47",
             "tagpilot-client",
