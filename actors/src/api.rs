@@ -1,11 +1,16 @@
 //! The HTTP API: health, readiness, Prometheus metrics and every object's status as JSON, from
-//! the state store. Read-only for now.
+//! the state store; and the controls `tagpilot suspend|resume|reconcile` use:
+//! `POST /api/v1/{suspend,resume,reconcile}/{Kind}/{namespace}/{name}`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
+use actix::Recipient;
 use actix_web::{web, App, HttpResponse, HttpServer};
+use tagpilot_api::{Config, Kind};
 use tagpilot_store::Store;
+
+use crate::receiver::ReconcileNow;
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -15,6 +20,98 @@ pub struct ApiState {
     pub ready: AtomicBool,
     /// Cloud credentials (their expiry and refresh failures are metrics; never their value).
     pub keyring: Arc<tagpilot_providers::Keyring>,
+    /// The loaded configuration and the supervisor, for the controls.
+    control: RwLock<Option<(Arc<Config>, Recipient<ReconcileNow>)>>,
+}
+
+impl ApiState {
+    pub fn new(store: Arc<Store>) -> Self {
+        ApiState {
+            store,
+            ready: AtomicBool::new(false),
+            keyring: Arc::default(),
+            control: RwLock::new(None),
+        }
+    }
+
+    /// Called on every (re)load.
+    pub fn set_control(&self, config: Arc<Config>, supervisor: Recipient<ReconcileNow>) {
+        *self
+            .control
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((config, supervisor));
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Suspend, resume or reconcile one object now.
+async fn control(
+    path: web::Path<(String, String, String, String)>,
+    state: web::Data<ApiState>,
+) -> HttpResponse {
+    let (action, kind, namespace, name) = path.into_inner();
+    let Some(kind) = Kind::ALL
+        .into_iter()
+        .filter(|k| {
+            matches!(
+                k,
+                Kind::ImageRepository | Kind::ImagePolicy | Kind::ImageUpdateAutomation
+            )
+        })
+        .find(|k| k.as_str().eq_ignore_ascii_case(&kind))
+    else {
+        return HttpResponse::BadRequest().body(format!(
+            "unknown kind '{kind}' (ImageRepository, ImagePolicy or ImageUpdateAutomation)\n"
+        ));
+    };
+    let Some((config, supervisor)) = state
+        .control
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+    else {
+        return HttpResponse::ServiceUnavailable().body("configuration not loaded yet\n");
+    };
+    let Some(loaded) = config.get(kind, &namespace, &name) else {
+        return HttpResponse::NotFound().body(format!("{kind} {namespace}/{name} not found\n"));
+    };
+    let spec_suspended = match &loaded.object {
+        tagpilot_api::Object::ImageRepository(o) => o.spec.suspend,
+        tagpilot_api::Object::ImagePolicy(o) => o.spec.suspend,
+        tagpilot_api::Object::ImageUpdateAutomation(o) => o.spec.suspend,
+        _ => false,
+    };
+    let key = format!("{kind}/{namespace}/{name}");
+    let current = match state.store.suspended(&key) {
+        Ok(o) => o.unwrap_or(spec_suspended),
+        Err(e) => return HttpResponse::InternalServerError().body(format!("{e}\n")),
+    };
+    let wanted = match action.as_str() {
+        "suspend" => true,
+        "resume" => false,
+        "reconcile" if current => {
+            return HttpResponse::Conflict().body("resource is suspended\n");
+        }
+        "reconcile" => current,
+        other => return HttpResponse::NotFound().body(format!("unknown action '{other}'\n")),
+    };
+    if wanted != current || action != "reconcile" {
+        // An override only where it differs from the manifest, so a later edit of
+        // spec.suspend is not silently overruled.
+        let value = (wanted != spec_suspended).then_some(wanted);
+        if let Err(e) = state.store.set_suspended(&key, value) {
+            return HttpResponse::InternalServerError().body(format!("{e}\n"));
+        }
+        tracing::info!(kind = %kind, namespace = %namespace, name = %name, suspended = wanted, "{action} requested");
+    }
+    let requested_at = unix_now();
+    supervisor.do_send(ReconcileNow(vec![(kind, namespace, name)]));
+    HttpResponse::Ok().json(serde_json::json!({ "requestedAt": requested_at, "suspended": wanted }))
 }
 
 async fn healthz() -> HttpResponse {
@@ -166,6 +263,10 @@ pub fn start(address: &str, state: Arc<ApiState>) -> std::io::Result<actix_web::
             .route("/readyz", web::get().to(readyz))
             .route("/metrics", web::get().to(metrics))
             .route("/api/v1/objects", web::get().to(objects))
+            .route(
+                "/api/v1/{action}/{kind}/{namespace}/{name}",
+                web::post().to(control),
+            )
     })
     .workers(1)
     .disable_signals()

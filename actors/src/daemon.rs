@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -210,6 +210,7 @@ impl Supervisor {
             "configuration loaded"
         );
         self.engine = Some(engine);
+        self.api.set_control(config, ctx.address().recipient());
         self.api.ready.store(true, Ordering::Relaxed);
     }
 }
@@ -577,11 +578,7 @@ pub fn run(settings: Settings) -> std::io::Result<()> {
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let system = System::new();
     let store = Arc::new(store);
-    let state = Arc::new(crate::api::ApiState {
-        store: store.clone(),
-        ready: AtomicBool::new(false),
-        keyring: Arc::default(),
-    });
+    let state = Arc::new(crate::api::ApiState::new(store.clone()));
     let api = settings.api_address.clone();
     let hooks = settings.webhook_address.clone();
     let receivers = Arc::new(ReceiverState::new(crate::receiver::GoogleKeys::new(

@@ -142,6 +142,19 @@ impl Engine {
         &self.config
     }
 
+    /// Whether an object is suspended: a runtime override (`tagpilot suspend|resume`) wins
+    /// over the manifest's `spec.suspend`.
+    pub fn is_suspended(&self, kind: Kind, meta: &tagpilot_api::ObjectMeta, spec: bool) -> bool {
+        let key = format!("{kind}/{}/{}", meta.namespace, meta.name);
+        match self.store.suspended(&key) {
+            Ok(o) => o.unwrap_or(spec),
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "cannot read the suspend override");
+                spec
+            }
+        }
+    }
+
     pub(crate) fn store(&self) -> &Store {
         &self.store
     }
@@ -505,7 +518,7 @@ impl Engine {
         &self,
         repo: &ImageRepository,
     ) -> anyhow::Result<(String, serde_json::Value)> {
-        if repo.spec.suspend {
+        if self.is_suspended(Kind::ImageRepository, &repo.metadata, repo.spec.suspend) {
             return Ok(("suspended".into(), json!({})));
         }
         let name = ImageName::parse(&repo.spec.image)?;
@@ -566,7 +579,7 @@ impl Engine {
 
     pub async fn resolve(&self, policy: &ImagePolicy) -> anyhow::Result<String> {
         let ns = &policy.metadata.namespace;
-        if policy.spec.suspend {
+        if self.is_suspended(Kind::ImagePolicy, &policy.metadata, policy.spec.suspend) {
             // Like a suspended repository or automation: not reconciled, not a failure.
             return Ok("suspended".into());
         }
@@ -636,8 +649,18 @@ impl Engine {
             .config
             .of_kind(Kind::ImageUpdateAutomation)
             .filter_map(|l| match &l.object {
-                Object::ImageUpdateAutomation(a) if !a.spec.suspend => match self.plan(a) {
+                // Suspended ones get a writer too: a runtime resume must find it.
+                Object::ImageUpdateAutomation(a) => match self.plan(a) {
                     Ok(p) => Some(p.0),
+                    Err(_)
+                        if self.is_suspended(
+                            Kind::ImageUpdateAutomation,
+                            &a.metadata,
+                            a.spec.suspend,
+                        ) =>
+                    {
+                        None
+                    }
                     // No writer can run it: say why now, not at the first round.
                     Err(e) => {
                         let (ns, name) = (&a.metadata.namespace, &a.metadata.name);
@@ -709,7 +732,7 @@ impl Engine {
             .collect();
         for a in autos {
             let (ns, name) = (a.metadata.namespace.clone(), a.metadata.name.clone());
-            if a.spec.suspend {
+            if self.is_suspended(Kind::ImageUpdateAutomation, &a.metadata, a.spec.suspend) {
                 self.record(
                     Kind::ImageUpdateAutomation,
                     &ns,

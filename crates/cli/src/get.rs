@@ -52,14 +52,14 @@ pub enum ImageKind {
     Update { name: Option<String> },
 }
 
-struct Item {
-    kind: String,
-    namespace: String,
-    name: String,
-    status: serde_json::Value,
+pub(crate) struct Item {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub status: serde_json::Value,
 }
 
-fn fetch(api: &str) -> anyhow::Result<Vec<Item>> {
+pub(crate) fn fetch(api: &str) -> anyhow::Result<Vec<Item>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 pub(crate) use tagpilot_actors::format_chain;
 
+mod control;
 mod create;
 mod get;
 mod once;
@@ -41,6 +42,12 @@ enum Command {
     Update(update::Args),
     /// Load and check a directory of Flux manifests.
     Validate(validate::Args),
+    /// Suspend an object in a running daemon (persisted; shown by `get`).
+    Suspend(control::Args),
+    /// Resume a suspended object and wait for its reconciliation.
+    Resume(control::Args),
+    /// Reconcile an object now and wait for the outcome.
+    Reconcile(control::Args),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +71,9 @@ fn main() -> ExitCode {
         Command::Scan(args) => scan::run(args),
         Command::Update(args) => update::run(args),
         Command::Validate(args) => validate::run(args),
+        Command::Suspend(args) => control::run(control::Action::Suspend, args),
+        Command::Resume(args) => control::run(control::Action::Resume, args),
+        Command::Reconcile(args) => control::run(control::Action::Reconcile, args),
     };
     match result {
         Ok(code) => code,

@@ -1361,3 +1361,104 @@ spec:
     }
     g.stop(&mut daemon);
 }
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn suspend_resume_and_reconcile_through_the_daemon() {
+    let g = Guide::new();
+    let text = manifests(&g.reg, &g.git.url, "5.0.x", "").replace("1m0s", "1h0m0s");
+    std::fs::write(g.config.path().join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    let api = format!("127.0.0.1:{}", free_port());
+    let start = || g.daemon(&["--api-address", &api, "--webhook-address", ""]);
+    let mut daemon = start();
+    let deployment = || g.show("main", "podinfo-deployment.yaml");
+    assert!(
+        eventually(30, || deployment().contains("podinfo:5.0.3 #")),
+        "first update: {}",
+        g.logs()
+    );
+    let cli = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["-n", "flux-system", "--api-address", &api]);
+        let o = tagpilot(&all);
+        (o.status.code(), stderr(&o))
+    };
+
+    let (code, err) = cli(&["suspend", "image", "update", "flux-system"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("► suspending image update automation flux-system in flux-system namespace")
+            && err.contains("✔ image update automation suspended"),
+        "{err}"
+    );
+    let suspended_row = || {
+        let o = tagpilot(&[
+            "get",
+            "image",
+            "update",
+            "--api-address",
+            &api,
+            "--no-header",
+        ]);
+        stdout(&o).split_whitespace().nth(2).map(str::to_owned)
+    };
+    assert!(
+        eventually(10, || suspended_row().as_deref() == Some("true")),
+        "{:?}",
+        suspended_row()
+    );
+
+    // A new tag is scanned and resolved on request, but the suspended automation does not push.
+    push(
+        &format!("http://{}", g.reg),
+        "stefanprodan/podinfo",
+        &["5.0.4"],
+        None,
+    );
+    let (code, err) = cli(&["reconcile", "image", "repository", "podinfo"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("✔ ImageRepository reconciliation completed")
+            && err.contains("✔ scan fetched 8 tags"),
+        "{err}"
+    );
+    let (code, err) = cli(&["reconcile", "image", "policy", "podinfo"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("resolved to 5.0.4"), "{err}");
+    let (code, err) = cli(&["reconcile", "image", "update", "flux-system"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("✗ resource is suspended"), "{err}");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(deployment().contains("podinfo:5.0.3 #"), "{}", deployment());
+
+    // The suspension survives a restart.
+    g.stop(&mut daemon);
+    let mut daemon = start();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert!(deployment().contains("podinfo:5.0.3 #"), "{}", deployment());
+    assert!(
+        eventually(10, || suspended_row().as_deref() == Some("true")),
+        "{:?}",
+        suspended_row()
+    );
+
+    // Resume: the round runs at once and pushes 5.0.4.
+    let (code, err) = cli(&["resume", "image", "update", "flux-system"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("✔ image update automation resumed")
+            && err.contains("✔ ImageUpdateAutomation reconciliation completed")
+            && err.contains("pushed commit"),
+        "{err}"
+    );
+    assert!(deployment().contains("podinfo:5.0.4 #"), "{}", deployment());
+    assert_eq!(suspended_row().as_deref(), Some("false"));
+
+    let (code, err) = cli(&["reconcile", "image", "repository", "nope"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("ImageRepository flux-system/nope not found"),
+        "{err}"
+    );
+    g.stop(&mut daemon);
+}

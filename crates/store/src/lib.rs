@@ -17,6 +17,9 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const TAGS: TableDefinition<&str, &[u8]> = TableDefinition::new("tags");
 const REPOS: TableDefinition<&str, &[u8]> = TableDefinition::new("repos");
 const STATUS: TableDefinition<&str, &[u8]> = TableDefinition::new("status");
+/// Runtime suspend/resume (`tagpilot suspend|resume`): `Kind/namespace/name` → 1 suspended,
+/// 0 resumed. Absent: the manifest's `spec.suspend` decides.
+const OVERRIDES: TableDefinition<&str, u8> = TableDefinition::new("overrides");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -140,6 +143,7 @@ impl Store {
             tx.open_table(TAGS)?;
             tx.open_table(REPOS)?;
             tx.open_table(STATUS)?;
+            tx.open_table(OVERRIDES)?;
         }
         tx.commit()?;
         Ok(store)
@@ -299,6 +303,31 @@ impl Store {
         Ok(out)
     }
 
+    /// Sets (or with None clears) the runtime suspend override of `key` (`Kind/ns/name`).
+    pub fn set_suspended(&self, key: &str, suspended: Option<bool>) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut table = tx.open_table(OVERRIDES)?;
+            match suspended {
+                Some(s) => {
+                    table.insert(key, u8::from(s))?;
+                }
+                None => {
+                    table.remove(key)?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The runtime suspend override of `key`, if any.
+    pub fn suspended(&self, key: &str) -> Result<Option<bool>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(OVERRIDES)?;
+        Ok(table.get(key)?.map(|v| v.value() != 0))
+    }
+
     /// Every repository with a stored tag list.
     pub fn repositories(&self) -> Result<Vec<String>, StoreError> {
         let tx = self.db.begin_read()?;
@@ -414,5 +443,34 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("junk.redb"), "{e}");
+    }
+
+    #[test]
+    fn suspend_overrides_persist_and_clear() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("s.redb");
+        {
+            let store = Store::open(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(store.suspended("ImageRepository/a/b").ok().flatten(), None);
+            store
+                .set_suspended("ImageRepository/a/b", Some(true))
+                .unwrap_or_else(|e| panic!("{e}"));
+            store
+                .set_suspended("ImagePolicy/a/b", Some(false))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let store = Store::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            store.suspended("ImageRepository/a/b").ok().flatten(),
+            Some(true)
+        );
+        assert_eq!(
+            store.suspended("ImagePolicy/a/b").ok().flatten(),
+            Some(false)
+        );
+        store
+            .set_suspended("ImageRepository/a/b", None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(store.suspended("ImageRepository/a/b").ok().flatten(), None);
     }
 }

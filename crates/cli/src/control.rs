@@ -1,0 +1,159 @@
+//! `tagpilot suspend|resume|reconcile image repository|policy|update NAME [-n NAMESPACE]`: flux's
+//! verbs, sent to a running daemon's API. Suspensions persist in the daemon's store. `resume`
+//! and `reconcile` wait for the reconciliation and print its outcome; like flux, progress goes
+//! to stderr. Exit 1 when the object is unknown, suspended (reconcile), not Ready afterwards, or
+//! the wait times out.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::get::{fetch, Item};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub what: Target,
+    /// The daemon's API address.
+    #[arg(
+        long,
+        global = true,
+        env = "TAGPILOT_API_ADDRESS",
+        default_value = "127.0.0.1:9480"
+    )]
+    pub api_address: String,
+    /// The object's namespace.
+    #[arg(short = 'n', long, global = true, default_value = "flux-system")]
+    pub namespace: String,
+    /// How long to wait for the reconciliation (resume, reconcile), in seconds.
+    #[arg(long, global = true, default_value_t = 60)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Target {
+    /// An image automation object.
+    Image {
+        #[command(subcommand)]
+        kind: ImageKind,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ImageKind {
+    Repository { name: String },
+    Policy { name: String },
+    Update { name: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Suspend,
+    Resume,
+    Reconcile,
+}
+
+fn post(api: &str, path: &str) -> anyhow::Result<serde_json::Value> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let url = format!("http://{api}{path}");
+        let resp = reqwest::Client::new()
+            .post(&url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .with_context(|| {
+                format!("cannot reach the tagpilot API at {api} (is `tagpilot run` running?)")
+            })?;
+        let status = resp.status();
+        let body = resp.bytes().await?;
+        if !status.is_success() {
+            bail!("{}", String::from_utf8_lossy(&body).trim());
+        }
+        Ok(serde_json::from_slice(&body)?)
+    })
+}
+
+/// The outcome line flux prints after a reconciliation.
+fn outcome(kind: &str, item: &Item) -> String {
+    let message = item.status["conditions"][0]["message"]
+        .as_str()
+        .unwrap_or("")
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    match (kind, item.status["lastScanResult"]["tagCount"].as_u64()) {
+        ("ImageRepository", Some(n)) if message != "suspended" => format!("scan fetched {n} tags"),
+        _ => message,
+    }
+}
+
+pub fn run(action: Action, args: Args) -> anyhow::Result<ExitCode> {
+    let Target::Image { kind } = &args.what;
+    let (kind, noun, name) = match kind {
+        ImageKind::Repository { name } => ("ImageRepository", "image repository", name),
+        ImageKind::Policy { name } => ("ImagePolicy", "image policy", name),
+        ImageKind::Update { name } => ("ImageUpdateAutomation", "image update automation", name),
+    };
+    let ns = &args.namespace;
+    let (verb, done) = match action {
+        Action::Suspend => ("suspending", "suspended"),
+        Action::Resume => ("resuming", "resumed"),
+        Action::Reconcile => ("annotating", "annotated"),
+    };
+    let label = if action == Action::Reconcile {
+        kind
+    } else {
+        noun
+    };
+    eprintln!("► {verb} {label} {name} in {ns} namespace");
+    let path = format!(
+        "/api/v1/{}/{kind}/{ns}/{name}",
+        match action {
+            Action::Suspend => "suspend",
+            Action::Resume => "resume",
+            Action::Reconcile => "reconcile",
+        }
+    );
+    let answer = match post(&args.api_address, &path) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("✗ {}", crate::format_chain(&e));
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    eprintln!("✔ {label} {done}");
+    if action == Action::Suspend {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let since = answer["requestedAt"].as_u64().unwrap_or(0);
+    eprintln!("◎ waiting for {kind} reconciliation");
+    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    loop {
+        let item = fetch(&args.api_address)?.into_iter().find(|i| {
+            i.kind == kind
+                && &i.namespace == ns
+                && &i.name == name
+                && i.status["conditions"][0]["lastTransitionTime"].as_u64() >= Some(since)
+        });
+        if let Some(item) = item {
+            let ready = item.status["conditions"][0]["status"] == "True";
+            if ready {
+                eprintln!("✔ {kind} reconciliation completed");
+                eprintln!("✔ {}", outcome(kind, &item));
+                return Ok(ExitCode::SUCCESS);
+            }
+            eprintln!("✗ {}", outcome(kind, &item));
+            return Ok(ExitCode::FAILURE);
+        }
+        if Instant::now() >= deadline {
+            eprintln!("✗ timed out waiting for {kind} {ns}/{name} to reconcile");
+            return Ok(ExitCode::FAILURE);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
