@@ -30,6 +30,7 @@ command -v lighttpd >/dev/null || [ -x /usr/sbin/lighttpd ] || need+=(lighttpd)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v gpg >/dev/null || need+=(gnupg)
 [ -x /usr/bin/tinyproxy ] || [ -x /usr/sbin/tinyproxy ] || need+=(tinyproxy)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 if ((${#need[@]})); then
   log "installing ${need[*]}"
   sudo_cmd=""

@@ -209,6 +209,13 @@ impl Supervisor {
             errors = config.errors.len(),
             "configuration loaded"
         );
+        crate::sd_notify::notify(&format!(
+            "READY=1\nSTATUS={} repositories, {} policies, {} writers, {} configuration errors",
+            self.scanners.len(),
+            self.resolvers.len(),
+            self.writers.len(),
+            config.errors.len()
+        ));
         self.engine = Some(engine);
         self.api.set_control(config, ctx.address().recipient());
         self.api.ready.store(true, Ordering::Relaxed);
@@ -261,6 +268,12 @@ impl Actor for Supervisor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.fingerprint = self.fingerprint();
         self.start_children(ctx);
+        // The watchdog is fed from the actor system itself: a stuck system stops feeding it.
+        if let Some(every) = crate::sd_notify::watchdog_interval() {
+            ctx.run_interval(every, |_, _| {
+                crate::sd_notify::notify("WATCHDOG=1");
+            });
+        }
         // Credentials are created on first use by a scan; give each new one its refresher.
         ctx.run_interval(Duration::from_secs(1), |this, _| {
             for (key, refresher) in this.keyring.all() {
@@ -610,6 +623,7 @@ pub fn run(settings: Settings) -> std::io::Result<()> {
         };
         let _supervisor = Supervisor::new(settings, store, state, receivers).start();
         wait_for_shutdown().await;
+        crate::sd_notify::notify("STOPPING=1");
         tracing::info!("shutting down");
         for h in [server, hook_server].into_iter().flatten() {
             h.stop(true).await;

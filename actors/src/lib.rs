@@ -8,5 +8,6 @@ pub mod api;
 pub mod daemon;
 mod engine;
 pub mod receiver;
+pub mod sd_notify;
 
 pub use engine::{format_chain, Engine, Report};

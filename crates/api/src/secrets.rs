@@ -1,6 +1,8 @@
 //! Resolving `secretRef`s: a Secret manifest in the configuration, or a secrets directory laid
-//! out like a mounted Kubernetes Secret volume (`<dir>/<secret-name>/<key>`), which also serves
-//! systemd's `LoadCredential=` (`$CREDENTIALS_DIRECTORY`).
+//! out like a mounted Kubernetes Secret volume (`<dir>/<secret-name>/<key>`). The same directory
+//! may be systemd's flat `$CREDENTIALS_DIRECTORY`: there a key is the file
+//! `<secret-name>.<key>` (`LoadCredential=flux-system.identity:/path`) or `<secret-name>_<key>`
+//! (what `LoadCredential=flux-system:/dir` makes of every file in `/dir`).
 
 use std::path::{Path, PathBuf};
 
@@ -56,6 +58,28 @@ impl Secrets<'_> {
         self.dir.map(|d| d.join(name)).filter(|p| p.is_dir())
     }
 
+    /// The flat credential file of `name`'s `key`, if there is one.
+    fn flat(&self, name: &str, key: &str) -> Option<PathBuf> {
+        let dir = self.dir?;
+        ['.', '_']
+            .into_iter()
+            .map(|sep| dir.join(format!("{name}{sep}{key}")))
+            .find(|p| p.is_file())
+    }
+
+    /// Whether any flat credential belongs to `name` (then a missing key is just missing).
+    fn has_flat(&self, name: &str) -> bool {
+        let Some(Ok(entries)) = self.dir.map(std::fs::read_dir) else {
+            return false;
+        };
+        entries.flatten().any(|e| {
+            let f = e.file_name();
+            let f = f.to_string_lossy();
+            f.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('_'))
+        })
+    }
+
     /// The value of `key` in Secret `namespace/name`, or None when the Secret exists without it.
     pub fn get(
         &self,
@@ -72,13 +96,20 @@ impl Secrets<'_> {
         if let Some(s) = self.manifest(namespace, name) {
             return Ok(s.get(key));
         }
-        let Some(dir) = self.dir_of(name) else {
-            return Err(SecretError::NotFound {
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-            });
+        let file = match self.dir_of(name) {
+            Some(dir) => dir.join(key),
+            None => match self.flat(name, key) {
+                Some(file) => file,
+                None if self.has_flat(name) => return Ok(None),
+                None => {
+                    return Err(SecretError::NotFound {
+                        namespace: namespace.to_owned(),
+                        name: name.to_owned(),
+                    })
+                }
+            },
         };
-        match std::fs::read(dir.join(key)) {
+        match std::fs::read(file) {
             Ok(v) => Ok(Some(v)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(SecretError::Read {
@@ -163,5 +194,34 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(!e.contains("s3cr3t"));
+    }
+
+    #[test]
+    fn systemd_flat_credentials() {
+        let cfg = crate::load_str("", Path::new("empty.yaml"));
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("flux-system.identity"), "key")
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("regcred_.dockerconfigjson"), "{}")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let s = Secrets {
+            config: &cfg,
+            dir: Some(dir.path()),
+        };
+        assert_eq!(
+            s.get("apps", "flux-system", "identity"),
+            Ok(Some(b"key".to_vec()))
+        );
+        assert_eq!(s.get("apps", "flux-system", "known_hosts"), Ok(None));
+        assert_eq!(s.docker_config("apps", "regcred"), Ok(b"{}".to_vec()));
+        assert!(matches!(
+            s.get("apps", "absent", "token"),
+            Err(SecretError::NotFound { .. })
+        ));
+        // A name that is only a prefix of another does not count as present.
+        assert!(matches!(
+            s.get("apps", "flux", "identity"),
+            Err(SecretError::NotFound { .. })
+        ));
     }
 }
