@@ -43,6 +43,8 @@ pub struct Settings {
     pub google_jwks_url: Option<String>,
     /// HTTPS for the receiver server: PEM certificate chain and private key files.
     pub webhook_tls: Option<(PathBuf, PathBuf)>,
+    /// Per registry host politeness.
+    pub limits: Limits,
 }
 
 type Key = (String, String);
@@ -99,11 +101,11 @@ impl Supervisor {
     ) -> Self {
         Supervisor {
             keyring: api.keyring.clone(),
+            gates: Arc::new(Gates::new(settings.limits)),
             settings,
             store,
             api,
             receivers,
-            gates: Arc::new(Gates::new(Limits::default())),
             refreshers: BTreeMap::new(),
             engine: None,
             fingerprint: String::new(),

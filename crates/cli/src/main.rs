@@ -12,6 +12,7 @@ mod get;
 mod once;
 mod resolve;
 mod scan;
+mod settings;
 mod update;
 mod validate;
 

@@ -14,70 +14,164 @@ use tagpilot_actors::{Engine, Report};
 use tagpilot_registry::{Gates, Limits};
 use tagpilot_store::Store;
 
+use crate::settings::LogFormat;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// One reconciliation of every object, then exit; without it, run as a daemon until
     /// SIGTERM or SIGINT.
     #[arg(long)]
     pub once: bool,
+    /// Settings file (TOML). Default: ./tagpilot.toml or /etc/tagpilot/tagpilot.toml if present.
+    #[arg(long, env = "TAGPILOT_SETTINGS")]
+    pub settings: Option<PathBuf>,
     /// Daemon: where the HTTP API listens (health, readiness, metrics, status JSON).
-    #[arg(long, env = "TAGPILOT_API_ADDRESS", default_value = "127.0.0.1:9480")]
-    pub api_address: String,
+    /// [default: 127.0.0.1:9480]
+    #[arg(long, env = "TAGPILOT_API_ADDRESS")]
+    pub api_address: Option<String>,
     /// Daemon: where the webhook receiver server listens (`host:port`; empty: no server).
-    #[arg(
-        long,
-        env = "TAGPILOT_WEBHOOK_ADDRESS",
-        default_value = "127.0.0.1:9292"
-    )]
-    pub webhook_address: String,
+    /// [default: 127.0.0.1:9292]
+    #[arg(long, env = "TAGPILOT_WEBHOOK_ADDRESS")]
+    pub webhook_address: Option<String>,
     /// Daemon: serve webhooks over HTTPS with this PEM certificate chain (with
     /// --webhook-tls-key).
-    #[arg(long, env = "TAGPILOT_WEBHOOK_TLS_CERT", requires = "webhook_tls_key")]
+    #[arg(long, env = "TAGPILOT_WEBHOOK_TLS_CERT")]
     pub webhook_tls_cert: Option<PathBuf>,
     /// Daemon: the PEM private key of --webhook-tls-cert.
-    #[arg(long, env = "TAGPILOT_WEBHOOK_TLS_KEY", requires = "webhook_tls_cert")]
+    #[arg(long, env = "TAGPILOT_WEBHOOK_TLS_KEY")]
     pub webhook_tls_key: Option<PathBuf>,
     /// Daemon: where `gcr` receivers fetch the keys that sign Google's OIDC tokens (a JWKS
     /// document). Default: Google's own.
     #[arg(long, env = "TAGPILOT_GOOGLE_JWKS_URL")]
     pub google_jwks_url: Option<String>,
     /// Daemon: how often the configuration directory is checked for changes, in seconds.
-    #[arg(long, env = "TAGPILOT_RELOAD_SECONDS", default_value_t = 2)]
-    pub reload_seconds: u64,
-    /// Directory of Flux manifests.
-    #[arg(long, env = "TAGPILOT_CONFIG_DIR", default_value = "config")]
-    pub config: PathBuf,
-    /// State directory: the store and the warm Git clones.
-    #[arg(long, env = "TAGPILOT_STATE_DIR", default_value = ".tagpilot")]
-    pub state_dir: PathBuf,
+    /// [default: 2]
+    #[arg(long, env = "TAGPILOT_RELOAD_SECONDS")]
+    pub reload_seconds: Option<u64>,
+    /// Directory of Flux manifests. [default: config]
+    #[arg(long, env = "TAGPILOT_CONFIG_DIR")]
+    pub config: Option<PathBuf>,
+    /// State directory: the store and the warm Git clones. [default: .tagpilot]
+    #[arg(long, env = "TAGPILOT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Secrets laid out as `<dir>/<secret-name>/<key>` (also `$CREDENTIALS_DIRECTORY`).
     #[arg(long, env = "TAGPILOT_SECRETS_DIR")]
     pub secrets_dir: Option<PathBuf>,
+    /// Daemon log format. [default: text]
+    #[arg(long, env = "TAGPILOT_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Daemon log level or filter (`RUST_LOG` wins). [default: info]
+    #[arg(long, env = "TAGPILOT_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// Requests in flight per registry host. [default: 8]
+    #[arg(long, env = "TAGPILOT_REGISTRY_MAX_CONCURRENT")]
+    pub registry_max_concurrent: Option<usize>,
+    /// Requests started per second per registry host (0: unlimited). [default: 20]
+    #[arg(long, env = "TAGPILOT_REGISTRY_REQUESTS_PER_SECOND")]
+    pub registry_requests_per_second: Option<f64>,
+    /// Attempts per registry request on 429, 5xx and network errors. [default: 5]
+    #[arg(long, env = "TAGPILOT_REGISTRY_MAX_ATTEMPTS")]
+    pub registry_max_attempts: Option<u32>,
+}
+
+/// The settings in force: flag or variable, else the file, else the default.
+#[derive(Debug)]
+struct Resolved {
+    config: PathBuf,
+    state_dir: PathBuf,
+    secrets_dir: Option<PathBuf>,
+    api_address: String,
+    webhook_address: String,
+    webhook_tls: Option<(PathBuf, PathBuf)>,
+    google_jwks_url: Option<String>,
+    reload_seconds: u64,
+    log_format: LogFormat,
+    log_level: String,
+    limits: Limits,
+}
+
+fn resolve(args: Args) -> anyhow::Result<Resolved> {
+    let (f, _) = crate::settings::load(args.settings.as_deref())?;
+    let d = Limits::default();
+    let tls = (
+        args.webhook_tls_cert.or(f.webhook_tls_cert),
+        args.webhook_tls_key.or(f.webhook_tls_key),
+    );
+    let webhook_tls = match tls {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => anyhow::bail!("--webhook-tls-cert and --webhook-tls-key go together"),
+    };
+    Ok(Resolved {
+        config: args
+            .config
+            .or(f.config_dir)
+            .unwrap_or_else(|| "config".into()),
+        state_dir: args
+            .state_dir
+            .or(f.state_dir)
+            .unwrap_or_else(|| ".tagpilot".into()),
+        secrets_dir: args
+            .secrets_dir
+            .or(f.secrets_dir)
+            .or_else(|| std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from)),
+        api_address: args
+            .api_address
+            .or(f.api_address)
+            .unwrap_or_else(|| "127.0.0.1:9480".into()),
+        webhook_address: args
+            .webhook_address
+            .or(f.webhook_address)
+            .unwrap_or_else(|| "127.0.0.1:9292".into()),
+        webhook_tls,
+        google_jwks_url: args.google_jwks_url.or(f.google_jwks_url),
+        reload_seconds: args.reload_seconds.or(f.reload_seconds).unwrap_or(2).max(1),
+        log_format: args.log_format.or(f.log_format).unwrap_or(LogFormat::Text),
+        log_level: args
+            .log_level
+            .or(f.log_level)
+            .unwrap_or_else(|| "info".into()),
+        limits: Limits {
+            max_concurrent: args
+                .registry_max_concurrent
+                .or(f.registry.max_concurrent)
+                .unwrap_or(d.max_concurrent)
+                .max(1),
+            requests_per_second: args
+                .registry_requests_per_second
+                .or(f.registry.requests_per_second)
+                .unwrap_or(d.requests_per_second)
+                .max(0.0),
+            max_attempts: args
+                .registry_max_attempts
+                .or(f.registry.max_attempts)
+                .unwrap_or(d.max_attempts)
+                .max(1),
+            ..d
+        },
+    })
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let secrets_dir = args
-        .secrets_dir
-        .clone()
-        .or_else(|| std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from));
-    if !args.once {
-        init_logging();
+    let once = args.once;
+    let args = resolve(args)?;
+    if !once {
+        init_logging(args.log_format, &args.log_level);
         tagpilot_actors::daemon::run(tagpilot_actors::daemon::Settings {
             config_dir: args.config.clone(),
             state_dir: args.state_dir.clone(),
-            secrets_dir,
-            reload_every: std::time::Duration::from_secs(args.reload_seconds.max(1)),
+            secrets_dir: args.secrets_dir.clone(),
+            reload_every: std::time::Duration::from_secs(args.reload_seconds),
             api_address: (!args.api_address.is_empty()).then(|| args.api_address.clone()),
             webhook_address: (!args.webhook_address.is_empty())
                 .then(|| args.webhook_address.clone()),
             google_jwks_url: args.google_jwks_url.clone(),
-            webhook_tls: args
-                .webhook_tls_cert
-                .clone()
-                .zip(args.webhook_tls_key.clone()),
+            webhook_tls: args.webhook_tls.clone(),
+            limits: args.limits,
         })?;
         return Ok(ExitCode::SUCCESS);
     }
+    let secrets_dir = args.secrets_dir.clone();
     let config = Arc::new(tagpilot_api::load_dir(&args.config));
     let store =
         Store::open(&args.state_dir.join("tagpilot.redb")).context("opening the state store")?;
@@ -85,7 +179,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         config,
         secrets_dir,
         Arc::new(store),
-        Arc::new(Gates::new(Limits::default())),
+        Arc::new(Gates::new(args.limits)),
         args.state_dir.join("git"),
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -114,14 +208,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Logs to stderr; `RUST_LOG` sets the level (default info).
-fn init_logging() {
+/// Logs to stderr as text or JSON lines; `RUST_LOG` wins over the configured level.
+fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 fn print_table(rows: &[Report]) {

@@ -543,3 +543,97 @@ fn create_export_prints_flux_yaml() {
         assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
     }
 }
+
+/// `tagpilot run --once` with a settings file, environment and flags: which configuration
+/// directory wins shows in the summary (each holds one policy with its own name).
+#[test]
+fn settings_file_then_environment_then_flag() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    for name in ["from-file", "from-env", "from-flag"] {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            d.join("p.yaml"),
+            format!("apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {{name: {name}}}\nspec:\n  imageRepositoryRef: {{name: absent}}\n  policy: {{alphabetical: {{}}}}\n"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let settings = dir.path().join("tagpilot.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            "config_dir = {:?}\nstate_dir = {:?}\n[registry]\nmax_concurrent = 2\n",
+            dir.path().join("from-file"),
+            dir.path().join("state")
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let run = |env: Option<&str>, flag: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tagpilot"));
+        c.args(["run", "--once", "--settings"]).arg(&settings);
+        c.env_remove("TAGPILOT_CONFIG_DIR");
+        if let Some(e) = env {
+            c.env("TAGPILOT_CONFIG_DIR", dir.path().join(e));
+        }
+        if let Some(f) = flag {
+            c.arg("--config").arg(dir.path().join(f));
+        }
+        c.output().unwrap_or_else(|e| panic!("{e}"))
+    };
+    let o = run(None, None);
+    assert!(
+        stdout(&o).contains("imagepolicy/default/from-file"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let o = run(Some("from-env"), None);
+    assert!(
+        stdout(&o).contains("imagepolicy/default/from-env"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(Some("from-env"), Some("from-flag"));
+    assert!(
+        stdout(&o).contains("imagepolicy/default/from-flag"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(dir.path().join("state/tagpilot.redb").exists());
+
+    // A typo is an error naming the key and the file; so is a missing explicit file.
+    std::fs::write(&settings, "config_dir = \"x\"\nreload_secs = 3\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let o = run(None, None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("tagpilot.toml") && stderr(&o).contains("reload_secs"),
+        "{}",
+        stderr(&o)
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_tagpilot"))
+        .args(["run", "--once", "--settings", "/nonexistent/tagpilot.toml"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("/nonexistent/tagpilot.toml"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn the_documented_settings_file_parses() {
+    let o = Command::new(env!("CARGO_BIN_EXE_tagpilot"))
+        .args(["run", "--once", "--settings"])
+        .arg(repo_root().join("config/tagpilot.toml"))
+        .args(["--config"])
+        .arg(repo_root().join("tests/data"))
+        .args(["--state-dir"])
+        .arg(tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")).path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    // tests/data holds no manifests: an empty, successful run.
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+}

@@ -1,0 +1,98 @@
+//! Daemon settings from `tagpilot.toml`: each key can be overridden by its flag or `TAGPILOT_*`
+//! variable (flag > variable > file > default). The file is `--settings FILE` /
+//! `$TAGPILOT_SETTINGS` when given (then it must exist), else `./tagpilot.toml` or
+//! `/etc/tagpilot/tagpilot.toml` when present. Unknown keys are errors, so a typo never passes
+//! silently. `config/tagpilot.toml` documents every key.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Per registry host politeness.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryFile {
+    pub max_concurrent: Option<usize>,
+    pub requests_per_second: Option<f64>,
+    pub max_attempts: Option<u32>,
+}
+
+/// The file's keys, all optional.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub config_dir: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub secrets_dir: Option<PathBuf>,
+    pub api_address: Option<String>,
+    pub webhook_address: Option<String>,
+    pub webhook_tls_cert: Option<PathBuf>,
+    pub webhook_tls_key: Option<PathBuf>,
+    pub google_jwks_url: Option<String>,
+    pub reload_seconds: Option<u64>,
+    pub log_format: Option<LogFormat>,
+    pub log_level: Option<String>,
+    #[serde(default)]
+    pub registry: RegistryFile,
+}
+
+const DEFAULT_PLACES: [&str; 2] = ["tagpilot.toml", "/etc/tagpilot/tagpilot.toml"];
+
+/// Reads the settings file: `explicit` (must exist), else the first default place present.
+pub fn load(explicit: Option<&Path>) -> anyhow::Result<(File, Option<PathBuf>)> {
+    let path = match explicit {
+        Some(p) => Some(p.to_path_buf()),
+        None => DEFAULT_PLACES
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file()),
+    };
+    let Some(path) = path else {
+        return Ok((File::default(), None));
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading settings {}", path.display()))?;
+    let file: File =
+        toml::from_str(&text).with_context(|| format!("settings {}", path.display()))?;
+    Ok((file, Some(path)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_parses_and_typos_are_refused() {
+        let f: File = toml::from_str(
+            r#"
+config_dir = "/etc/tagpilot/manifests"
+state_dir = "/var/lib/tagpilot"
+api_address = "127.0.0.1:9480"
+webhook_address = ""
+reload_seconds = 5
+log_format = "json"
+log_level = "debug"
+[registry]
+max_concurrent = 2
+requests_per_second = 5.5
+max_attempts = 3
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(f.log_format, Some(LogFormat::Json));
+        assert_eq!(f.registry.max_concurrent, Some(2));
+        assert_eq!(f.webhook_address.as_deref(), Some(""));
+        let e = toml::from_str::<File>("api_adress = \"x\"\n").expect_err("typo");
+        assert!(e.to_string().contains("api_adress"), "{e}");
+        let e = toml::from_str::<File>("log_format = \"xml\"\n").expect_err("bad value");
+        assert!(e.to_string().contains("xml"), "{e}");
+    }
+}
