@@ -362,8 +362,31 @@ struct RegistryScanner {
 impl Actor for RegistryScanner {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.notify(Tick(false));
-        ctx.run_interval(self.interval, |_, ctx| ctx.notify(Tick(false)));
+        let due = self
+            .engine
+            .config()
+            .get(Kind::ImageRepository, &self.key.0, &self.key.1)
+            .and_then(|l| match &l.object {
+                Object::ImageRepository(r) => self.engine.scan_due_in(r, crate::engine::now()),
+                _ => None,
+            });
+        match due {
+            // Scanned recently (before a restart or reload): the policies resolve from the
+            // stored tags now, the scan waits for its turn.
+            Some(wait) if !wait.is_zero() => {
+                tracing::info!(kind = "ImageRepository", namespace = %self.key.0, name = %self.key.1, next_scan_in_seconds = wait.as_secs(), "resuming from the stored scan");
+                self.supervisor
+                    .do_send(TagsScanned(self.key.clone(), false));
+                ctx.run_later(wait, |this, ctx| {
+                    ctx.notify(Tick(false));
+                    ctx.run_interval(this.interval, |_, ctx| ctx.notify(Tick(false)));
+                });
+            }
+            _ => {
+                ctx.notify(Tick(false));
+                ctx.run_interval(self.interval, |_, ctx| ctx.notify(Tick(false)));
+            }
+        }
     }
 }
 

@@ -61,7 +61,7 @@ pub struct Engine {
     last_failure: Mutex<BTreeMap<(String, String), String>>,
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -703,6 +703,31 @@ impl Engine {
             .ok()
             .flatten()
             .map(|m| m.revision)
+    }
+
+    /// How long until `repo` is due for a scan, judged from the store: None when it has never
+    /// been scanned with its current image and exclusion list (scan now), else the rest of its
+    /// interval since the last accepted scan (zero when overdue). A restart or reload thus
+    /// resumes the schedule instead of rescanning everything at once.
+    pub fn scan_due_in(&self, repo: &ImageRepository, now: u64) -> Option<std::time::Duration> {
+        let canonical = ImageName::parse(&repo.spec.image).ok()?.canonical();
+        let meta = self.store.repo_meta(&canonical).ok().flatten()?;
+        let key = format!(
+            "{}/{}/{}",
+            Kind::ImageRepository,
+            repo.metadata.namespace,
+            repo.metadata.name
+        );
+        let status = self.store.status(&key).ok().flatten()?;
+        let same_exclusions = status["observedExclusionList"]
+            == serde_json::to_value(&repo.spec.exclusion_list).ok()?;
+        if !same_exclusions || status["canonicalImageName"] != canonical.as_str() {
+            return None;
+        }
+        let next = meta
+            .scan_time
+            .saturating_add(repo.spec.interval.as_duration().as_secs());
+        Some(std::time::Duration::from_secs(next.saturating_sub(now)))
     }
 
     /// The latest ref of a policy, once resolved.

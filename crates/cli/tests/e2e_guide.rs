@@ -1462,3 +1462,125 @@ fn suspend_resume_and_reconcile_through_the_daemon() {
     );
     g.stop(&mut daemon);
 }
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn restart_resumes_from_the_store_and_survives_kill_9() {
+    let g = Guide::new();
+    let text = manifests(&g.reg, &g.git.url, "5.0.x", "").replace("1m0s", "1h0m0s");
+    std::fs::write(g.config.path().join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    let api = format!("127.0.0.1:{}", free_port());
+    let start = || g.daemon(&["--api-address", &api, "--webhook-address", ""]);
+    let mut daemon = start();
+    let deployment = || g.show("main", "podinfo-deployment.yaml");
+    assert!(
+        eventually(30, || deployment().contains("podinfo:5.0.3 #")),
+        "first update: {}",
+        g.logs()
+    );
+    let commits = || {
+        git_cmd(&g.git.bare, &["log", "--format=%s", "main"])
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let before = commits();
+    g.stop(&mut daemon);
+
+    // A clean restart within the interval: no rescan, the policy is resolved from the store,
+    // nothing is committed again.
+    let mut daemon = start();
+    let policy_tag = || {
+        let o = tagpilot(&[
+            "get",
+            "image",
+            "policy",
+            "podinfo",
+            "--api-address",
+            &api,
+            "--no-header",
+        ]);
+        stdout(&o).split_whitespace().nth(2).map(str::to_owned)
+    };
+    assert!(
+        eventually(15, || policy_tag().as_deref() == Some("5.0.3")),
+        "{:?}\n{}",
+        policy_tag(),
+        g.logs()
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let logs = g.logs();
+    assert!(logs.contains("resuming from the stored scan"), "{logs}");
+    let scans = logs.matches("successful scan").count();
+    assert_eq!(scans, 0, "a restart rescanned: {logs}");
+    assert_eq!(commits(), before, "a restart committed again");
+
+    // kill -9 at different moments of the scan → resolve → commit → push chain for a new tag,
+    // then restart: each tag lands exactly once, nothing is lost or duplicated.
+    let mut daemon = daemon;
+    for (i, delay_ms) in [0u64, 60, 120, 200, 300, 450].into_iter().enumerate() {
+        let tag = format!("5.0.{}", 4 + i);
+        push(
+            &format!("http://{}", g.reg),
+            "stefanprodan/podinfo",
+            &[&tag],
+            None,
+        );
+        let o = tagpilot(&[
+            "reconcile",
+            "image",
+            "repository",
+            "podinfo",
+            "-n",
+            "flux-system",
+            "--api-address",
+            &api,
+            "--timeout",
+            "1",
+        ]);
+        let _ = o; // the outcome does not matter: the kill may come first
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = daemon.0.kill(); // SIGKILL
+        let _ = daemon.0.wait();
+        daemon = start();
+        let wanted = format!("podinfo:{tag} #");
+        let landed = eventually(30, || {
+            if !deployment().contains(&wanted) {
+                // After a kill before the scan was stored, ask again (intervals are 1 h).
+                let _ = tagpilot(&[
+                    "reconcile",
+                    "image",
+                    "repository",
+                    "podinfo",
+                    "-n",
+                    "flux-system",
+                    "--api-address",
+                    &api,
+                    "--timeout",
+                    "5",
+                ]);
+            }
+            deployment().contains(&wanted)
+        });
+        assert!(landed, "{tag} after a kill at {delay_ms} ms: {}", g.logs());
+        let after = commits();
+        let count = after
+            .iter()
+            .filter(|m| m.contains(&format!("podinfo:{tag}")))
+            .count();
+        assert_eq!(count, 1, "{tag}: {after:?}");
+        assert_eq!(after.len(), before.len() + i + 1, "{after:?}");
+    }
+    // The store and the warm clone are still usable: the daemon reports everything Ready.
+    let o = tagpilot(&[
+        "get",
+        "images",
+        "all",
+        "-A",
+        "--api-address",
+        &api,
+        "--no-header",
+    ]);
+    assert!(!stdout(&o).contains("False"), "{}", stdout(&o));
+    g.stop(&mut daemon);
+}
