@@ -1,7 +1,9 @@
 //! The daemon: actix actors that drive the [`Engine`] on intervals and on change.
 //!
-//! - `Supervisor` owns the engine and its children; on a configuration change it stops them all
-//!   and starts the new set (a whole restart, not yet a diff).
+//! - `Supervisor` owns the engine and its children. The configuration directory is watched
+//!   (inotify, debounced, plus a periodic fingerprint check that also sees a Kubernetes volume's
+//!   `..data` swap); a change is applied as a diff: unchanged actors keep running with the new
+//!   engine, changed ones restart, removed ones stop.
 //! - `RegistryScanner` (one per ImageRepository) scans on its interval; a new tag revision
 //!   wakes the policies that read the repository.
 //! - `PolicyResolver` (one per ImagePolicy) resolves when woken; a new latest ref wakes the Git
@@ -75,6 +77,9 @@ struct TagsScanned(Key, Urgent);
 #[rtype(result = "()")]
 struct LatestChanged(String, Urgent);
 
+/// A writer: the namespaces it serves, its interval and its address.
+type WriterEntry = (Vec<String>, (Duration, Addr<GitWriter>));
+
 /// The root actor.
 struct Supervisor {
     settings: Settings,
@@ -85,11 +90,15 @@ struct Supervisor {
     /// Cloud credentials, kept across reloads; each key gets a `CredentialRefresher`.
     keyring: Arc<tagpilot_providers::Keyring>,
     refreshers: BTreeMap<String, Addr<CredentialRefresher>>,
+    /// Watches the configuration directory; kept alive with the supervisor.
+    watcher: Option<notify::RecommendedWatcher>,
+    /// A change check already scheduled (events come in bursts).
+    reload_pending: bool,
     engine: Option<Arc<Engine>>,
     fingerprint: String,
     scanners: BTreeMap<Key, Addr<RegistryScanner>>,
     resolvers: BTreeMap<Key, (Key, Addr<PolicyResolver>)>,
-    writers: BTreeMap<Key, (Vec<String>, Addr<GitWriter>)>,
+    writers: BTreeMap<Key, WriterEntry>,
 }
 
 impl Supervisor {
@@ -107,6 +116,8 @@ impl Supervisor {
             api,
             receivers,
             refreshers: BTreeMap::new(),
+            watcher: None,
+            reload_pending: false,
             engine: None,
             fingerprint: String::new(),
             scanners: BTreeMap::new(),
@@ -124,16 +135,10 @@ impl Supervisor {
         entries.join("\n")
     }
 
+    /// Loads the configuration and applies it as a diff: actors whose object did not change
+    /// keep running (they get the new engine), changed ones restart, removed ones stop, new
+    /// ones start. Latest refs carry over, so kept writers lose nothing.
     fn start_children(&mut self, ctx: &mut Context<Self>) {
-        for (_, s) in std::mem::take(&mut self.scanners) {
-            s.do_send(Stop);
-        }
-        for (_, (_, r)) in std::mem::take(&mut self.resolvers) {
-            r.do_send(Stop);
-        }
-        for (_, (_, w)) in std::mem::take(&mut self.writers) {
-            w.do_send(Stop);
-        }
         let config = Arc::new(tagpilot_api::load_dir(&self.settings.config_dir));
         let engine = Arc::new(
             Engine::new(
@@ -145,10 +150,33 @@ impl Supervisor {
             )
             .with_keyring(self.keyring.clone()),
         );
+        let old = self.engine.take();
+        if let Some(old) = &old {
+            engine.inherit_latest(old);
+        }
+        let unchanged = |kind: Kind, key: &Key| {
+            let before = old
+                .as_ref()
+                .and_then(|o| o.config().get(kind, &key.0, &key.1))
+                .map(|l| &l.object);
+            before.is_some() && before == config.get(kind, &key.0, &key.1).map(|l| &l.object)
+        };
         let me = ctx.address();
+        let (mut kept, mut started) = (0usize, 0usize);
+        let mut old_scanners = std::mem::take(&mut self.scanners);
         for l in config.of_kind(Kind::ImageRepository) {
             if let Object::ImageRepository(r) = &l.object {
                 let key = (r.metadata.namespace.clone(), r.metadata.name.clone());
+                match old_scanners.remove(&key) {
+                    Some(addr) if unchanged(Kind::ImageRepository, &key) => {
+                        addr.do_send(SetEngine(engine.clone()));
+                        self.scanners.insert(key, addr);
+                        kept += 1;
+                        continue;
+                    }
+                    Some(addr) => addr.do_send(Stop),
+                    None => {}
+                }
                 let interval = r
                     .spec
                     .interval
@@ -162,8 +190,13 @@ impl Supervisor {
                 }
                 .start();
                 self.scanners.insert(key, addr);
+                started += 1;
             }
         }
+        for (_, addr) in old_scanners {
+            addr.do_send(Stop);
+        }
+        let mut old_resolvers = std::mem::take(&mut self.resolvers);
         for l in config.of_kind(Kind::ImagePolicy) {
             if let Object::ImagePolicy(p) = &l.object {
                 let key = (p.metadata.namespace.clone(), p.metadata.name.clone());
@@ -172,18 +205,47 @@ impl Supervisor {
                     r.namespace.clone().unwrap_or_else(|| key.0.clone()),
                     r.name.clone(),
                 );
+                match old_resolvers.remove(&key) {
+                    Some((_, addr)) if unchanged(Kind::ImagePolicy, &key) => {
+                        addr.do_send(SetEngine(engine.clone()));
+                        self.resolvers.insert(key, (repo, addr));
+                        kept += 1;
+                        continue;
+                    }
+                    Some((_, addr)) => addr.do_send(Stop),
+                    None => {}
+                }
                 let addr = PolicyResolver {
                     engine: engine.clone(),
                     key: key.clone(),
                     supervisor: me.clone(),
                 }
                 .start();
+                // A new or changed policy resolves from the stored tags at once.
+                if old.is_some() {
+                    addr.do_send(Tick(false));
+                }
                 self.resolvers.insert(key, (repo, addr));
+                started += 1;
             }
         }
+        for (_, (_, addr)) in old_resolvers {
+            addr.do_send(Stop);
+        }
+        let mut old_writers = std::mem::take(&mut self.writers);
         for writer in engine.writer_keys() {
             let namespaces = engine.writer_namespaces(&writer);
             let interval = writer_interval(&config, &namespaces);
+            match old_writers.remove(&writer) {
+                Some((_, (old_interval, addr))) if old_interval == interval => {
+                    addr.do_send(SetEngine(engine.clone()));
+                    self.writers.insert(writer, (namespaces, (interval, addr)));
+                    kept += 1;
+                    continue;
+                }
+                Some((_, (_, addr))) => addr.do_send(Stop),
+                None => {}
+            }
             let addr = GitWriter {
                 engine: engine.clone(),
                 key: writer.clone(),
@@ -191,8 +253,13 @@ impl Supervisor {
                 pending: None,
             }
             .start();
-            self.writers.insert(writer, (namespaces, addr));
+            self.writers.insert(writer, (namespaces, (interval, addr)));
+            started += 1;
         }
+        for (_, (_, (_, addr))) in old_writers {
+            addr.do_send(Stop);
+        }
+        tracing::debug!(kept, started, "actors after load");
         let routes = engine.receiver_routes();
         engine.check_alerts();
         let receivers = routes.len();
@@ -284,14 +351,60 @@ impl Actor for Supervisor {
                     .or_insert_with(|| CredentialRefresher { key, refresher }.start());
             }
         });
-        ctx.run_interval(self.settings.reload_every, |this, ctx| {
-            let now = this.fingerprint();
-            if now != this.fingerprint {
-                this.fingerprint = now;
-                tracing::info!(dir = %this.settings.config_dir.display(), "configuration changed, reloading");
-                this.start_children(ctx);
+        // Changes are noticed by inotify at once and, as a safety net (network file systems,
+        // missed events), by comparing the directory's fingerprint every `reload_every`.
+        let me = ctx.address();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok() {
+                me.do_send(ConfigTouched);
             }
+        })
+        .and_then(|mut w| {
+            use notify::Watcher as _;
+            w.watch(&self.settings.config_dir, notify::RecursiveMode::Recursive)
+                .map(|()| w)
         });
+        match watcher {
+            Ok(w) => self.watcher = Some(w),
+            Err(e) => {
+                tracing::warn!(dir = %self.settings.config_dir.display(), error = %e, "cannot watch the configuration directory; polling only")
+            }
+        }
+        ctx.run_interval(self.settings.reload_every, |this, ctx| {
+            this.reload_if_changed(ctx)
+        });
+    }
+}
+
+/// Something in the configuration directory changed (inotify).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ConfigTouched;
+
+/// How long to let a burst of file events settle before reloading.
+const RELOAD_DEBOUNCE: Duration = Duration::from_millis(300);
+
+impl Handler<ConfigTouched> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, _: ConfigTouched, ctx: &mut Context<Self>) {
+        if !self.reload_pending {
+            self.reload_pending = true;
+            ctx.run_later(RELOAD_DEBOUNCE, |this, ctx| {
+                this.reload_pending = false;
+                this.reload_if_changed(ctx);
+            });
+        }
+    }
+}
+
+impl Supervisor {
+    fn reload_if_changed(&mut self, ctx: &mut Context<Self>) {
+        let now = self.fingerprint();
+        if now != self.fingerprint {
+            self.fingerprint = now;
+            tracing::info!(dir = %self.settings.config_dir.display(), "configuration changed, reloading");
+            self.start_children(ctx);
+        }
     }
 }
 
@@ -325,7 +438,7 @@ impl Handler<ReconcileNow> for Supervisor {
                 // An automation or its Git source: the writers of that namespace run a round
                 // (which fetches first).
                 _ => {
-                    for (namespaces, a) in self.writers.values() {
+                    for (namespaces, (_, a)) in self.writers.values() {
                         if namespaces.contains(&key.0) {
                             a.do_send(Tick(true));
                         }
@@ -339,7 +452,7 @@ impl Handler<ReconcileNow> for Supervisor {
 impl Handler<LatestChanged> for Supervisor {
     type Result = ();
     fn handle(&mut self, msg: LatestChanged, _: &mut Context<Self>) {
-        for (namespaces, addr) in self.writers.values() {
+        for (namespaces, (_, addr)) in self.writers.values() {
             if namespaces.contains(&msg.0) {
                 addr.do_send(Tick(msg.1));
             }
@@ -350,6 +463,23 @@ impl Handler<LatestChanged> for Supervisor {
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Stop;
+
+/// A reload kept this actor: it works with the new configuration from now on.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SetEngine(Arc<Engine>);
+
+macro_rules! set_engine {
+    ($($actor:ty),*) => {$(
+        impl Handler<SetEngine> for $actor {
+            type Result = ();
+            fn handle(&mut self, msg: SetEngine, _: &mut Context<Self>) {
+                self.engine = msg.0;
+            }
+        }
+    )*};
+}
+set_engine!(RegistryScanner, PolicyResolver, GitWriter);
 
 /// Scans one ImageRepository on its interval.
 struct RegistryScanner {

@@ -730,6 +730,13 @@ impl Engine {
         Some(std::time::Duration::from_secs(next.saturating_sub(now)))
     }
 
+    /// Takes over the latest refs another engine resolved (a reload): kept policies need not
+    /// resolve again, and writers see them at once.
+    pub fn inherit_latest(&self, old: &Engine) {
+        let refs = old.lock_latest().clone();
+        self.lock_latest().extend(refs);
+    }
+
     /// The latest ref of a policy, once resolved.
     pub fn latest_of(&self, namespace: &str, name: &str) -> Option<LatestRef> {
         self.lock_latest()

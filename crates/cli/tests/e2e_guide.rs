@@ -1584,3 +1584,72 @@ fn restart_resumes_from_the_store_and_survives_kill_9() {
     assert!(!stdout(&o).contains("False"), "{}", stdout(&o));
     g.stop(&mut daemon);
 }
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn configmap_swap_is_seen_at_once_and_reloads_only_what_changed() {
+    use std::os::unix::fs::symlink;
+    let g = Guide::new();
+    // The configuration as kubelet lays out a ConfigMap volume: a timestamped directory, a
+    // `..data` link to it, and visible names that link through `..data`.
+    let dir = g.config.path();
+    let _ = std::fs::remove_file(dir.join("flux.yaml"));
+    let version = |name: &str, range: &str| {
+        let v = dir.join(name);
+        std::fs::create_dir_all(&v).unwrap_or_else(|e| panic!("{e}"));
+        let text = manifests(&g.reg, &g.git.url, range, "").replace("1m0s", "1h0m0s");
+        std::fs::write(v.join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    };
+    version("..2026_11_26_10_00_00.1", "5.0.x");
+    symlink("..2026_11_26_10_00_00.1", dir.join("..data")).unwrap_or_else(|e| panic!("{e}"));
+    symlink("..data/flux.yaml", dir.join("flux.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    // Polling every hour: only inotify can notice the swap within this test.
+    let log_path = g.state.path().join("daemon.log");
+    let mut daemon = Daemon(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tagpilot"))
+            .args([
+                "run",
+                "--reload-seconds",
+                "3600",
+                "--api-address",
+                "",
+                "--webhook-address",
+                "",
+            ])
+            .arg("--config")
+            .arg(dir)
+            .arg("--state-dir")
+            .arg(g.state.path())
+            .env("RUST_LOG", "info")
+            .stderr(std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("{e}")))
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let deployment = || g.show("main", "podinfo-deployment.yaml");
+    assert!(
+        eventually(30, || deployment().contains("podinfo:5.0.3 #")),
+        "first update: {}",
+        g.logs()
+    );
+    let scans_before = g.logs().matches("successful scan").count();
+    assert_eq!(scans_before, 1, "{}", g.logs());
+
+    // kubelet's atomic update: new directory, new link, renamed over `..data`.
+    version("..2026_11_26_10_05_00.2", "5.0.0");
+    symlink("..2026_11_26_10_05_00.2", dir.join("..data_tmp")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        eventually(15, || deployment().contains("podinfo:5.0.0 #")),
+        "the swap was not applied: {}",
+        g.logs()
+    );
+    let logs = g.logs();
+    assert!(logs.contains("configuration changed, reloading"), "{logs}");
+    // Only the policy changed: the repository's scanner kept running, nothing was rescanned.
+    assert_eq!(
+        logs.matches("successful scan").count(),
+        scans_before,
+        "{logs}"
+    );
+    g.stop(&mut daemon);
+}
