@@ -1489,7 +1489,7 @@ fn restart_resumes_from_the_store_and_survives_kill_9() {
 
     // A clean restart within the interval: no rescan, the policy is resolved from the store,
     // nothing is committed again.
-    let mut daemon = start();
+    let daemon = start();
     let policy_tag = || {
         let o = tagpilot(&[
             "get",
