@@ -187,6 +187,8 @@ impl Supervisor {
                     key: key.clone(),
                     interval,
                     supervisor: me.clone(),
+                    failures: 0,
+                    retry: None,
                 }
                 .start();
                 self.scanners.insert(key, addr);
@@ -487,6 +489,9 @@ struct RegistryScanner {
     key: Key,
     interval: Duration,
     supervisor: Addr<Supervisor>,
+    /// Consecutive failed scans, and the early retry they scheduled.
+    failures: u32,
+    retry: Option<SpawnHandle>,
 }
 
 impl Actor for RegistryScanner {
@@ -540,10 +545,12 @@ impl Handler<Tick> for RegistryScanner {
                     .get(Kind::ImageRepository, &key.0, &key.1)
                     .map(|l| &l.object)
                 else {
-                    return;
+                    return true;
                 };
                 let before = engine.stored_revision(repo);
-                engine.reconcile_repository(repo).await;
+                // A panic in a scan (a bug) must not take the daemon down: it counts as a
+                // failed scan and is retried with back-off like one.
+                let ready = guarded(&key, engine.reconcile_repository(repo)).await;
                 log_reports(&engine);
                 let after = engine.stored_revision(repo);
                 // A first scan after a restart also wakes the policies (their latest refs live
@@ -551,9 +558,51 @@ impl Handler<Tick> for RegistryScanner {
                 if after.is_some() && (after != before || engine.latest_of_repo_is_empty(&key)) {
                     supervisor.do_send(TagsScanned(key, msg.0));
                 }
+                ready
             }
-            .into_actor(self),
+            .into_actor(self)
+            .map(|ready, this, ctx| {
+                if let Some(h) = this.retry.take() {
+                    ctx.cancel_future(h);
+                }
+                if ready {
+                    this.failures = 0;
+                    return;
+                }
+                // Failed: try again sooner than the interval, backing off (Flux requeues
+                // failures the same way).
+                this.failures += 1;
+                let wait = failure_backoff(this.failures).min(this.interval);
+                this.retry = Some(ctx.run_later(wait, |this, ctx| {
+                    this.retry = None;
+                    ctx.notify(Tick(false));
+                }));
+            }),
         )
+    }
+}
+
+/// Waits after the n-th consecutive failure: 5 s doubling, at most 5 minutes.
+fn failure_backoff(failures: u32) -> Duration {
+    Duration::from_secs(5)
+        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
+        .min(Duration::from_secs(300))
+}
+
+/// Runs one reconciliation, turning a panic into a failure (logged with the object).
+async fn guarded(key: &Key, work: impl std::future::Future<Output = bool>) -> bool {
+    use futures_util::FutureExt as _;
+    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(ready) => ready,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(namespace = %key.0, name = %key.1, panic = %what, "reconciliation panicked; retrying with back-off");
+            false
+        }
     }
 }
 
@@ -821,4 +870,29 @@ async fn wait_for_shutdown() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_backoff_doubles_to_five_minutes() {
+        let secs: Vec<u64> = (1..=9).map(|n| failure_backoff(n).as_secs()).collect();
+        assert_eq!(secs, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(failure_backoff(u32::MAX).as_secs(), 300);
+    }
+
+    #[actix::test]
+    async fn a_panicking_reconciliation_is_a_failure_not_a_crash() {
+        let key = ("apps".to_owned(), "web".to_owned());
+        assert!(guarded(&key, async { true }).await);
+        let panicked = guarded(&key, async {
+            let v: Vec<bool> = Vec::new();
+            // An out-of-bounds index: the kind of bug a guard must survive.
+            v[usize::from(v.is_empty())]
+        })
+        .await;
+        assert!(!panicked);
+    }
 }

@@ -256,8 +256,8 @@ impl Engine {
         std::mem::take(&mut *self.lock_rows())
     }
 
-    /// Scans a repository and records its status.
-    pub async fn reconcile_repository(&self, repo: &ImageRepository) {
+    /// Scans a repository and records its status; whether it ended Ready.
+    pub async fn reconcile_repository(&self, repo: &ImageRepository) -> bool {
         let (ready, message, fields) = match self.scan(repo).await {
             Ok((m, f)) => (true, m, f),
             Err(e) => (
@@ -274,6 +274,7 @@ impl Engine {
             message,
             fields,
         );
+        ready
     }
 
     /// Resolves a policy and records its status.
