@@ -139,7 +139,13 @@ impl Supervisor {
     /// keep running (they get the new engine), changed ones restart, removed ones stop, new
     /// ones start. Latest refs carry over, so kept writers lose nothing.
     fn start_children(&mut self, ctx: &mut Context<Self>) {
-        let config = Arc::new(tagpilot_api::load_dir(&self.settings.config_dir));
+        let mut loaded = tagpilot_api::load_dir(&self.settings.config_dir);
+        if let Some(old) = &self.engine {
+            for (kind, namespace, name) in loaded.keep_last_good(old.config()) {
+                tracing::warn!(kind = %kind, %namespace, %name, "invalid edit: the last good version keeps running");
+            }
+        }
+        let config = Arc::new(loaded);
         let engine = Arc::new(
             Engine::new(
                 config.clone(),
@@ -153,6 +159,7 @@ impl Supervisor {
         let old = self.engine.take();
         if let Some(old) = &old {
             engine.inherit_latest(old);
+            engine.clear_fixed_config_errors(old);
         }
         let unchanged = |kind: Kind, key: &Key| {
             let before = old

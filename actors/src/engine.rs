@@ -48,6 +48,8 @@ pub struct Engine {
     secrets_dir: Option<PathBuf>,
     store: Arc<Store>,
     gates: Arc<Gates>,
+    /// Load errors by `Kind/ns/name`, for objects running their last good version.
+    config_errors: BTreeMap<String, String>,
     /// Cloud registry credentials, one refresher per (provider, identity, registry).
     keyring: Arc<Keyring>,
     git_cache: PathBuf,
@@ -69,6 +71,11 @@ pub(crate) fn now() -> u64 {
 
 fn text(bytes: Vec<u8>) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The `configError` status field of an object running its last good version.
+fn config_error_text(err: &str) -> String {
+    format!("running the last good version; the current manifest is invalid: {err}")
 }
 
 fn provider_name(p: Provider) -> &'static str {
@@ -114,11 +121,49 @@ impl Engine {
                 message: e.to_string(),
             })
             .collect();
+        // Errors of objects that still run (their last good version was kept) go into their
+        // status beside the outcome; objects with nothing to run get the error as status.
+        let mut config_errors = BTreeMap::new();
+        for e in &config.errors {
+            let (Some(kind), Some(ns), Some(name)) = (
+                e.kind.as_deref().and_then(Kind::from_name),
+                e.namespace.as_deref(),
+                e.name.as_deref(),
+            ) else {
+                continue;
+            };
+            let key = format!("{kind}/{ns}/{name}");
+            let status = if config.get(kind, ns, name).is_none() {
+                json!({ "conditions": [{
+                    "type": "Ready", "status": "False", "reason": "InvalidManifest",
+                    "message": e.to_string(), "lastTransitionTime": now(),
+                }]})
+            } else {
+                // Still running: its last status stays, with the error beside it.
+                let mut status = store
+                    .status(&key)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| json!({}));
+                if let Some(obj) = status.as_object_mut() {
+                    obj.insert(
+                        "configError".into(),
+                        json!(config_error_text(&e.to_string())),
+                    );
+                }
+                status
+            };
+            if let Err(err) = store.put_status(&key, &status) {
+                tracing::warn!(%key, error = %err, "cannot store status");
+            }
+            config_errors.insert(key, e.to_string());
+        }
         Engine {
             config,
             secrets_dir,
             store,
             gates,
+            config_errors,
             keyring: Arc::new(Keyring::default()),
             git_cache,
             rows: Mutex::new(rows),
@@ -427,6 +472,9 @@ impl Engine {
         if let (Some(obj), serde_json::Value::Object(extra)) = (status.as_object_mut(), fields) {
             obj.extend(extra);
         }
+        if let (Some(obj), Some(err)) = (status.as_object_mut(), self.config_errors.get(&key)) {
+            obj.insert("configError".into(), json!(config_error_text(err)));
+        }
         if let Err(e) = self.store.put_status(&key, &status) {
             tracing::warn!(%key, error = %e, "cannot store status");
         }
@@ -729,6 +777,25 @@ impl Engine {
             .scan_time
             .saturating_add(repo.spec.interval.as_duration().as_secs());
         Some(std::time::Duration::from_secs(next.saturating_sub(now)))
+    }
+
+    /// After a reload: objects whose manifest was fixed lose the `configError` the previous
+    /// engine put in their status (a kept actor may not reconcile again soon).
+    pub fn clear_fixed_config_errors(&self, old: &Engine) {
+        for key in old.config_errors.keys() {
+            if self.config_errors.contains_key(key) {
+                continue;
+            }
+            if let Ok(Some(mut status)) = self.store.status(key) {
+                if let Some(obj) = status.as_object_mut() {
+                    if obj.remove("configError").is_some() {
+                        if let Err(e) = self.store.put_status(key, &status) {
+                            tracing::warn!(%key, error = %e, "cannot store status");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Takes over the latest refs another engine resolved (a reload): kept policies need not

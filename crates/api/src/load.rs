@@ -74,6 +74,31 @@ pub struct Config {
 }
 
 impl Config {
+    /// For a reload: every object whose new version failed to load keeps its last good
+    /// version from `previous` (the error stays in `errors`), so a broken edit never stops what
+    /// was running. Returns the objects kept that way.
+    pub fn keep_last_good(&mut self, previous: &Config) -> Vec<(Kind, String, String)> {
+        let mut kept = Vec::new();
+        for e in &self.errors {
+            let (Some(kind), Some(ns), Some(name)) = (
+                e.kind.as_deref().and_then(Kind::from_name),
+                e.namespace.as_deref(),
+                e.name.as_deref(),
+            ) else {
+                continue;
+            };
+            let key = (kind, ns.to_owned(), name.to_owned());
+            if kept.contains(&key) || self.get(kind, ns, name).is_some() {
+                continue;
+            }
+            if let Some(old) = previous.get(kind, ns, name) {
+                self.objects.push(old.clone());
+                kept.push(key);
+            }
+        }
+        kept
+    }
+
     /// Looks an object up by kind, namespace and name.
     pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<&Loaded> {
         self.objects.iter().find(|o| {
@@ -452,6 +477,29 @@ spec:
             ),
             "{all}"
         );
+    }
+
+    #[test]
+    fn a_broken_edit_keeps_the_last_good_version() {
+        let good = "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {name: p}\nspec:\n  imageRepositoryRef: {name: r}\n  policy: {semver: {range: 1.x}}\n";
+        let previous = load_str(good, Path::new("a.yaml"));
+        let broken = good.replace("1.x", "'not a range'");
+        let mut next = load_str(&broken, Path::new("a.yaml"));
+        assert!(next.objects.is_empty() && next.errors.len() == 1);
+        let kept = next.keep_last_good(&previous);
+        assert_eq!(
+            kept,
+            vec![(Kind::ImagePolicy, "default".to_owned(), "p".to_owned())]
+        );
+        assert_eq!(next.objects, previous.objects);
+        assert_eq!(next.errors.len(), 1, "the error is still reported");
+        // A broken new object has nothing to keep; a deleted one is not resurrected.
+        let mut fresh = load_str(&broken, Path::new("a.yaml"));
+        assert!(fresh
+            .keep_last_good(&load_str("", Path::new("e.yaml")))
+            .is_empty());
+        let mut deleted = load_str("", Path::new("a.yaml"));
+        assert!(deleted.keep_last_good(&previous).is_empty());
     }
 
     #[test]

@@ -129,6 +129,9 @@ fn ecr_token_from_moto_unlocks_a_real_registry() {
     // expiry is treated as 15 minutes, not as "refresh now" forever) and no secret; the
     // ignored secretRef is a warning in the status.
     let api = format!("127.0.0.1:{}", free_port());
+    // A fresh state directory: with the store of the runs above the daemon would resume from
+    // their scan and ask for no token until the interval is up.
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let log = state.path().join("daemon.log");
     let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_tagpilot"))
         .args([

@@ -1653,3 +1653,85 @@ fn configmap_swap_is_seen_at_once_and_reloads_only_what_changed() {
     );
     g.stop(&mut daemon);
 }
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn a_broken_edit_keeps_the_last_good_version_running() {
+    let g = Guide::new();
+    let write = |range: &str| {
+        let text = manifests(&g.reg, &g.git.url, range, "").replace("1m0s", "1h0m0s");
+        std::fs::write(g.config.path().join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    };
+    write("5.0.x");
+    let api = format!("127.0.0.1:{}", free_port());
+    let mut daemon = g.daemon(&["--api-address", &api, "--webhook-address", ""]);
+    let deployment = || g.show("main", "podinfo-deployment.yaml");
+    assert!(
+        eventually(30, || deployment().contains("podinfo:5.0.3 #")),
+        "first update: {}",
+        g.logs()
+    );
+    // An edit that does not validate: the policy keeps running as it was.
+    write("'5.0.x || nonsense'");
+    let policy = || {
+        http_get(&format!("http://{api}/api/v1/objects"))
+            .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+            .and_then(|v| {
+                v["items"].as_array().and_then(|items| {
+                    items
+                        .iter()
+                        .find(|i| i["kind"] == "ImagePolicy" && i["name"] == "podinfo")
+                        .cloned()
+                })
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        eventually(15, || policy()["status"]["configError"]
+            .as_str()
+            .is_some_and(|e| e.contains("spec.policy.semver.range"))),
+        "{}\n{}",
+        policy(),
+        g.logs()
+    );
+    assert!(g
+        .logs()
+        .contains("invalid edit: the last good version keeps running"));
+    // It still works: a new tag is picked up with the old range.
+    push(
+        &format!("http://{}", g.reg),
+        "stefanprodan/podinfo",
+        &["5.0.4"],
+        None,
+    );
+    let o = tagpilot(&[
+        "reconcile",
+        "image",
+        "repository",
+        "podinfo",
+        "-n",
+        "flux-system",
+        "--api-address",
+        &api,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        eventually(20, || deployment().contains("podinfo:5.0.4 #")),
+        "{}",
+        g.logs()
+    );
+    assert_eq!(
+        policy()["status"]["conditions"][0]["status"],
+        "True",
+        "{}",
+        policy()
+    );
+    // Reverting the edit clears the error.
+    write("5.0.x");
+    assert!(
+        eventually(15, || policy()["status"].get("configError").is_none()),
+        "{}",
+        policy()
+    );
+    g.stop(&mut daemon);
+}
