@@ -22,15 +22,21 @@ pub struct ApiState {
     pub keyring: Arc<tagpilot_providers::Keyring>,
     /// The loaded configuration and the supervisor, for the controls.
     control: RwLock<Option<(Arc<Config>, Recipient<ReconcileNow>)>>,
+    /// Counters the reconciliations feed.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Per registry host politeness, with request and 429 counts.
+    pub gates: Arc<tagpilot_registry::Gates>,
 }
 
 impl ApiState {
-    pub fn new(store: Arc<Store>) -> Self {
+    pub fn new(store: Arc<Store>, gates: Arc<tagpilot_registry::Gates>) -> Self {
         ApiState {
             store,
             ready: AtomicBool::new(false),
             keyring: Arc::default(),
             control: RwLock::new(None),
+            metrics: Arc::default(),
+            gates,
         }
     }
 
@@ -155,12 +161,7 @@ async fn objects(state: web::Data<ApiState>) -> HttpResponse {
     }
 }
 
-/// Prometheus label value escaping.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
+use crate::metrics::label;
 
 async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     let mut out = String::from(
@@ -169,6 +170,7 @@ async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     let statuses = state.store.statuses().unwrap_or_default();
     let mut tags = String::from("# HELP tagpilot_repository_tags Tags found by the last accepted scan.\n# TYPE tagpilot_repository_tags gauge\n");
     let mut latest = String::from("# HELP tagpilot_policy_latest_info The latest image a policy resolved to.\n# TYPE tagpilot_policy_latest_info gauge\n");
+    let mut last_success = String::from("# HELP tagpilot_last_success_timestamp_seconds When the object last ended a reconciliation Ready.\n# TYPE tagpilot_last_success_timestamp_seconds gauge\n");
     let mut notes = String::from("# HELP tagpilot_notifications_total Notifications a Provider delivered or failed to deliver.\n# TYPE tagpilot_notifications_total counter\n");
     let mut pushes = String::from("# HELP tagpilot_automation_last_push_timestamp_seconds Time of the last push.\n# TYPE tagpilot_automation_last_push_timestamp_seconds gauge\n");
     for (key, status) in &statuses {
@@ -207,6 +209,14 @@ async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
                 ));
             }
         }
+        if let Some(t) = status["lastSuccessTime"].as_u64() {
+            last_success.push_str(&format!(
+                "tagpilot_last_success_timestamp_seconds{{kind=\"{}\",namespace=\"{}\",name=\"{}\"}} {t}\n",
+                label(kind),
+                label(ns),
+                label(name)
+            ));
+        }
         if let Some(t) = status["lastPushTime"].as_u64() {
             pushes.push_str(&format!("tagpilot_automation_last_push_timestamp_seconds{{namespace=\"{}\",name=\"{}\"}} {t}\n", label(ns), label(name)));
         }
@@ -214,11 +224,33 @@ async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     out.push_str(&tags);
     out.push_str(&latest);
     out.push_str(&pushes);
+    out.push_str(&last_success);
     out.push_str(&notes);
+    out.push_str(&state.metrics.render());
+    out.push_str(&registry_metrics(&state.gates));
     out.push_str(&credential_metrics(&state.keyring));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out)
+}
+
+/// Per registry host: requests sent and 429 answers received.
+fn registry_metrics(gates: &tagpilot_registry::Gates) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut requests = String::from("# HELP tagpilot_registry_requests_total Requests sent to a registry host.\n# TYPE tagpilot_registry_requests_total counter\n");
+    let mut throttled = String::from("# HELP tagpilot_registry_throttled_total 429 (Too Many Requests) answers from a registry host.\n# TYPE tagpilot_registry_throttled_total counter\n");
+    for (host, gate) in gates.hosts() {
+        let host = label(&host);
+        requests.push_str(&format!(
+            "tagpilot_registry_requests_total{{host=\"{host}\"}} {}\n",
+            gate.requests.load(Relaxed)
+        ));
+        throttled.push_str(&format!(
+            "tagpilot_registry_throttled_total{{host=\"{host}\"}} {}\n",
+            gate.throttled.load(Relaxed)
+        ));
+    }
+    requests + &throttled
 }
 
 /// Per cloud credential: seconds to expiry, refreshes and refresh failures. Labels name the

@@ -110,7 +110,7 @@ impl Supervisor {
     ) -> Self {
         Supervisor {
             keyring: api.keyring.clone(),
-            gates: Arc::new(Gates::new(settings.limits)),
+            gates: api.gates.clone(),
             settings,
             store,
             api,
@@ -154,7 +154,8 @@ impl Supervisor {
                 self.gates.clone(),
                 self.settings.state_dir.join("git"),
             )
-            .with_keyring(self.keyring.clone()),
+            .with_keyring(self.keyring.clone())
+            .with_metrics(self.api.metrics.clone()),
         );
         let old = self.engine.take();
         if let Some(old) = &old {
@@ -802,7 +803,10 @@ pub fn run(settings: Settings) -> std::io::Result<()> {
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let system = System::new();
     let store = Arc::new(store);
-    let state = Arc::new(crate::api::ApiState::new(store.clone()));
+    let state = Arc::new(crate::api::ApiState::new(
+        store.clone(),
+        Arc::new(Gates::new(settings.limits)),
+    ));
     let api = settings.api_address.clone();
     let hooks = settings.webhook_address.clone();
     let receivers = Arc::new(ReceiverState::new(crate::receiver::GoogleKeys::new(

@@ -52,6 +52,7 @@ pub struct Engine {
     config_errors: BTreeMap<String, String>,
     /// Cloud registry credentials, one refresher per (provider, identity, registry).
     keyring: Arc<Keyring>,
+    metrics: Arc<crate::metrics::Metrics>,
     git_cache: PathBuf,
     rows: Mutex<Vec<Report>>,
     /// Resolved policies: (namespace, name) → latest ref.
@@ -165,6 +166,7 @@ impl Engine {
             gates,
             config_errors,
             keyring: Arc::new(Keyring::default()),
+            metrics: Arc::default(),
             git_cache,
             rows: Mutex::new(rows),
             latest: Mutex::new(BTreeMap::new()),
@@ -176,6 +178,12 @@ impl Engine {
     /// Shares `keyring` (kept across configuration reloads, so tokens survive them).
     pub fn with_keyring(mut self, keyring: Arc<Keyring>) -> Self {
         self.keyring = keyring;
+        self
+    }
+
+    /// Shares the daemon's counters (kept across reloads).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
         self
     }
 
@@ -303,7 +311,19 @@ impl Engine {
 
     /// Scans a repository and records its status; whether it ended Ready.
     pub async fn reconcile_repository(&self, repo: &ImageRepository) -> bool {
-        let (ready, message, fields) = match self.scan(repo).await {
+        let started = std::time::Instant::now();
+        let outcome = self.scan(repo).await;
+        if !matches!(&outcome, Ok((m, _)) if m == "suspended") {
+            let labels =
+                crate::metrics::object_labels(&repo.metadata.namespace, &repo.metadata.name);
+            self.metrics.inc("tagpilot_scans_total", &labels);
+            self.metrics
+                .observe("tagpilot_scan_duration_seconds", &labels, started.elapsed());
+            if outcome.is_err() {
+                self.metrics.inc("tagpilot_scan_failures_total", &labels);
+            }
+        }
+        let (ready, message, fields) = match outcome {
             Ok((m, f)) => (true, m, f),
             Err(e) => (
                 false,
@@ -460,6 +480,16 @@ impl Engine {
         fields: serde_json::Value,
     ) {
         let key = format!("{kind}/{namespace}/{name}");
+        // When it last ended Ready: now, or carried over from the stored status.
+        let last_success = if ready {
+            Some(now())
+        } else {
+            self.store
+                .status(&key)
+                .ok()
+                .flatten()
+                .and_then(|s| s["lastSuccessTime"].as_u64())
+        };
         let mut status = json!({
             "conditions": [{
                 "type": "Ready",
@@ -471,6 +501,9 @@ impl Engine {
         });
         if let (Some(obj), serde_json::Value::Object(extra)) = (status.as_object_mut(), fields) {
             obj.extend(extra);
+        }
+        if let (Some(obj), Some(t)) = (status.as_object_mut(), last_success) {
+            obj.insert("lastSuccessTime".into(), json!(t));
         }
         if let (Some(obj), Some(err)) = (status.as_object_mut(), self.config_errors.get(&key)) {
             obj.insert("configError".into(), json!(config_error_text(err)));
@@ -858,12 +891,17 @@ impl Engine {
                 }
                 Err(e) => {
                     let message = format_chain(&e);
+                    self.metrics.inc(
+                        "tagpilot_push_failures_total",
+                        &crate::metrics::object_labels(&ns, &name),
+                    );
                     self.emit(a, Some(&message), message.clone(), BTreeMap::new());
                     self.record(Kind::ImageUpdateAutomation, &ns, &name, false, message);
                 }
             }
         }
         for ((url, branch), (spec, auth, jobs)) in groups {
+            let started = std::time::Instant::now();
             let outcome = (|| -> anyhow::Result<tagpilot_git::RoundOutcome> {
                 let repo = WarmRepo::open_with_roots(git_cache, &url, auth.0, auth.1)?;
                 let mut changes: Vec<Change<'_>> = jobs
@@ -924,6 +962,19 @@ impl Engine {
                     }
                     Err(e) => (false, format_chain(e), json!({})),
                 };
+                let labels = crate::metrics::object_labels(&a.metadata.namespace, &a.metadata.name);
+                match (&outcome, &fields["lastPushCommit"]) {
+                    (Ok(_), serde_json::Value::String(_)) => {
+                        self.metrics.inc("tagpilot_pushes_total", &labels);
+                        self.metrics.observe(
+                            "tagpilot_push_duration_seconds",
+                            &labels,
+                            started.elapsed(),
+                        );
+                    }
+                    (Ok(_), _) => {}
+                    (Err(_), _) => self.metrics.inc("tagpilot_push_failures_total", &labels),
+                }
                 match (&outcome, &fields["lastPushCommit"]) {
                     (Ok(_), serde_json::Value::String(c)) => self.emit(
                         a,

@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod api;
 pub mod daemon;
 mod engine;
+pub mod metrics;
 pub mod receiver;
 pub mod sd_notify;
 

@@ -729,8 +729,67 @@ spec:
         "{flux_provider}"
     );
     let metrics = http_get(&format!("http://{api}/metrics")).unwrap_or_default();
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1.0)
+    };
     assert!(
-        metrics.contains(r#"tagpilot_notifications_total{namespace="flux-system",name="flux",outcome="delivered"}"#),
+        value(
+            r#"tagpilot_notifications_total{namespace="flux-system",name="flux",outcome="delivered"}"#
+        ) >= 2.0,
+        "{metrics}"
+    );
+    // Scans, pushes, their durations, registry requests and 429s, last success per object.
+    assert!(
+        value(r#"tagpilot_scans_total{namespace="flux-system",name="podinfo"}"#) >= 2.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        value(r#"tagpilot_scan_failures_total{namespace="flux-system",name="podinfo"}"#),
+        -1.0,
+        "{metrics}"
+    );
+    assert!(
+        value(r#"tagpilot_scan_duration_seconds_count{namespace="flux-system",name="podinfo"}"#)
+            >= 2.0,
+        "{metrics}"
+    );
+    assert!(
+        value(r#"tagpilot_pushes_total{namespace="flux-system",name="flux-system"}"#) >= 2.0,
+        "{metrics}"
+    );
+    assert!(
+        value(r#"tagpilot_push_duration_seconds_sum{namespace="flux-system",name="flux-system"}"#)
+            > 0.0,
+        "{metrics}"
+    );
+    assert!(
+        value(r#"tagpilot_push_failures_total{namespace="team-b",name="locked"}"#) >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        value(&format!(
+            r#"tagpilot_registry_requests_total{{host="{}"}}"#,
+            g.reg
+        )) >= 2.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        value(&format!(
+            r#"tagpilot_registry_throttled_total{{host="{}"}}"#,
+            g.reg
+        )),
+        0.0,
+        "{metrics}"
+    );
+    assert!(
+        value(
+            r#"tagpilot_last_success_timestamp_seconds{kind="ImageUpdateAutomation",namespace="flux-system",name="flux-system"}"#
+        ) > 1.7e9,
         "{metrics}"
     );
 

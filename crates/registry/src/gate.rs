@@ -156,6 +156,18 @@ impl Gates {
         Ok(client)
     }
 
+    /// Every host seen so far, with its gate (for request and 429 metrics).
+    pub fn hosts(&self) -> Vec<(String, Arc<HostGate>)> {
+        match self.hosts.lock() {
+            Ok(m) => {
+                let mut v: Vec<_> = m.iter().map(|(h, g)| (h.clone(), g.clone())).collect();
+                v.sort_by(|a, b| a.0.cmp(&b.0));
+                v
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
     pub fn get(&self, host: &str) -> Arc<HostGate> {
         match self.hosts.lock() {
             Ok(mut m) => m
