@@ -42,10 +42,12 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Label sets are rendered strings: `namespace="…",name="…"`.
+/// (family, rendered labels `namespace="…",name="…"`) → (value or sum, observation count).
+type Series = BTreeMap<(&'static str, String), (f64, u64)>;
+
 #[derive(Debug, Default)]
 pub struct Metrics {
-    values: Mutex<BTreeMap<(&'static str, String), (f64, u64)>>,
+    values: Mutex<Series>,
 }
 
 /// Prometheus label value escaping.
@@ -65,7 +67,7 @@ pub fn object_labels(namespace: &str, name: &str) -> String {
 }
 
 impl Metrics {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(&'static str, String), (f64, u64)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Series> {
         self.values
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
