@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -709,6 +709,22 @@ struct GitWriter {
     pending: Option<SpawnHandle>,
 }
 
+/// Git rounds running now; shutdown waits for them so that a round completes rather than
+/// stopping between commit and push.
+static ROUNDS_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// Set on SIGTERM/SIGINT: no new round starts.
+static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
+/// How long shutdown waits for rounds in flight.
+const ROUND_GRACE: Duration = Duration::from_secs(60);
+
+struct InFlight;
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        ROUNDS_IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// How long a writer waits after a wake-up, so that many policies changing together make one push.
 const DEBOUNCE: Duration = Duration::from_secs(1);
 /// The same after a webhook: the policies it woke resolve within milliseconds of each other.
@@ -753,10 +769,19 @@ impl Handler<RunRound> for GitWriter {
         let key = self.key.clone();
         Box::pin(
             async move {
+                if SHUTTING_DOWN.load(Ordering::SeqCst) {
+                    return;
+                }
                 let e = engine.clone();
                 let k = key.clone();
-                // libgit2 blocks: off the executor.
-                let done = tokio::task::spawn_blocking(move || e.automations_for(Some(&k))).await;
+                ROUNDS_IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+                // libgit2 blocks: off the executor. The guard counts the round out even if it
+                // panics, so shutdown never waits for a round that is gone.
+                let done = tokio::task::spawn_blocking(move || {
+                    let _in_flight = InFlight;
+                    e.automations_for(Some(&k))
+                })
+                .await;
                 if let Err(err) = done {
                     tracing::error!(remote = %tagpilot_git::redact(&key.0), branch = %key.1, error = %err, "git round did not complete");
                 }
@@ -840,8 +865,21 @@ pub fn run(settings: Settings) -> std::io::Result<()> {
         wait_for_shutdown().await;
         crate::sd_notify::notify("STOPPING=1");
         tracing::info!("shutting down");
+        SHUTTING_DOWN.store(true, Ordering::SeqCst);
         for h in [server, hook_server].into_iter().flatten() {
             h.stop(true).await;
+        }
+        let deadline = std::time::Instant::now() + ROUND_GRACE;
+        let mut told = false;
+        while ROUNDS_IN_FLIGHT.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            if !told {
+                tracing::info!(
+                    rounds = ROUNDS_IN_FLIGHT.load(Ordering::SeqCst),
+                    "waiting for git rounds to finish"
+                );
+                told = true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         System::current().stop();
         Ok::<(), std::io::Error>(())

@@ -1794,3 +1794,67 @@ fn a_broken_edit_keeps_the_last_good_version_running() {
     );
     g.stop(&mut daemon);
 }
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn sigterm_during_a_round_lets_it_finish() {
+    let g = Guide::new();
+    let text = manifests(&g.reg, &g.git.url, "5.0.x", "").replace("1m0s", "1h0m0s");
+    std::fs::write(g.config.path().join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    let api = format!("127.0.0.1:{}", free_port());
+    let deployment = || g.show("main", "podinfo-deployment.yaml");
+    let count = || {
+        git_cmd(&g.git.bare, &["rev-list", "--count", "main"])
+            .trim()
+            .to_owned()
+    };
+    let mut daemon = g.daemon(&["--api-address", &api, "--webhook-address", ""]);
+    assert!(
+        eventually(30, || deployment().contains("podinfo:5.0.3 #")),
+        "{}",
+        g.logs()
+    );
+    let before: u32 = count().parse().unwrap_or(0);
+    // Wake the chain, and stop the daemon while its Git round is most likely running.
+    push(
+        &format!("http://{}", g.reg),
+        "stefanprodan/podinfo",
+        &["5.0.4"],
+        None,
+    );
+    let o = tagpilot(&[
+        "reconcile",
+        "image",
+        "repository",
+        "podinfo",
+        "-n",
+        "flux-system",
+        "--api-address",
+        &api,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::thread::sleep(std::time::Duration::from_millis(80));
+    g.stop(&mut daemon);
+    // Either the round ran to its push, or it never started: never anything in between.
+    let after: u32 = count().parse().unwrap_or(0);
+    let logs = g.logs();
+    if logs.contains("waiting for git rounds to finish") {
+        assert_eq!(after, before + 1, "{logs}");
+    }
+    assert!(
+        after == before || after == before + 1,
+        "{after} vs {before}"
+    );
+    let pushed = deployment().contains("podinfo:5.0.4 #");
+    assert_eq!(pushed, after == before + 1, "{}", deployment());
+    let fsck = std::process::Command::new("git")
+        .args(["fsck", "--no-progress"])
+        .current_dir(&g.git.bare)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+}
