@@ -47,6 +47,8 @@ pub struct Settings {
     pub webhook_tls: Option<(PathBuf, PathBuf)>,
     /// Per registry host politeness.
     pub limits: Limits,
+    /// Scans running at once across all registries.
+    pub concurrency: usize,
 }
 
 type Key = (String, String);
@@ -87,6 +89,8 @@ struct Supervisor {
     api: Arc<crate::api::ApiState>,
     receivers: Arc<ReceiverState>,
     gates: Arc<Gates>,
+    /// The limit of scans running at once, kept across reloads.
+    scan_slots: Arc<tokio::sync::Semaphore>,
     /// Cloud credentials, kept across reloads; each key gets a `CredentialRefresher`.
     keyring: Arc<tagpilot_providers::Keyring>,
     refreshers: BTreeMap<String, Addr<CredentialRefresher>>,
@@ -111,6 +115,7 @@ impl Supervisor {
         Supervisor {
             keyring: api.keyring.clone(),
             gates: api.gates.clone(),
+            scan_slots: Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1))),
             settings,
             store,
             api,
@@ -155,6 +160,7 @@ impl Supervisor {
                 self.settings.state_dir.join("git"),
             )
             .with_keyring(self.keyring.clone())
+            .with_scan_slots(self.scan_slots.clone())
             .with_metrics(self.api.metrics.clone()),
         );
         let old = self.engine.take();

@@ -27,6 +27,9 @@ use tagpilot_setters::{scan_tree, write_changes, LatestRef, Policies};
 use tagpilot_store::Store;
 use tagpilot_template::{commit_data, render_message, MessageInput};
 
+/// Scans running at once unless the settings say otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+
 /// How to reach a Git remote: credentials and extra CAs.
 type Access = (GitAuth, Option<ExtraRoots>);
 
@@ -48,6 +51,8 @@ pub struct Engine {
     secrets_dir: Option<PathBuf>,
     store: Arc<Store>,
     gates: Arc<Gates>,
+    /// Scans running at once, across all registries (`concurrency`); shared across reloads.
+    scan_slots: Arc<tokio::sync::Semaphore>,
     /// Load errors by `Kind/ns/name`, for objects running their last good version.
     config_errors: BTreeMap<String, String>,
     /// Cloud registry credentials, one refresher per (provider, identity, registry).
@@ -166,6 +171,7 @@ impl Engine {
             gates,
             config_errors,
             keyring: Arc::new(Keyring::default()),
+            scan_slots: Arc::new(tokio::sync::Semaphore::new(DEFAULT_CONCURRENCY)),
             metrics: Arc::default(),
             git_cache,
             rows: Mutex::new(rows),
@@ -178,6 +184,12 @@ impl Engine {
     /// Shares `keyring` (kept across configuration reloads, so tokens survive them).
     pub fn with_keyring(mut self, keyring: Arc<Keyring>) -> Self {
         self.keyring = keyring;
+        self
+    }
+
+    /// Shares the limit of scans running at once (kept across reloads).
+    pub fn with_scan_slots(mut self, slots: Arc<tokio::sync::Semaphore>) -> Self {
+        self.scan_slots = slots;
         self
     }
 
@@ -311,6 +323,8 @@ impl Engine {
 
     /// Scans a repository and records its status; whether it ended Ready.
     pub async fn reconcile_repository(&self, repo: &ImageRepository) -> bool {
+        // The semaphore is never closed; a closed one would only mean no limit.
+        let _slot = self.scan_slots.acquire().await.ok();
         let started = std::time::Instant::now();
         let outcome = self.scan(repo).await;
         if !matches!(&outcome, Ok((m, _)) if m == "suspended") {

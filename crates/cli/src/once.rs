@@ -48,6 +48,9 @@ pub struct Args {
     /// [default: 2]
     #[arg(long, env = "TAGPILOT_RELOAD_SECONDS")]
     pub reload_seconds: Option<u64>,
+    /// Scans running at once across all registries. [default: 16]
+    #[arg(long, env = "TAGPILOT_CONCURRENCY")]
+    pub concurrency: Option<usize>,
     /// Directory of Flux manifests. [default: config]
     #[arg(long, env = "TAGPILOT_CONFIG_DIR")]
     pub config: Option<PathBuf>,
@@ -87,6 +90,7 @@ struct Resolved {
     reload_seconds: u64,
     log_format: LogFormat,
     log_level: String,
+    concurrency: usize,
     limits: Limits,
 }
 
@@ -131,6 +135,11 @@ fn resolve(args: Args) -> anyhow::Result<Resolved> {
             .log_level
             .or(f.log_level)
             .unwrap_or_else(|| "info".into()),
+        concurrency: args
+            .concurrency
+            .or(f.concurrency)
+            .unwrap_or(tagpilot_actors::DEFAULT_CONCURRENCY)
+            .max(1),
         limits: Limits {
             max_concurrent: args
                 .registry_max_concurrent
@@ -168,6 +177,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             google_jwks_url: args.google_jwks_url.clone(),
             webhook_tls: args.webhook_tls.clone(),
             limits: args.limits,
+            concurrency: args.concurrency,
         })?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -181,13 +191,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Arc::new(store),
         Arc::new(Gates::new(args.limits)),
         args.state_dir.join("git"),
-    );
+    )
+    .with_scan_slots(Arc::new(tokio::sync::Semaphore::new(args.concurrency)));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    for repo in engine.repositories() {
-        runtime.block_on(engine.reconcile_repository(repo));
-    }
+    // Scans overlap (network-bound), `concurrency` at a time and politely per host.
+    let scans = engine
+        .repositories()
+        .into_iter()
+        .map(|repo| engine.reconcile_repository(repo));
+    runtime.block_on(futures_util::future::join_all(scans));
     for policy in engine.policies() {
         runtime.block_on(engine.reconcile_policy(policy));
     }

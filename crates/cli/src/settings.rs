@@ -38,6 +38,7 @@ pub struct File {
     pub webhook_tls_key: Option<PathBuf>,
     pub google_jwks_url: Option<String>,
     pub reload_seconds: Option<u64>,
+    pub concurrency: Option<usize>,
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,
     #[serde(default)]
@@ -78,6 +79,7 @@ state_dir = "/var/lib/tagpilot"
 api_address = "127.0.0.1:9480"
 webhook_address = ""
 reload_seconds = 5
+concurrency = 4
 log_format = "json"
 log_level = "debug"
 [registry]
