@@ -131,11 +131,7 @@ impl Engine {
         // status beside the outcome; objects with nothing to run get the error as status.
         let mut config_errors = BTreeMap::new();
         for e in &config.errors {
-            let (Some(kind), Some(ns), Some(name)) = (
-                e.kind.as_deref().and_then(Kind::from_name),
-                e.namespace.as_deref(),
-                e.name.as_deref(),
-            ) else {
+            let Some((kind, ns, name)) = e.object() else {
                 continue;
             };
             let key = format!("{kind}/{ns}/{name}");

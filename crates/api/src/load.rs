@@ -46,6 +46,17 @@ pub struct LoadError {
     pub message: String,
 }
 
+impl LoadError {
+    /// The object the error is about, when the document got that far.
+    pub fn object(&self) -> Option<(Kind, &str, &str)> {
+        Some((
+            self.kind.as_deref().and_then(Kind::from_name)?,
+            self.namespace.as_deref()?,
+            self.name.as_deref()?,
+        ))
+    }
+}
+
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: ", self.source)?;
@@ -80,11 +91,7 @@ impl Config {
     pub fn keep_last_good(&mut self, previous: &Config) -> Vec<(Kind, String, String)> {
         let mut kept = Vec::new();
         for e in &self.errors {
-            let (Some(kind), Some(ns), Some(name)) = (
-                e.kind.as_deref().and_then(Kind::from_name),
-                e.namespace.as_deref(),
-                e.name.as_deref(),
-            ) else {
+            let Some((kind, ns, name)) = e.object() else {
                 continue;
             };
             let key = (kind, ns.to_owned(), name.to_owned());

@@ -188,6 +188,29 @@ impl Guide {
         ])
     }
 
+    /// The guide's manifests (plus `extra`) with every interval an hour: in a test, only
+    /// webhooks, reconcile requests and (re)starts move anything.
+    fn configure_hourly(&self, range: &str, extra: &str) {
+        let text = manifests(&self.reg, &self.git.url, range, extra).replace("1m0s", "1h0m0s");
+        std::fs::write(self.config.path().join("flux.yaml"), text)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// The Deployment on the Git server's main branch.
+    fn deployment(&self) -> String {
+        self.show("main", "podinfo-deployment.yaml")
+    }
+
+    /// Waits up to 30 s for the Deployment on main to carry `tag`.
+    fn wait_for_tag(&self, tag: &str) {
+        let wanted = format!("podinfo:{tag} #");
+        assert!(
+            eventually(30, || self.deployment().contains(&wanted)),
+            "{tag} never landed: {}",
+            self.logs()
+        );
+    }
+
     fn show(&self, rev: &str, file: &str) -> String {
         git_cmd(
             &self.git.bare,
@@ -377,7 +400,7 @@ fn daemon_follows_new_tags_and_config_edits() {
     fast("5.0.x");
     let api = format!("127.0.0.1:{}", free_port());
     let mut daemon = g.daemon(&["--api-address", &api, "--webhook-address", ""]);
-    let deployment = || g.show("main", "podinfo-deployment.yaml");
+    let deployment = || g.deployment();
     let logs = || g.logs();
     assert!(
         eventually(30, || deployment().contains("podinfo:5.0.3 #")),
@@ -598,17 +621,12 @@ spec:
     // accepts), verified by the recorder.
     let recorder = hook_recorder(&["--key", "k3y-for-hmac", "--hmac", "/flux"]);
     let receivers = format!("{receivers}{}", alerts(recorder.port, "k3y-for-hmac"));
-    let text = manifests(&g.reg, &g.git.url, "5.0.x", &receivers).replace("1m0s", "1h0m0s");
-    std::fs::write(g.config.path().join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    g.configure_hourly("5.0.x", &receivers);
     let api = format!("127.0.0.1:{}", free_port());
     let hooks = format!("127.0.0.1:{}", free_port());
     let mut daemon = g.daemon(&["--api-address", &api, "--webhook-address", &hooks]);
-    let deployment = || g.show("main", "podinfo-deployment.yaml");
-    assert!(
-        eventually(30, || deployment().contains("podinfo:5.0.3 #")),
-        "first update: {}",
-        g.logs()
-    );
+    let deployment = || g.deployment();
+    g.wait_for_tag("5.0.3");
 
     // The Receiver's status names its path, as Flux computes it.
     let path = "/hook/8cc3207cffc97dc881eed557d9eb9348edf632357f3132b4f4d30188c54fc63d";
@@ -1114,8 +1132,7 @@ spec:
     - {{apiVersion: image.toolkit.fluxcd.io/v1, kind: ImageRepository, name: podinfo}}
 "#
     );
-    let text = manifests(&g.reg, &g.git.url, "5.0.x", &receiver).replace("1m0s", "1h0m0s");
-    std::fs::write(g.config.path().join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    g.configure_hourly("5.0.x", &receiver);
     let jwks = format!("http://127.0.0.1:{}/oauth2/v3/certs", oidc.port);
     let mut daemon = g.daemon(&[
         "--api-address",
@@ -1125,12 +1142,8 @@ spec:
         "--google-jwks-url",
         &jwks,
     ]);
-    let deployment = || g.show("main", "podinfo-deployment.yaml");
-    assert!(
-        eventually(30, || deployment().contains("podinfo:5.0.3 #")),
-        "first update: {}",
-        g.logs()
-    );
+    let deployment = || g.deployment();
+    g.wait_for_tag("5.0.3");
     use sha2::Digest as _;
     let digest = sha2::Sha256::digest(b"gcr-tokengcrflux-system");
     let url = format!(
@@ -1265,8 +1278,7 @@ spec:
   resources:
     - {apiVersion: image.toolkit.fluxcd.io/v1, kind: ImageRepository, name: podinfo}
 "#;
-    let text = manifests(&g.reg, &g.git.url, "5.0.x", receiver).replace("1m0s", "1h0m0s");
-    std::fs::write(g.config.path().join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    g.configure_hourly("5.0.x", receiver);
     let port = free_port();
     let hooks = format!("127.0.0.1:{port}");
     let cert = tls.path().join("cert.pem");
@@ -1281,12 +1293,8 @@ spec:
         "--webhook-tls-key",
         &key.to_string_lossy(),
     ]);
-    let deployment = || g.show("main", "podinfo-deployment.yaml");
-    assert!(
-        eventually(30, || deployment().contains("podinfo:5.0.3 #")),
-        "first update: {}",
-        g.logs()
-    );
+    let deployment = || g.deployment();
+    g.wait_for_tag("5.0.3");
     use sha2::Digest as _;
     let path = {
         let d = sha2::Sha256::digest(b"hmac-tokenciflux-system");
@@ -1425,17 +1433,12 @@ spec:
 #[ignore = "needs docker-registry; run by tests/run.sh"]
 fn suspend_resume_and_reconcile_through_the_daemon() {
     let g = Guide::new();
-    let text = manifests(&g.reg, &g.git.url, "5.0.x", "").replace("1m0s", "1h0m0s");
-    std::fs::write(g.config.path().join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    g.configure_hourly("5.0.x", "");
     let api = format!("127.0.0.1:{}", free_port());
     let start = || g.daemon(&["--api-address", &api, "--webhook-address", ""]);
     let mut daemon = start();
-    let deployment = || g.show("main", "podinfo-deployment.yaml");
-    assert!(
-        eventually(30, || deployment().contains("podinfo:5.0.3 #")),
-        "first update: {}",
-        g.logs()
-    );
+    let deployment = || g.deployment();
+    g.wait_for_tag("5.0.3");
     let cli = |args: &[&str]| {
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["-n", "flux-system", "--api-address", &api]);
@@ -1526,17 +1529,12 @@ fn suspend_resume_and_reconcile_through_the_daemon() {
 #[ignore = "needs docker-registry; run by tests/run.sh"]
 fn restart_resumes_from_the_store_and_survives_kill_9() {
     let g = Guide::new();
-    let text = manifests(&g.reg, &g.git.url, "5.0.x", "").replace("1m0s", "1h0m0s");
-    std::fs::write(g.config.path().join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    g.configure_hourly("5.0.x", "");
     let api = format!("127.0.0.1:{}", free_port());
     let start = || g.daemon(&["--api-address", &api, "--webhook-address", ""]);
     let mut daemon = start();
-    let deployment = || g.show("main", "podinfo-deployment.yaml");
-    assert!(
-        eventually(30, || deployment().contains("podinfo:5.0.3 #")),
-        "first update: {}",
-        g.logs()
-    );
+    let deployment = || g.deployment();
+    g.wait_for_tag("5.0.3");
     let commits = || {
         git_cmd(&g.git.bare, &["log", "--format=%s", "main"])
             .lines()
@@ -1684,12 +1682,8 @@ fn configmap_swap_is_seen_at_once_and_reloads_only_what_changed() {
             .spawn()
             .unwrap_or_else(|e| panic!("{e}")),
     );
-    let deployment = || g.show("main", "podinfo-deployment.yaml");
-    assert!(
-        eventually(30, || deployment().contains("podinfo:5.0.3 #")),
-        "first update: {}",
-        g.logs()
-    );
+    let deployment = || g.deployment();
+    g.wait_for_tag("5.0.3");
     let scans_before = g.logs().matches("successful scan").count();
     assert_eq!(scans_before, 1, "{}", g.logs());
 
@@ -1717,19 +1711,12 @@ fn configmap_swap_is_seen_at_once_and_reloads_only_what_changed() {
 #[ignore = "needs docker-registry; run by tests/run.sh"]
 fn a_broken_edit_keeps_the_last_good_version_running() {
     let g = Guide::new();
-    let write = |range: &str| {
-        let text = manifests(&g.reg, &g.git.url, range, "").replace("1m0s", "1h0m0s");
-        std::fs::write(g.config.path().join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
-    };
+    let write = |range: &str| g.configure_hourly(range, "");
     write("5.0.x");
     let api = format!("127.0.0.1:{}", free_port());
     let mut daemon = g.daemon(&["--api-address", &api, "--webhook-address", ""]);
-    let deployment = || g.show("main", "podinfo-deployment.yaml");
-    assert!(
-        eventually(30, || deployment().contains("podinfo:5.0.3 #")),
-        "first update: {}",
-        g.logs()
-    );
+    let deployment = || g.deployment();
+    g.wait_for_tag("5.0.3");
     // An edit that does not validate: the policy keeps running as it was.
     write("'5.0.x || nonsense'");
     let policy = || {
@@ -1799,21 +1786,16 @@ fn a_broken_edit_keeps_the_last_good_version_running() {
 #[ignore = "needs docker-registry; run by tests/run.sh"]
 fn sigterm_during_a_round_lets_it_finish() {
     let g = Guide::new();
-    let text = manifests(&g.reg, &g.git.url, "5.0.x", "").replace("1m0s", "1h0m0s");
-    std::fs::write(g.config.path().join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    g.configure_hourly("5.0.x", "");
     let api = format!("127.0.0.1:{}", free_port());
-    let deployment = || g.show("main", "podinfo-deployment.yaml");
+    let deployment = || g.deployment();
     let count = || {
         git_cmd(&g.git.bare, &["rev-list", "--count", "main"])
             .trim()
             .to_owned()
     };
     let mut daemon = g.daemon(&["--api-address", &api, "--webhook-address", ""]);
-    assert!(
-        eventually(30, || deployment().contains("podinfo:5.0.3 #")),
-        "{}",
-        g.logs()
-    );
+    g.wait_for_tag("5.0.3");
     let before: u32 = count().parse().unwrap_or(0);
     // Wake the chain, and stop the daemon while its Git round is most likely running.
     push(
