@@ -851,6 +851,7 @@ pub fn run(settings: Settings) -> std::io::Result<()> {
         None => None,
     };
     system.block_on(async move {
+        let shutdown = shutdown_signal();
         let hook_server = match &hooks {
             Some(addr) => Some(spawn_server(
                 crate::receiver::start(addr, receivers.clone(), tls)?,
@@ -868,7 +869,7 @@ pub fn run(settings: Settings) -> std::io::Result<()> {
             None => None,
         };
         let _supervisor = Supervisor::new(settings, store, state, receivers).start();
-        wait_for_shutdown().await;
+        shutdown.await;
         crate::sd_notify::notify("STOPPING=1");
         tracing::info!("shutting down");
         SHUTTING_DOWN.store(true, Ordering::SeqCst);
@@ -909,7 +910,9 @@ fn spawn_server(
     handle
 }
 
-async fn wait_for_shutdown() {
+/// Registers SIGTERM/SIGINT handlers now (first thing at start, so an early signal is a clean
+/// stop too) and returns what resolves when one arrives.
+fn shutdown_signal() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -917,14 +920,17 @@ async fn wait_for_shutdown() {
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
         ) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            return;
+            return Box::pin(async move {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            });
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
+    Box::pin(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 #[cfg(test)]

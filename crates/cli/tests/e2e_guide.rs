@@ -1600,6 +1600,12 @@ fn restart_resumes_from_the_store_and_survives_kill_9() {
         let _ = daemon.0.kill(); // SIGKILL
         let _ = daemon.0.wait();
         daemon = start();
+        // Up before anything is asked of it (and before the next SIGTERM or kill).
+        assert!(
+            eventually(15, || http_get(&format!("http://{api}/readyz")).is_some()),
+            "{}",
+            g.logs()
+        );
         let wanted = format!("podinfo:{tag} #");
         let landed = eventually(30, || {
             if !deployment().contains(&wanted) {
