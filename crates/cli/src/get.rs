@@ -1,5 +1,6 @@
-//! `tagpilot get images all [-A]` and `tagpilot get image repository|policy|update [NAME]`:
-//! flux's tables, read from a running daemon's API.
+//! `tagpilot get images all [-A]`, `tagpilot get image repository|policy|update [NAME]`,
+//! `get receivers`, `get alerts`, `get alert-providers`: flux's tables, read from a running
+//! daemon's API.
 
 use std::process::ExitCode;
 
@@ -43,6 +44,12 @@ pub enum What {
     /// Webhook receivers and their paths.
     #[command(alias = "receiver")]
     Receivers { name: Option<String> },
+    /// Alerts (post-push notification routes).
+    #[command(alias = "alert")]
+    Alerts { name: Option<String> },
+    /// Alert providers and their last delivery.
+    #[command(name = "alert-providers", alias = "alert-provider")]
+    AlertProviders { name: Option<String> },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -141,6 +148,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             kind: ImageKind::Update { name },
         } => (vec!["ImageUpdateAutomation"], name.clone(), false),
         What::Receivers { name } => (vec!["Receiver"], name.clone(), false),
+        What::Alerts { name } => (vec!["Alert"], name.clone(), false),
+        What::AlertProviders { name } => (vec!["Provider"], name.clone(), false),
     };
     let mut first = true;
     let mut found = false;
@@ -163,7 +172,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let header: Vec<&str> = match kind {
             "ImageRepository" => vec!["NAME", "LAST SCAN", "SUSPENDED", "READY", "MESSAGE"],
             "ImagePolicy" => vec!["NAME", "IMAGE", "TAG", "READY", "MESSAGE"],
-            "Receiver" => vec!["NAME", "SUSPENDED", "READY", "MESSAGE"],
+            "Receiver" | "Alert" | "Provider" => vec!["NAME", "SUSPENDED", "READY", "MESSAGE"],
             _ => vec!["NAME", "LAST RUN", "SUSPENDED", "READY", "MESSAGE"],
         };
         let mut rows = Vec::new();
@@ -211,7 +220,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     ready,
                     message,
                 ],
-                "Receiver" => vec![name, suspended, ready, message],
+                "Receiver" | "Alert" | "Provider" => vec![name, suspended, ready, message],
                 _ => vec![
                     name,
                     time(cond["lastTransitionTime"].as_u64()),

@@ -746,6 +746,23 @@ spec:
         flux_provider["status"]["deliveries"]["succeeded"].as_u64() >= Some(2),
         "{flux_provider}"
     );
+    let o = tagpilot(&["get", "alert-providers", "-A", "--api-address", &api]);
+    let providers = stdout(&o);
+    assert!(
+        providers.lines().any(|l| {
+            l.split_whitespace().take(4).collect::<Vec<_>>()
+                == ["flux-system", "flux", "false", "True"]
+                && l.contains("delivered event for ImageUpdateAutomation flux-system/flux-system")
+        }),
+        "{providers}{}",
+        stderr(&o)
+    );
+    let o = tagpilot(&["get", "alerts", "-n", "flux-system", "--api-address", &api]);
+    assert!(
+        stdout(&o).contains("errors") && stdout(&o).contains("Initialized"),
+        "{}",
+        stdout(&o)
+    );
     let metrics = http_get(&format!("http://{api}/metrics")).unwrap_or_default();
     let value = |series: &str| -> f64 {
         metrics
