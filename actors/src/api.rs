@@ -26,6 +26,8 @@ pub struct ApiState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Per registry host politeness, with request and 429 counts.
     pub gates: Arc<tagpilot_registry::Gates>,
+    /// When set, the controls (POST) need `Authorization: Bearer <token>`.
+    pub control_token: Option<Vec<u8>>,
 }
 
 impl ApiState {
@@ -37,6 +39,7 @@ impl ApiState {
             control: RwLock::new(None),
             metrics: Arc::default(),
             gates,
+            control_token: None,
         }
     }
 
@@ -57,9 +60,21 @@ fn unix_now() -> u64 {
 
 /// Suspend, resume or reconcile one object now.
 async fn control(
+    req: actix_web::HttpRequest,
     path: web::Path<(String, String, String, String)>,
     state: web::Data<ApiState>,
 ) -> HttpResponse {
+    if let Some(token) = &state.control_token {
+        let given = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !tagpilot_webhook::constant_time_eq(given.trim().as_bytes(), token) {
+            return HttpResponse::Unauthorized().body("a valid API token is required\n");
+        }
+    }
     let (action, kind, namespace, name) = path.into_inner();
     let Some(kind) = Kind::ALL
         .into_iter()

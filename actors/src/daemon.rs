@@ -49,6 +49,8 @@ pub struct Settings {
     pub limits: Limits,
     /// Scans running at once across all registries.
     pub concurrency: usize,
+    /// When set, the API's controls need this bearer token.
+    pub api_token: Option<Vec<u8>>,
 }
 
 type Key = (String, String);
@@ -834,10 +836,17 @@ pub fn run(settings: Settings) -> std::io::Result<()> {
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let system = System::new();
     let store = Arc::new(store);
-    let state = Arc::new(crate::api::ApiState::new(
-        store.clone(),
-        Arc::new(Gates::new(settings.limits)),
-    ));
+    let mut api_state =
+        crate::api::ApiState::new(store.clone(), Arc::new(Gates::new(settings.limits)));
+    api_state.control_token = settings.api_token.clone();
+    if let Some(addr) = &settings.api_address {
+        let loopback =
+            addr.starts_with("127.") || addr.starts_with("[::1]") || addr.starts_with("localhost:");
+        if !loopback && settings.api_token.is_none() {
+            tracing::warn!(address = %addr, "the API listens beyond loopback without --api-token-file: anyone who reaches it can suspend, resume and reconcile");
+        }
+    }
+    let state = Arc::new(api_state);
     let api = settings.api_address.clone();
     let hooks = settings.webhook_address.clone();
     let receivers = Arc::new(ReceiverState::new(crate::receiver::GoogleKeys::new(

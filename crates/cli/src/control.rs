@@ -26,6 +26,9 @@ pub struct Args {
     /// The object's namespace.
     #[arg(short = 'n', long, global = true, default_value = "flux-system")]
     pub namespace: String,
+    /// A file holding the daemon's API token (its `--api-token-file`).
+    #[arg(long, global = true, env = "TAGPILOT_API_TOKEN_FILE")]
+    pub api_token_file: Option<std::path::PathBuf>,
     /// How long to wait for the reconciliation (resume, reconcile), in seconds.
     #[arg(long, global = true, default_value_t = 60)]
     pub timeout: u64,
@@ -54,20 +57,21 @@ pub enum Action {
     Reconcile,
 }
 
-fn post(api: &str, path: &str) -> anyhow::Result<serde_json::Value> {
+fn post(api: &str, path: &str, token: Option<&str>) -> anyhow::Result<serde_json::Value> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         let url = format!("http://{api}{path}");
-        let resp = reqwest::Client::new()
+        let mut req = reqwest::Client::new()
             .post(&url)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .with_context(|| {
-                format!("cannot reach the tagpilot API at {api} (is `tagpilot run` running?)")
-            })?;
+            .timeout(Duration::from_secs(10));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.with_context(|| {
+            format!("cannot reach the tagpilot API at {api} (is `tagpilot run` running?)")
+        })?;
         let status = resp.status();
         let body = resp.bytes().await?;
         if !status.is_success() {
@@ -119,7 +123,16 @@ pub fn run(action: Action, args: Args) -> anyhow::Result<ExitCode> {
             Action::Reconcile => "reconcile",
         }
     );
-    let answer = match post(&args.api_address, &path) {
+    let token = match &args.api_token_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading the API token {}", p.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let answer = match post(&args.api_address, &path, token.as_deref()) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("✗ {}", crate::format_chain(&e));

@@ -29,6 +29,10 @@ pub struct Args {
     /// [default: 127.0.0.1:9480]
     #[arg(long, env = "TAGPILOT_API_ADDRESS")]
     pub api_address: Option<String>,
+    /// Daemon: a file holding a token the API's controls (suspend, resume, reconcile) require
+    /// as `Authorization: Bearer <token>`.
+    #[arg(long, env = "TAGPILOT_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
     /// Daemon: where the webhook receiver server listens (`host:port`; empty: no server).
     /// [default: 127.0.0.1:9292]
     #[arg(long, env = "TAGPILOT_WEBHOOK_ADDRESS")]
@@ -84,6 +88,7 @@ struct Resolved {
     state_dir: PathBuf,
     secrets_dir: Option<PathBuf>,
     api_address: String,
+    api_token: Option<Vec<u8>>,
     webhook_address: String,
     webhook_tls: Option<(PathBuf, PathBuf)>,
     google_jwks_url: Option<String>,
@@ -123,6 +128,20 @@ fn resolve(args: Args) -> anyhow::Result<Resolved> {
             .api_address
             .or(f.api_address)
             .unwrap_or_else(|| "127.0.0.1:9480".into()),
+        api_token: match args.api_token_file.or(f.api_token_file) {
+            Some(path) => {
+                let t = std::fs::read(&path)
+                    .with_context(|| format!("reading the API token {}", path.display()))?;
+                let t = String::from_utf8_lossy(&t).trim().as_bytes().to_vec();
+                anyhow::ensure!(
+                    !t.is_empty(),
+                    "the API token file {} is empty",
+                    path.display()
+                );
+                Some(t)
+            }
+            None => None,
+        },
         webhook_address: args
             .webhook_address
             .or(f.webhook_address)
@@ -178,6 +197,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             webhook_tls: args.webhook_tls.clone(),
             limits: args.limits,
             concurrency: args.concurrency,
+            api_token: args.api_token.clone(),
         })?;
         return Ok(ExitCode::SUCCESS);
     }

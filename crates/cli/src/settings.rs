@@ -33,6 +33,7 @@ pub struct File {
     pub state_dir: Option<PathBuf>,
     pub secrets_dir: Option<PathBuf>,
     pub api_address: Option<String>,
+    pub api_token_file: Option<PathBuf>,
     pub webhook_address: Option<String>,
     pub webhook_tls_cert: Option<PathBuf>,
     pub webhook_tls_key: Option<PathBuf>,

@@ -1452,16 +1452,52 @@ fn suspend_resume_and_reconcile_through_the_daemon() {
     let g = Guide::new();
     g.configure_hourly("5.0.x", "");
     let api = format!("127.0.0.1:{}", free_port());
-    let start = || g.daemon(&["--api-address", &api, "--webhook-address", ""]);
+    // The controls need the token; reading (get) does not.
+    let token = g.state.path().join("api-token");
+    std::fs::write(&token, "t0ken-for-controls\n").unwrap_or_else(|e| panic!("{e}"));
+    let token = token.to_string_lossy().into_owned();
+    let start = || {
+        g.daemon(&[
+            "--api-address",
+            &api,
+            "--webhook-address",
+            "",
+            "--api-token-file",
+            &token,
+        ])
+    };
     let mut daemon = start();
     let deployment = || g.deployment();
     g.wait_for_tag("5.0.3");
     let cli = |args: &[&str]| {
         let mut all: Vec<&str> = args.to_vec();
-        all.extend(["-n", "flux-system", "--api-address", &api]);
+        all.extend([
+            "-n",
+            "flux-system",
+            "--api-address",
+            &api,
+            "--api-token-file",
+            &token,
+        ]);
         let o = tagpilot(&all);
         (o.status.code(), stderr(&o))
     };
+    let o = tagpilot(&[
+        "suspend",
+        "image",
+        "update",
+        "flux-system",
+        "-n",
+        "flux-system",
+        "--api-address",
+        &api,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("a valid API token is required"),
+        "{}",
+        stderr(&o)
+    );
 
     let (code, err) = cli(&["suspend", "image", "update", "flux-system"]);
     assert_eq!(code, Some(0), "{err}");
