@@ -15,17 +15,8 @@ use crate::get::{fetch, Item};
 pub struct Args {
     #[command(subcommand)]
     pub what: Target,
-    /// The daemon's API address.
-    #[arg(
-        long,
-        global = true,
-        env = "TAGPILOT_API_ADDRESS",
-        default_value = "127.0.0.1:9480"
-    )]
-    pub api_address: String,
-    /// The object's namespace.
-    #[arg(short = 'n', long, global = true, default_value = "flux-system")]
-    pub namespace: String,
+    #[command(flatten)]
+    pub daemon: crate::get::Daemon,
     /// A file holding the daemon's API token (its `--api-token-file`).
     #[arg(long, global = true, env = "TAGPILOT_API_TOKEN_FILE")]
     pub api_token_file: Option<std::path::PathBuf>,
@@ -103,7 +94,7 @@ pub fn run(action: Action, args: Args) -> anyhow::Result<ExitCode> {
         ImageKind::Policy { name } => ("ImagePolicy", "image policy", name),
         ImageKind::Update { name } => ("ImageUpdateAutomation", "image update automation", name),
     };
-    let ns = &args.namespace;
+    let ns = &args.daemon.namespace;
     let (verb, done) = match action {
         Action::Suspend => ("suspending", "suspended"),
         Action::Resume => ("resuming", "resumed"),
@@ -132,7 +123,7 @@ pub fn run(action: Action, args: Args) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
-    let answer = match post(&args.api_address, &path, token.as_deref()) {
+    let answer = match post(&args.daemon.api_address, &path, token.as_deref()) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("✗ {}", crate::format_chain(&e));
@@ -147,7 +138,7 @@ pub fn run(action: Action, args: Args) -> anyhow::Result<ExitCode> {
     eprintln!("◎ waiting for {kind} reconciliation");
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     loop {
-        let item = fetch(&args.api_address)?.into_iter().find(|i| {
+        let item = fetch(&args.daemon.api_address)?.into_iter().find(|i| {
             i.kind == kind
                 && &i.namespace == ns
                 && &i.name == name

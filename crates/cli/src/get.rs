@@ -6,10 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 
+/// Where the daemon's API is and which namespace is meant (shared by `get` and the controls).
 #[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(subcommand)]
-    pub what: What,
+pub struct Daemon {
     /// The daemon's API address.
     #[arg(
         long,
@@ -18,9 +17,17 @@ pub struct Args {
         default_value = "127.0.0.1:9480"
     )]
     pub api_address: String,
-    /// Namespace to list.
+    /// The namespace.
     #[arg(short = 'n', long, global = true, default_value = "flux-system")]
     pub namespace: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub what: What,
+    #[command(flatten)]
+    pub daemon: Daemon,
     /// All namespaces.
     #[arg(short = 'A', long, global = true)]
     pub all_namespaces: bool,
@@ -130,7 +137,7 @@ fn print(rows: Vec<Vec<String>>) {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let items = fetch(&args.api_address)?;
+    let items = fetch(&args.daemon.api_address)?;
     let (kinds, only_name, prefix): (Vec<&str>, Option<String>, bool) = match &args.what {
         What::Images { which } if which == "all" => (
             vec!["ImageRepository", "ImagePolicy", "ImageUpdateAutomation"],
@@ -157,7 +164,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut selected: Vec<&Item> = items
             .iter()
             .filter(|i| i.kind == kind)
-            .filter(|i| args.all_namespaces || i.namespace == args.namespace)
+            .filter(|i| args.all_namespaces || i.namespace == args.daemon.namespace)
             .filter(|i| only_name.as_ref().is_none_or(|n| &i.name == n))
             .collect();
         if selected.is_empty() {
@@ -242,7 +249,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             if args.all_namespaces {
                 "any namespace".to_owned()
             } else {
-                format!("{} namespace", args.namespace)
+                format!("{} namespace", args.daemon.namespace)
             }
         );
     }
