@@ -196,6 +196,33 @@ impl Guide {
             .unwrap_or_else(|e| panic!("{e}"));
     }
 
+    /// Pushes a new podinfo tag to the guide's registry.
+    fn push_tag(&self, tag: &str) {
+        push(
+            &format!("http://{}", self.reg),
+            "stefanprodan/podinfo",
+            &[tag],
+            None,
+        );
+    }
+
+    /// `tagpilot reconcile image repository podinfo` against the daemon at `api`, waiting at
+    /// most `timeout` seconds.
+    fn reconcile_repository(&self, api: &str, timeout: u32) -> std::process::Output {
+        tagpilot(&[
+            "reconcile",
+            "image",
+            "repository",
+            "podinfo",
+            "-n",
+            "flux-system",
+            "--api-address",
+            api,
+            "--timeout",
+            &timeout.to_string(),
+        ])
+    }
+
     /// The Deployment on the Git server's main branch.
     fn deployment(&self) -> String {
         self.show("main", "podinfo-deployment.yaml")
@@ -409,12 +436,7 @@ fn daemon_follows_new_tags_and_config_edits() {
     );
 
     // A new tag in the registry lands in Git within a few intervals.
-    push(
-        &format!("http://{}", g.reg),
-        "stefanprodan/podinfo",
-        &["5.0.4"],
-        None,
-    );
+    g.push_tag("5.0.4");
     assert!(
         eventually(30, || deployment().contains("podinfo:5.0.4 #")),
         "new tag: {}",
@@ -673,12 +695,7 @@ spec:
     let url = format!("http://{hooks}{path}");
 
     // A new tag; nothing scans for an hour.
-    push(
-        &format!("http://{}", g.reg),
-        "stefanprodan/podinfo",
-        &["5.0.4"],
-        None,
-    );
+    g.push_tag("5.0.4");
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert!(deployment().contains("podinfo:5.0.3 #"), "{}", deployment());
 
@@ -1170,12 +1187,7 @@ spec:
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     );
-    push(
-        &format!("http://{}", g.reg),
-        "stefanprodan/podinfo",
-        &["5.0.4"],
-        None,
-    );
+    g.push_tag("5.0.4");
     let data = {
         use base64::Engine as _;
         base64::engine::general_purpose::STANDARD.encode(format!(
@@ -1343,12 +1355,7 @@ spec:
         .collect();
     let started = std::time::Instant::now();
 
-    push(
-        &format!("http://{}", g.reg),
-        "stefanprodan/podinfo",
-        &["5.0.4"],
-        None,
-    );
+    g.push_tag("5.0.4");
     let url = format!("https://{hooks}{path}");
     let ca = tls.path().join("ca.pem");
     let tls_post = |headers: &[&str], body: &[u8]| -> u16 {
@@ -1524,12 +1531,7 @@ fn suspend_resume_and_reconcile_through_the_daemon() {
     );
 
     // A new tag is scanned and resolved on request, but the suspended automation does not push.
-    push(
-        &format!("http://{}", g.reg),
-        "stefanprodan/podinfo",
-        &["5.0.4"],
-        None,
-    );
+    g.push_tag("5.0.4");
     let (code, err) = cli(&["reconcile", "image", "repository", "podinfo"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
@@ -1630,24 +1632,8 @@ fn restart_resumes_from_the_store_and_survives_kill_9() {
     let mut daemon = daemon;
     for (i, delay_ms) in [0u64, 60, 120, 200, 300, 450].into_iter().enumerate() {
         let tag = format!("5.0.{}", 4 + i);
-        push(
-            &format!("http://{}", g.reg),
-            "stefanprodan/podinfo",
-            &[&tag],
-            None,
-        );
-        let o = tagpilot(&[
-            "reconcile",
-            "image",
-            "repository",
-            "podinfo",
-            "-n",
-            "flux-system",
-            "--api-address",
-            &api,
-            "--timeout",
-            "1",
-        ]);
+        g.push_tag(&tag);
+        let o = g.reconcile_repository(&api, 1);
         let _ = o; // the outcome does not matter: the kill may come first
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         let _ = daemon.0.kill(); // SIGKILL
@@ -1663,18 +1649,7 @@ fn restart_resumes_from_the_store_and_survives_kill_9() {
         let landed = eventually(30, || {
             if !deployment().contains(&wanted) {
                 // After a kill before the scan was stored, ask again (intervals are 1 h).
-                let _ = tagpilot(&[
-                    "reconcile",
-                    "image",
-                    "repository",
-                    "podinfo",
-                    "-n",
-                    "flux-system",
-                    "--api-address",
-                    &api,
-                    "--timeout",
-                    "5",
-                ]);
+                let _ = g.reconcile_repository(&api, 5);
             }
             deployment().contains(&wanted)
         });
@@ -1803,22 +1778,8 @@ fn a_broken_edit_keeps_the_last_good_version_running() {
         .logs()
         .contains("invalid edit: the last good version keeps running"));
     // It still works: a new tag is picked up with the old range.
-    push(
-        &format!("http://{}", g.reg),
-        "stefanprodan/podinfo",
-        &["5.0.4"],
-        None,
-    );
-    let o = tagpilot(&[
-        "reconcile",
-        "image",
-        "repository",
-        "podinfo",
-        "-n",
-        "flux-system",
-        "--api-address",
-        &api,
-    ]);
+    g.push_tag("5.0.4");
+    let o = g.reconcile_repository(&api, 60);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         eventually(20, || deployment().contains("podinfo:5.0.4 #")),
@@ -1857,22 +1818,8 @@ fn sigterm_during_a_round_lets_it_finish() {
     g.wait_for_tag("5.0.3");
     let before: u32 = count().parse().unwrap_or(0);
     // Wake the chain, and stop the daemon while its Git round is most likely running.
-    push(
-        &format!("http://{}", g.reg),
-        "stefanprodan/podinfo",
-        &["5.0.4"],
-        None,
-    );
-    let o = tagpilot(&[
-        "reconcile",
-        "image",
-        "repository",
-        "podinfo",
-        "-n",
-        "flux-system",
-        "--api-address",
-        &api,
-    ]);
+    g.push_tag("5.0.4");
+    let o = g.reconcile_repository(&api, 60);
     assert!(o.status.success(), "{}", stderr(&o));
     std::thread::sleep(std::time::Duration::from_millis(80));
     g.stop(&mut daemon);
