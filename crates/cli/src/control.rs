@@ -74,13 +74,7 @@ fn post(api: &str, path: &str, token: Option<&str>) -> anyhow::Result<serde_json
 
 /// The outcome line flux prints after a reconciliation.
 fn outcome(kind: &str, item: &Item) -> String {
-    let message = item.status["conditions"][0]["message"]
-        .as_str()
-        .unwrap_or("")
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_owned();
+    let message = item.message();
     match (kind, item.status["lastScanResult"]["tagCount"].as_u64()) {
         ("ImageRepository", Some(n)) if message != "suspended" => format!("scan fetched {n} tags"),
         _ => message,

@@ -73,6 +73,19 @@ pub(crate) struct Item {
     pub status: serde_json::Value,
 }
 
+impl Item {
+    /// The first line of the Ready condition's message, as flux's tables show it.
+    pub fn message(&self) -> String {
+        self.status["conditions"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    }
+}
+
 pub(crate) fn fetch(api: &str) -> anyhow::Result<Vec<Item>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -192,13 +205,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         for i in selected {
             let cond = &i.status["conditions"][0];
-            let message = cond["message"]
-                .as_str()
-                .unwrap_or("")
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_owned();
+            let message = i.message();
             let ready = cond["status"].as_str().unwrap_or("Unknown").to_owned();
             let suspended = (message == "suspended").to_string();
             let name = if prefix {
