@@ -251,8 +251,7 @@ impl Supervisor {
             addr.do_send(Stop);
         }
         let mut old_writers = std::mem::take(&mut self.writers);
-        for writer in engine.writer_keys() {
-            let namespaces = engine.writer_namespaces(&writer);
+        for (writer, namespaces) in engine.writers() {
             let interval = writer_interval(&config, &namespaces);
             match old_writers.remove(&writer) {
                 Some((_, (old_interval, addr))) if old_interval == interval => {
@@ -312,13 +311,9 @@ impl Supervisor {
 /// The shortest interval among the automations of these namespaces (default 1 minute).
 fn writer_interval(config: &Config, namespaces: &[String]) -> Duration {
     config
-        .of_kind(Kind::ImageUpdateAutomation)
-        .filter_map(|l| match &l.object {
-            Object::ImageUpdateAutomation(a) if namespaces.contains(&a.metadata.namespace) => {
-                Some(a.spec.interval.as_duration())
-            }
-            _ => None,
-        })
+        .automations()
+        .filter(|a| namespaces.contains(&a.metadata.namespace))
+        .map(|a| a.spec.interval.as_duration())
         .min()
         .unwrap_or(Duration::from_secs(60))
         .max(Duration::from_millis(500))
@@ -487,8 +482,15 @@ struct Stop;
 #[rtype(result = "()")]
 struct SetEngine(Arc<Engine>);
 
-macro_rules! set_engine {
+/// What every child of the supervisor answers alike: Stop, and SetEngine after a reload.
+macro_rules! child_actor {
     ($($actor:ty),*) => {$(
+        impl Handler<Stop> for $actor {
+            type Result = ();
+            fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+                ctx.stop();
+            }
+        }
         impl Handler<SetEngine> for $actor {
             type Result = ();
             fn handle(&mut self, msg: SetEngine, _: &mut Context<Self>) {
@@ -497,7 +499,7 @@ macro_rules! set_engine {
         }
     )*};
 }
-set_engine!(RegistryScanner, PolicyResolver, GitWriter);
+child_actor!(RegistryScanner, PolicyResolver, GitWriter);
 
 /// Scans one ImageRepository on its interval.
 struct RegistryScanner {
@@ -538,13 +540,6 @@ impl Actor for RegistryScanner {
                 ctx.run_interval(self.interval, |_, ctx| ctx.notify(Tick(false)));
             }
         }
-    }
-}
-
-impl Handler<Stop> for RegistryScanner {
-    type Result = ();
-    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
-        ctx.stop();
     }
 }
 
@@ -631,13 +626,6 @@ struct PolicyResolver {
 
 impl Actor for PolicyResolver {
     type Context = Context<Self>;
-}
-
-impl Handler<Stop> for PolicyResolver {
-    type Result = ();
-    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
-        ctx.stop();
-    }
 }
 
 impl Handler<Tick> for PolicyResolver {
@@ -749,13 +737,6 @@ impl Actor for GitWriter {
     }
 }
 
-impl Handler<Stop> for GitWriter {
-    type Result = ();
-    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
-        ctx.stop();
-    }
-}
-
 impl Handler<Tick> for GitWriter {
     type Result = ();
     fn handle(&mut self, msg: Tick, ctx: &mut Context<Self>) {
@@ -812,12 +793,8 @@ impl Handler<RunRound> for GitWriter {
 impl Engine {
     /// Whether a policy reading `repo` has not resolved yet (after a start or a reload).
     fn latest_of_repo_is_empty(&self, repo: &Key) -> bool {
-        self.config()
-            .of_kind(Kind::ImagePolicy)
-            .filter_map(|l| match &l.object {
-                Object::ImagePolicy(p) => Some(p),
-                _ => None,
-            })
+        self.policies()
+            .into_iter()
             .filter(|p| {
                 let r = &p.spec.image_repository_ref;
                 r.name == repo.1

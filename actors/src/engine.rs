@@ -447,23 +447,11 @@ impl Engine {
 
     /// Every object of a kind in the configuration.
     pub fn repositories(&self) -> Vec<&ImageRepository> {
-        self.config
-            .of_kind(Kind::ImageRepository)
-            .filter_map(|l| match &l.object {
-                Object::ImageRepository(r) => Some(r),
-                _ => None,
-            })
-            .collect()
+        self.config.repositories().collect()
     }
 
     pub fn policies(&self) -> Vec<&ImagePolicy> {
-        self.config
-            .of_kind(Kind::ImagePolicy)
-            .filter_map(|l| match &l.object {
-                Object::ImagePolicy(p) => Some(p),
-                _ => None,
-            })
-            .collect()
+        self.config.policies().collect()
     }
 }
 
@@ -735,56 +723,40 @@ impl Engine {
         self.automations_for(None);
     }
 
-    /// The (remote URL, push branch) of every automation that can be planned: one Git writer each.
-    pub fn writer_keys(&self) -> Vec<(String, String)> {
-        let mut keys: Vec<(String, String)> = self
-            .config
-            .of_kind(Kind::ImageUpdateAutomation)
-            .filter_map(|l| match &l.object {
-                // Suspended ones get a writer too: a runtime resume must find it.
-                Object::ImageUpdateAutomation(a) => match self.plan(a) {
-                    Ok(p) => Some(p.0),
-                    Err(_)
-                        if self.is_suspended(
-                            Kind::ImageUpdateAutomation,
-                            &a.metadata,
-                            a.spec.suspend,
-                        ) =>
-                    {
-                        None
+    /// The Git writers: every (remote URL, push branch) some automation can be planned for, with
+    /// the namespaces of its automations (policy changes there wake it). One plan per automation.
+    pub fn writers(&self) -> BTreeMap<(String, String), Vec<String>> {
+        let mut writers: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+        for a in self.config.automations() {
+            match self.plan(a) {
+                Ok(p) => {
+                    let namespaces = writers.entry(p.0).or_default();
+                    if !namespaces.contains(&a.metadata.namespace) {
+                        namespaces.push(a.metadata.namespace.clone());
                     }
-                    // No writer can run it: say why now, not at the first round.
-                    Err(e) => {
-                        let (ns, name) = (&a.metadata.namespace, &a.metadata.name);
-                        self.record(
-                            Kind::ImageUpdateAutomation,
-                            ns,
-                            name,
-                            false,
-                            format_chain(&e),
-                        );
-                        None
-                    }
-                },
-                _ => None,
-            })
-            .collect();
-        keys.sort();
-        keys.dedup();
-        keys
-    }
-
-    /// The namespaces whose automations write through `writer` (policy changes there matter).
-    pub fn writer_namespaces(&self, writer: &(String, String)) -> Vec<String> {
-        self.config
-            .of_kind(Kind::ImageUpdateAutomation)
-            .filter_map(|l| match &l.object {
-                Object::ImageUpdateAutomation(a) if self.plan(a).is_ok_and(|p| &p.0 == writer) => {
-                    Some(a.metadata.namespace.clone())
                 }
-                _ => None,
-            })
-            .collect()
+                // Suspended ones get a writer too when they can be planned (a runtime resume
+                // must find it); a suspended one that cannot be planned is not reported.
+                Err(_)
+                    if self.is_suspended(
+                        Kind::ImageUpdateAutomation,
+                        &a.metadata,
+                        a.spec.suspend,
+                    ) => {}
+                // No writer can run it: say why now, not at the first round.
+                Err(e) => {
+                    let (ns, name) = (&a.metadata.namespace, &a.metadata.name);
+                    self.record(
+                        Kind::ImageUpdateAutomation,
+                        ns,
+                        name,
+                        false,
+                        format_chain(&e),
+                    );
+                }
+            }
+        }
+        writers
     }
 
     /// The revision of a repository's stored tag list.
@@ -865,15 +837,7 @@ impl Engine {
         }
         let mut groups: BTreeMap<(String, String), (RoundSpec, Access, Vec<Job<'_>>)> =
             BTreeMap::new();
-        let autos: Vec<&ImageUpdateAutomation> = self
-            .config
-            .of_kind(Kind::ImageUpdateAutomation)
-            .filter_map(|l| match &l.object {
-                Object::ImageUpdateAutomation(a) => Some(a),
-                _ => None,
-            })
-            .collect();
-        for a in autos {
+        for a in self.config.automations() {
             let (ns, name) = (a.metadata.namespace.clone(), a.metadata.name.clone());
             if self.is_suspended(Kind::ImageUpdateAutomation, &a.metadata, a.spec.suspend) {
                 self.record(

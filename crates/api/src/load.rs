@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_yaml::Value;
 
 use crate::object::{FieldError, Kind, Object};
+use crate::types::{Alert, ImagePolicy, ImageRepository, ImageUpdateAutomation};
 
 /// Where an object came from.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -117,6 +118,34 @@ impl Config {
     /// Objects of one kind, in load order.
     pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Loaded> {
         self.objects.iter().filter(move |o| o.object.kind() == kind)
+    }
+
+    pub fn repositories(&self) -> impl Iterator<Item = &ImageRepository> {
+        self.objects.iter().filter_map(|l| match &l.object {
+            Object::ImageRepository(o) => Some(o),
+            _ => None,
+        })
+    }
+
+    pub fn policies(&self) -> impl Iterator<Item = &ImagePolicy> {
+        self.objects.iter().filter_map(|l| match &l.object {
+            Object::ImagePolicy(o) => Some(o),
+            _ => None,
+        })
+    }
+
+    pub fn automations(&self) -> impl Iterator<Item = &ImageUpdateAutomation> {
+        self.objects.iter().filter_map(|l| match &l.object {
+            Object::ImageUpdateAutomation(o) => Some(o),
+            _ => None,
+        })
+    }
+
+    pub fn alerts(&self) -> impl Iterator<Item = &Alert> {
+        self.objects.iter().filter_map(|l| match &l.object {
+            Object::Alert(o) => Some(o),
+            _ => None,
+        })
     }
 }
 
