@@ -143,16 +143,7 @@ impl Azure {
 
 /// A reqwest error with its causes, without the URL.
 fn describe(e: reqwest::Error) -> String {
-    use std::error::Error as _;
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+    tagpilot_registry::error_chain(&e.without_url())
 }
 
 /// The `exp` claim of a JWT, unverified (ACR verifies its own tokens; this only schedules the

@@ -116,17 +116,22 @@ struct TokenBody {
     access_token: Option<String>,
 }
 
-fn transport(url: &Url, e: &reqwest::Error) -> RegistryError {
+/// An error and its sources on one line (`a: b: c`).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = e.source();
     while let Some(s) = source {
         message.push_str(": ");
         message.push_str(&s.to_string());
         source = s.source();
     }
+    message
+}
+
+fn transport(url: &Url, e: &reqwest::Error) -> RegistryError {
     RegistryError::Transport {
         url: url.to_string(),
-        message,
+        message: error_chain(e),
     }
 }
 

@@ -20,7 +20,9 @@ mod name;
 pub mod scan;
 
 pub use auth::{Credentials, DockerConfig};
-pub use client::{valid_tag, ClientOptions, ProxySpec, RepoClient, TagListing, MANIFEST_ACCEPT};
+pub use client::{
+    error_chain, valid_tag, ClientOptions, ProxySpec, RepoClient, TagListing, MANIFEST_ACCEPT,
+};
 pub use error::RegistryError;
 pub use gate::{Gates, Limits};
 pub use name::{ImageName, NameError, DOCKER_HUB};
