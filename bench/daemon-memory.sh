@@ -10,11 +10,7 @@ cd "$(dirname "$0")/.."
 repos=${1:-1000}; tags=${2:-1000}
 cargo build --release -q -p tagpilot
 bin=$PWD/target/release/tagpilot
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. tests/e2e/servers.sh
 kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
 
 rport=$(free_port)

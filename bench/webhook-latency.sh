@@ -16,19 +16,10 @@ cd "$(dirname "$0")/.."
 n=${1:-50}
 cargo build --release -q -p tagpilot
 bin=$PWD/target/release/tagpilot
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. tests/e2e/servers.sh
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
-rport=$(free_port)
-printf 'version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\nstorage: {filesystem: {rootdirectory: %s/registry}}\nhttp: {addr: 127.0.0.1:%s, secret: s}\n' \
-  "$work" "$rport" > "$work/registry.yml"
-docker-registry serve "$work/registry.yml" > "$work/registry.log" 2>&1 & pids+=($!)
-until curl -sf -o /dev/null "http://127.0.0.1:$rport/v2/"; do sleep 0.05; done
-registry=127.0.0.1:$rport
+start_registry
 bash tests/e2e/push-tags.sh "http://$registry" stefanprodan/podinfo 5.0.0 5.0.1 5.0.2 5.0.3
 
 gport=$(free_port)
@@ -75,9 +66,7 @@ YAML
 }
 setup daemon
 setup once
-"$(git --exec-path)/git-daemon" --reuseaddr --export-all --enable=receive-pack --listen=127.0.0.1 --port="$gport" \
-  --base-path="$work/srv" "$work/srv" & pids+=($!)
-until git ls-remote "git://127.0.0.1:$gport/daemon.git" > /dev/null 2>&1; do sleep 0.05; done
+start_git_daemon "$gport" daemon
 head_of() { git ls-remote "git://127.0.0.1:$gport/$1.git" refs/heads/main | cut -f1; }
 wait_change() { # repo old-sha
   local deadline=$(($(now_ms) + 60000))

@@ -15,19 +15,10 @@ if ! command -v docker-registry > /dev/null; then
 fi
 bin=${1:-}
 if [ -z "$bin" ]; then cargo build --release -q -p tagpilot; bin=$PWD/target/release/tagpilot; fi
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. tests/e2e/servers.sh
 
 # 1. The registry, with podinfo's tags.
-rport=$(free_port)
-printf 'version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\nstorage: {filesystem: {rootdirectory: %s/registry}}\nhttp: {addr: 127.0.0.1:%s, secret: s}\n' \
-  "$work" "$rport" > "$work/registry.yml"
-docker-registry serve "$work/registry.yml" > "$work/registry.log" 2>&1 & pids+=($!)
-until curl -sf -o /dev/null "http://127.0.0.1:$rport/v2/"; do sleep 0.05; done
-registry=127.0.0.1:$rport
+start_registry
 bash tests/e2e/push-tags.sh "http://$registry" stefanprodan/podinfo 5.0.0 5.0.1 5.0.2 5.0.3 5.1.0 6.0.0 latest
 echo "registry $registry/stefanprodan/podinfo: $(curl -s "http://$registry/v2/stefanprodan/podinfo/tags/list")"
 
@@ -56,9 +47,7 @@ git -C "$work/fleet" checkout -q -b main
 git -C "$work/fleet" add -A
 git -C "$work/fleet" -c user.name=you -c user.email=you@example.com commit -q -m "add podinfo and image automation"
 git -C "$work/fleet" push -q origin main
-"$(git --exec-path)/git-daemon" --reuseaddr --export-all --enable=receive-pack --listen=127.0.0.1 --port="$gport" \
-  --base-path="$work/srv" "$work/srv" & pids+=($!)
-until git ls-remote "git://127.0.0.1:$gport/fleet.git" > /dev/null 2>&1; do sleep 0.05; done
+start_git_daemon "$gport" fleet
 echo "git repository git://127.0.0.1:$gport/fleet.git"
 
 # 3. tagpilot, once, on the same manifests.
