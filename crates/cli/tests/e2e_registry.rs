@@ -253,40 +253,30 @@ fn token_auth() {
         stderr(&o)
     );
 
+    // A docker config with testuser and `password`, then a scan with it.
     let cfg = reg.dir.path().join("config.json");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"{{"auths":{{"127.0.0.1:{}":{{"username":"testuser","password":"testpass"}}}}}}"#,
-            reg.port
-        ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let o = tagpilot(&[
-        "scan",
-        &image,
-        "--insecure",
-        "--docker-config",
-        &cfg.to_string_lossy(),
-    ]);
+    let scan_as = |password: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"{{"auths":{{"127.0.0.1:{}":{{"username":"testuser","password":"{password}"}}}}}}"#,
+                reg.port
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        tagpilot(&[
+            "scan",
+            &image,
+            "--insecure",
+            "--docker-config",
+            &cfg.to_string_lossy(),
+        ])
+    };
+    let o = scan_as("testpass");
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "2.1.0\n2.0.0\n");
 
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"{{"auths":{{"127.0.0.1:{}":{{"username":"testuser","password":"bad"}}}}}}"#,
-            reg.port
-        ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let o = tagpilot(&[
-        "scan",
-        &image,
-        "--insecure",
-        "--docker-config",
-        &cfg.to_string_lossy(),
-    ]);
+    let o = scan_as("bad");
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("unable to retrieve auth token"),
