@@ -307,12 +307,18 @@ fn cache() -> tempfile::TempDir {
     tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
 }
 
-#[test]
-fn round_commits_pushes_and_never_commits_nothing() {
-    let d = daemon();
+/// A warm clone of the daemon's repository (no credentials) in a fresh cache.
+fn warm(d: &Daemon) -> (tempfile::TempDir, WarmRepo) {
     let state = cache();
     let repo =
         WarmRepo::open(state.path(), &d.url, Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    (state, repo)
+}
+
+#[test]
+fn round_commits_pushes_and_never_commits_nothing() {
+    let d = daemon();
+    let (_state, repo) = warm(&d);
     let mut changes = vec![setter_change("5.0.3", "clusters/my-cluster")];
     let out = repo
         .round(&spec("main"), &mut changes)
@@ -395,9 +401,7 @@ fn push_branch_is_created_then_reused_and_main_is_left_alone() {
 #[test]
 fn batching_refspec_and_push_options() {
     let d = daemon();
-    let state = cache();
-    let repo =
-        WarmRepo::open(state.path(), &d.url, Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    let (_state, repo) = warm(&d);
     let mut s = spec("main");
     s.push_refspec = Some("refs/heads/main:refs/heads/mirror".into());
     s.push_options = vec!["merge_request.create".into(), "ci.skip=true".into()];
@@ -432,9 +436,7 @@ fn batching_refspec_and_push_options() {
 #[test]
 fn checkout_by_tag_semver_commit_and_push_branch_rules() {
     let d = daemon();
-    let state = cache();
-    let repo =
-        WarmRepo::open(state.path(), &d.url, Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    let (_state, repo) = warm(&d);
     let tagged = git(&d.bare, &["rev-parse", "v1.0.0^{commit}"]);
     assert_eq!(
         repo.resolve(&CheckoutRef::Tag("v1.0.0".into()))
@@ -479,9 +481,7 @@ fn checkout_by_tag_semver_commit_and_push_branch_rules() {
 #[test]
 fn corrupt_or_foreign_clones_are_recloned() {
     let d = daemon();
-    let state = cache();
-    let repo =
-        WarmRepo::open(state.path(), &d.url, Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    let (state, repo) = warm(&d);
     let dir = repo.dir().to_path_buf();
     drop(repo);
     // Foreign: origin points elsewhere.
@@ -524,9 +524,7 @@ fn corrupt_or_foreign_clones_are_recloned() {
 #[test]
 fn a_single_concurrent_push_costs_one_retry() {
     let d = daemon();
-    let state = cache();
-    let repo =
-        WarmRepo::open(state.path(), &d.url, Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    let (_state, repo) = warm(&d);
     std::fs::write(d.work.join("human.txt"), "hi").unwrap_or_else(|e| panic!("{e}"));
     git(&d.work, &["add", "-A"]);
     git(&d.work, &["commit", "-q", "-m", "human"]);
@@ -793,9 +791,7 @@ fn ssh_with_identity_and_pinned_known_hosts() {
 
 fn signed_round(signer: tagpilot_git::Signer) -> (Daemon, String) {
     let d = daemon();
-    let state = cache();
-    let repo =
-        WarmRepo::open(state.path(), &d.url, Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    let (_state, repo) = warm(&d);
     let mut s = spec("main");
     s.signer = Some(std::sync::Arc::new(signer));
     let out = repo
