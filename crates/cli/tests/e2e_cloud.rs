@@ -373,7 +373,7 @@ fn azure_entra_token_exchanged_at_acr_unlocks_the_registry() {
         &["3.0.0", "3.1.0", "3.1.1"],
     );
     let tls = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    tls_files_for(tls.path(), Some(ACR_HOST));
+    tls_files(tls.path(), Some(ACR_HOST));
     // The test CA joins the system's roots for tagpilot only, through SSL_CERT_FILE.
     let bundle = tls.path().join("bundle.pem");
     let system = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();

@@ -1291,7 +1291,7 @@ fn openssl_hmac(key: &str, body: &[u8]) -> String {
 fn webhooks_over_tls_survive_abuse() {
     let g = Guide::new();
     let tls = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    tls_files(tls.path());
+    tls_files(tls.path(), None);
     let receiver = r#"---
 apiVersion: v1
 kind: Secret

@@ -3,15 +3,15 @@
 //! push would be refused and fail the test.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tagpilot_git::{
     source_revision, Change, CheckoutRef, GitError, RoundSpec, WarmRepo, NO_PUSH_BRANCH,
 };
 use tagpilot_setters::{scan_tree, write_changes, LatestRef};
+use tagpilot_testkit::{free_port, tls_files, wait_for_port};
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
@@ -53,23 +53,7 @@ const DEPLOY: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: 
 /// A bare repository with one commit on `main` (and tag v1.0.0), served by git daemon.
 fn daemon() -> Daemon {
     let (dir, srv, bare, work) = seeded_repo();
-    let port = free_port();
-    // Run git-daemon itself (not the `git daemon` wrapper) so that killing it stops the server.
-    let exec_path = git(dir.path(), &["--exec-path"]);
-    let child = Command::new(Path::new(exec_path.trim()).join("git-daemon"))
-        .args([
-            "--reuseaddr",
-            "--export-all",
-            "--enable=receive-pack",
-            "--listen=127.0.0.1",
-        ])
-        .arg(format!("--port={port}"))
-        .arg(format!("--base-path={}", srv.display()))
-        .arg(&srv)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("git daemon: {e}"));
-    wait_port(port);
+    let (child, port) = tagpilot_testkit::git_daemon(&srv, STARTUP);
     Daemon {
         child,
         url: format!("git://127.0.0.1:{port}/repo.git"),
@@ -79,82 +63,12 @@ fn daemon() -> Daemon {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server on {port} did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+/// How long servers get to start listening.
+const STARTUP: Duration = Duration::from_secs(10);
 
 /// The same repository behind lighttpd + git http-backend with basic auth (gituser:gitpass).
 fn http_server() -> Daemon {
     lighttpd_server(false)
-}
-
-/// A test CA (`ca.pem`) and a certificate for 127.0.0.1 signed by it (`cert.pem`, `key.pem`).
-fn tls_files(d: &Path) {
-    let openssl = |args: &[&str]| {
-        let ok = Command::new("openssl")
-            .current_dir(d)
-            .args(args)
-            .stderr(Stdio::null())
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(ok, "openssl {args:?} failed");
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=tagpilot git test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "server.csr",
-    ]);
-    std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap_or_else(|e| panic!("{e}"));
-    openssl(&[
-        "x509",
-        "-req",
-        "-days",
-        "2",
-        "-CAcreateserial",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-out",
-        "cert.pem",
-        "-extfile",
-        "ext.cnf",
-    ]);
 }
 
 fn lighttpd_server(tls: bool) -> Daemon {
@@ -190,7 +104,7 @@ $HTTP["url"] =~ "^/git/" {{
         srv = srv.display(),
     );
     let conf = if tls {
-        tls_files(d);
+        tls_files(d, None);
         format!(
             "{conf}server.modules += (\"mod_openssl\")\nssl.engine = \"enable\"\nssl.pemfile = \"{root}/cert.pem\"\nssl.privkey = \"{root}/key.pem\"\n",
             root = d.display()
@@ -199,14 +113,14 @@ $HTTP["url"] =~ "^/git/" {{
         conf
     };
     std::fs::write(d.join("lighttpd.conf"), conf).unwrap_or_else(|e| panic!("{e}"));
-    let child = Command::new("lighttpd")
+    let mut child = Command::new("lighttpd")
         .arg("-D")
         .arg("-f")
         .arg(d.join("lighttpd.conf"))
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("lighttpd (apt-get install lighttpd): {e}"));
-    wait_port(port);
+    wait_for_port(port, &mut child, STARTUP);
     Daemon {
         child,
         url: format!(
@@ -732,7 +646,7 @@ fn ssh_server() -> SshServer {
         dir = d.display(),
     );
     std::fs::write(d.join("sshd_config"), config).unwrap_or_else(|e| panic!("{e}"));
-    let child = Command::new("/usr/sbin/sshd")
+    let mut child = Command::new("/usr/sbin/sshd")
         .arg("-D")
         .arg("-f")
         .arg(d.join("sshd_config"))
@@ -740,7 +654,7 @@ fn ssh_server() -> SshServer {
         .arg(d.join("sshd.log"))
         .spawn()
         .unwrap_or_else(|e| panic!("sshd (apt-get install openssh-server): {e}"));
-    wait_port(port);
+    wait_for_port(port, &mut child, STARTUP);
     let hostpub = std::fs::read_to_string(d.join("hostkey.pub")).unwrap_or_default();
     let key: Vec<&str> = hostpub.split_whitespace().take(2).collect();
     SshServer {

@@ -4,10 +4,12 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tagpilot_testkit::signed_cert;
+pub use tagpilot_testkit::{free_port, tls_files};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -15,13 +17,6 @@ pub fn repo_root() -> PathBuf {
 
 pub fn e2e_script(name: &str) -> PathBuf {
     repo_root().join("tests/e2e").join(name)
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
 }
 
 /// A child process killed on drop.
@@ -38,18 +33,9 @@ impl Drop for Server {
     }
 }
 
+/// Servers get 20 s to start listening.
 fn wait_for_port(port: u16, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("server on port {port} exited early: {status}");
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("server on port {port} did not start");
+    tagpilot_testkit::wait_for_port(port, child, Duration::from_secs(20));
 }
 
 pub fn run(cmd: &mut Command) -> Output {
@@ -104,7 +90,7 @@ fn registry_with(dir: tempfile::TempDir, auth: Auth) -> Server {
             };
             let out = run(Command::new("htpasswd").args(["-Bbn", user, pass]));
             std::fs::write(d.join("htpasswd"), out.stdout).unwrap_or_else(|e| panic!("{e}"));
-            tls_files_for(d, dns);
+            tls_files(d, dns);
             http.push_str(&format!(
                 "  tls:\n    certificate: {}\n    key: {}\n",
                 d.join("cert.pem").display(),
@@ -116,7 +102,7 @@ fn registry_with(dir: tempfile::TempDir, auth: Auth) -> Server {
             );
         }
         Auth::MutualTls => {
-            tls_files(d);
+            tls_files(d, None);
             client_cert(d);
             http.push_str(&format!(
                 "  tls:\n    certificate: {}\n    key: {}\n    clientcas:\n      - {}\n",
@@ -152,84 +138,6 @@ fn registry_with(dir: tempfile::TempDir, auth: Auth) -> Server {
         });
     wait_for_port(port, &mut child);
     Server { child, port, dir }
-}
-
-fn openssl(d: &Path, args: &[&str]) {
-    let mut c = Command::new("openssl");
-    c.current_dir(d).args(args).stderr(Stdio::null());
-    run(&mut c);
-}
-
-/// A key (`key`) and a certificate (`cert`) for `subject` with extensions `ext`, signed by the
-/// test CA in `d`.
-fn signed_cert(d: &Path, key: &str, cert: &str, subject: &str, ext: &str) {
-    openssl(
-        d,
-        &[
-            "req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", key, "-out",
-            "req.csr",
-        ],
-    );
-    std::fs::write(d.join("ext.cnf"), ext).unwrap_or_else(|e| panic!("{e}"));
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-days",
-            "2",
-            "-CAcreateserial",
-            "-in",
-            "req.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-out",
-            cert,
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-}
-
-/// A test CA (`ca.pem`) and a server certificate for 127.0.0.1 signed by it (`cert.pem`,
-/// `key.pem`). rustls, rightly, refuses a self-signed CA certificate used as a server
-/// certificate, so the CA and the leaf are separate.
-pub fn tls_files(d: &Path) {
-    tls_files_for(d, None);
-}
-
-/// [`tls_files`], with one more DNS name in the server certificate.
-pub fn tls_files_for(d: &Path, dns: Option<&str>) {
-    openssl(
-        d,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=tagpilot test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-    );
-    signed_cert(
-        d,
-        "key.pem",
-        "cert.pem",
-        "/CN=127.0.0.1",
-        &format!(
-            "subjectAltName=IP:127.0.0.1,DNS:localhost{}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-            dns.map(|n| format!(",DNS:{n}")).unwrap_or_default()
-        ),
-    );
 }
 
 /// A client certificate (`client.pem`, `client.key`) signed by the test CA in `d`.
@@ -414,22 +322,7 @@ pub fn git_server(files: &[(&str, &str)]) -> GitServer {
     git_cmd(&work, &["add", "-A"]);
     git_cmd(&work, &["commit", "-q", "-m", "initial"]);
     git_cmd(&work, &["push", "-q", "origin", "main"]);
-    let port = free_port();
-    let exec = git_cmd(dir.path(), &["--exec-path"]);
-    let mut child = Command::new(Path::new(exec.trim()).join("git-daemon"))
-        .args([
-            "--reuseaddr",
-            "--export-all",
-            "--enable=receive-pack",
-            "--listen=127.0.0.1",
-        ])
-        .arg(format!("--port={port}"))
-        .arg(format!("--base-path={}", srv.display()))
-        .arg(&srv)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("git daemon: {e}"));
-    wait_for_port(port, &mut child);
+    let (child, port) = tagpilot_testkit::git_daemon(&srv, Duration::from_secs(20));
     GitServer {
         server: Server { child, port, dir },
         url: format!("git://127.0.0.1:{port}/fleet.git"),
