@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use tagpilot_testkit::signed_cert;
 pub use tagpilot_testkit::{free_port, tls_files};
+use tagpilot_testkit::{openssl, signed_cert};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -190,8 +190,9 @@ pub fn token_registry_accepting(accepted: Option<&Path>) -> (Server, Server) {
     let tdir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let key = tdir.path().join("signing-key.pem");
     let cert = tdir.path().join("signing-cert.pem");
-    run(Command::new("openssl")
-        .args([
+    openssl(
+        tdir.path(),
+        &[
             "req",
             "-x509",
             "-newkey",
@@ -201,12 +202,12 @@ pub fn token_registry_accepting(accepted: Option<&Path>) -> (Server, Server) {
             "2",
             "-subj",
             "/CN=test-token-issuer",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null()));
+            "-keyout",
+            "signing-key.pem",
+            "-out",
+            "signing-cert.pem",
+        ],
+    );
     let token_port = free_port();
     let mut child = Command::new("python3")
         .arg(e2e_script("tokenserver.py"))
