@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::json;
-use tagpilot_api::{AlertProvider, Kind, Object};
+use tagpilot_api::{Alert, AlertProvider, Kind};
 use tagpilot_notifier::payload::parse_headers;
 pub use tagpilot_notifier::Retry;
 use tagpilot_notifier::{
@@ -38,19 +38,12 @@ fn text(bytes: Vec<u8>) -> String {
 
 impl Engine {
     fn provider(&self, namespace: &str, name: &str) -> Option<&AlertProvider> {
-        match self
-            .config()
-            .get(Kind::Provider, namespace, name)
-            .map(|l| &l.object)
-        {
-            Some(Object::Provider(p)) => Some(p),
-            _ => None,
-        }
+        self.config().find(namespace, name)
     }
 
     /// Records each Alert's status: Ready when its Provider exists.
     pub fn check_alerts(&self) {
-        for a in self.config().alerts() {
+        for a in self.config().all::<Alert>() {
             let (ns, name) = (&a.metadata.namespace, &a.metadata.name);
             let provider = &a.spec.provider_ref.name;
             let (ready, message) = if a.spec.suspend {
@@ -111,7 +104,7 @@ impl Engine {
                 .and_then(|k| self.config().get(k, &o.namespace, &o.name))
                 .map(|l| l.object.metadata().labels.clone())
                 .unwrap_or_default();
-            for a in self.config().alerts() {
+            for a in self.config().all::<Alert>() {
                 let ns = &a.metadata.namespace;
                 if !alert_matches(&a.spec, ns, event, &labels) {
                     continue;

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use tagpilot_api::{Config, Kind, Object};
+use tagpilot_api::{Config, ImagePolicy, ImageRepository, ImageUpdateAutomation, Kind, Object};
 use tagpilot_registry::{Gates, Limits};
 use tagpilot_store::Store;
 
@@ -311,7 +311,7 @@ impl Supervisor {
 /// The shortest interval among the automations of these namespaces (default 1 minute).
 fn writer_interval(config: &Config, namespaces: &[String]) -> Duration {
     config
-        .automations()
+        .all::<ImageUpdateAutomation>()
         .filter(|a| namespaces.contains(&a.metadata.namespace))
         .map(|a| a.spec.interval.as_duration())
         .min()
@@ -518,11 +518,8 @@ impl Actor for RegistryScanner {
         let due = self
             .engine
             .config()
-            .get(Kind::ImageRepository, &self.key.0, &self.key.1)
-            .and_then(|l| match &l.object {
-                Object::ImageRepository(r) => self.engine.scan_due_in(r, crate::engine::now()),
-                _ => None,
-            });
+            .find::<ImageRepository>(&self.key.0, &self.key.1)
+            .and_then(|r| self.engine.scan_due_in(r, crate::engine::now()));
         match due {
             // Scanned recently (before a restart or reload): the policies resolve from the
             // stored tags now, the scan waits for its turn.
@@ -551,11 +548,7 @@ impl Handler<Tick> for RegistryScanner {
         let supervisor = self.supervisor.clone();
         Box::pin(
             async move {
-                let Some(Object::ImageRepository(repo)) = engine
-                    .config()
-                    .get(Kind::ImageRepository, &key.0, &key.1)
-                    .map(|l| &l.object)
-                else {
+                let Some(repo) = engine.config().find::<ImageRepository>(&key.0, &key.1) else {
                     return true;
                 };
                 let before = engine.stored_revision(repo);
@@ -636,11 +629,7 @@ impl Handler<Tick> for PolicyResolver {
         let supervisor = self.supervisor.clone();
         Box::pin(
             async move {
-                let Some(Object::ImagePolicy(policy)) = engine
-                    .config()
-                    .get(Kind::ImagePolicy, &key.0, &key.1)
-                    .map(|l| &l.object)
-                else {
+                let Some(policy) = engine.config().find::<ImagePolicy>(&key.0, &key.1) else {
                     return;
                 };
                 let before = engine.latest_of(&key.0, &key.1);

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use anyhow::Context;
 use serde_json::json;
 use tagpilot_api::{
-    build_policy, Config, DigestReflectionPolicy, ImagePolicy, ImageRepository,
+    build_policy, Config, DigestReflectionPolicy, GitRepository, ImagePolicy, ImageRepository,
     ImageUpdateAutomation, Kind, Object, Provider, ReceiverType, Secrets, SigningKeyType,
 };
 use tagpilot_git::{Change, CheckoutRef, ExtraRoots, GitAuth, RoundSpec, Signer, WarmRepo};
@@ -447,11 +447,11 @@ impl Engine {
 
     /// Every object of a kind in the configuration.
     pub fn repositories(&self) -> Vec<&ImageRepository> {
-        self.config.repositories().collect()
+        self.config.all().collect()
     }
 
     pub fn policies(&self) -> Vec<&ImagePolicy> {
-        self.config.policies().collect()
+        self.config.all().collect()
     }
 }
 
@@ -665,11 +665,7 @@ impl Engine {
         }
         let r = &policy.spec.image_repository_ref;
         let repo_ns = r.namespace.as_deref().unwrap_or(ns);
-        let Some(Object::ImageRepository(repo)) = self
-            .config
-            .get(Kind::ImageRepository, repo_ns, &r.name)
-            .map(|l| &l.object)
-        else {
+        let Some(repo) = self.config.find::<ImageRepository>(repo_ns, &r.name) else {
             anyhow::bail!("failed to get the referred ImageRepository: referenced ImageRepository does not exist: {repo_ns}/{}", r.name);
         };
         let engine =
@@ -727,7 +723,7 @@ impl Engine {
     /// the namespaces of its automations (policy changes there wake it). One plan per automation.
     pub fn writers(&self) -> BTreeMap<(String, String), Vec<String>> {
         let mut writers: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-        for a in self.config.automations() {
+        for a in self.config.all::<ImageUpdateAutomation>() {
             match self.plan(a) {
                 Ok(p) => {
                     let namespaces = writers.entry(p.0).or_default();
@@ -837,7 +833,7 @@ impl Engine {
         }
         let mut groups: BTreeMap<(String, String), (RoundSpec, Access, Vec<Job<'_>>)> =
             BTreeMap::new();
-        for a in self.config.automations() {
+        for a in self.config.all::<ImageUpdateAutomation>() {
             let (ns, name) = (a.metadata.namespace.clone(), a.metadata.name.clone());
             if self.is_suspended(Kind::ImageUpdateAutomation, &a.metadata, a.spec.suspend) {
                 self.record(
@@ -983,11 +979,7 @@ impl Engine {
         let ns = &a.metadata.namespace;
         let src = &a.spec.source_ref;
         let src_ns = src.namespace.as_deref().unwrap_or(ns);
-        let Some(Object::GitRepository(gitrepo)) = self
-            .config
-            .get(Kind::GitRepository, src_ns, &src.name)
-            .map(|l| &l.object)
-        else {
+        let Some(gitrepo) = self.config.find::<GitRepository>(src_ns, &src.name) else {
             anyhow::bail!(
                 "referenced GitRepository {src_ns}/{} does not exist",
                 src.name

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use futures_util::StreamExt as _;
-use tagpilot_api::{Config, Kind, Object, Receiver, ReceiverType};
+use tagpilot_api::{Config, Kind, Receiver, ReceiverType};
 
 /// Flux's body cap.
 pub const MAX_BODY: usize = 3 << 20;
@@ -255,17 +255,6 @@ pub fn targets(config: &Config, receiver: &Receiver) -> Result<Vec<Target>, Stri
     Ok(out)
 }
 
-/// The receiver of the `Routes`' configuration, by key.
-fn receiver<'a>(config: &'a Config, route: &Route) -> Option<&'a Receiver> {
-    match config
-        .get(Kind::Receiver, &route.namespace, &route.name)
-        .map(|l| &l.object)
-    {
-        Some(Object::Receiver(r)) => Some(r),
-        _ => None,
-    }
-}
-
 fn text(mut builder: actix_web::HttpResponseBuilder, body: impl Into<String>) -> HttpResponse {
     builder.content_type("text/plain").body(body.into() + "\n")
 }
@@ -340,7 +329,7 @@ async fn hook(
             return text(HttpResponse::BadRequest(), e.to_string());
         }
     };
-    let Some(receiver) = receiver(&config, &route) else {
+    let Some(receiver) = config.find::<Receiver>(&route.namespace, &route.name) else {
         return text(HttpResponse::ServiceUnavailable(), "not ready");
     };
     let targets = match targets(&config, receiver) {
@@ -484,10 +473,9 @@ spec:
 "#;
 
     fn receiver<'a>(config: &'a Config, name: &str) -> &'a Receiver {
-        match config.get(Kind::Receiver, "apps", name).map(|l| &l.object) {
-            Some(Object::Receiver(r)) => r,
-            other => panic!("no receiver {name}: {other:?} {:?}", config.errors),
-        }
+        config
+            .find::<Receiver>("apps", name)
+            .unwrap_or_else(|| panic!("no receiver {name}: {:?}", config.errors))
     }
 
     #[test]

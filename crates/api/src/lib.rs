@@ -10,6 +10,6 @@ mod types;
 
 pub use duration::{rfc3339, DurationError, GoDuration, Timeout};
 pub use load::{load_dir, load_str, Config, LoadError, Loaded, Source};
-pub use object::{build_policy, validate_image, FieldError, Kind, Object};
+pub use object::{build_policy, validate_image, FieldError, Kind, Object, Typed};
 pub use secrets::{SecretError, Secrets};
 pub use types::*;

@@ -12,8 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use crate::object::{FieldError, Kind, Object};
-use crate::types::{Alert, ImagePolicy, ImageRepository, ImageUpdateAutomation};
+use crate::object::{FieldError, Kind, Object, Typed};
 
 /// Where an object came from.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -120,32 +119,15 @@ impl Config {
         self.objects.iter().filter(move |o| o.object.kind() == kind)
     }
 
-    pub fn repositories(&self) -> impl Iterator<Item = &ImageRepository> {
-        self.objects.iter().filter_map(|l| match &l.object {
-            Object::ImageRepository(o) => Some(o),
-            _ => None,
-        })
+    /// Every object of type `T` (`config.all::<ImagePolicy>()`).
+    pub fn all<T: Typed + 'static>(&self) -> impl Iterator<Item = &T> {
+        self.objects.iter().filter_map(|l| T::of(&l.object))
     }
 
-    pub fn policies(&self) -> impl Iterator<Item = &ImagePolicy> {
-        self.objects.iter().filter_map(|l| match &l.object {
-            Object::ImagePolicy(o) => Some(o),
-            _ => None,
-        })
-    }
-
-    pub fn automations(&self) -> impl Iterator<Item = &ImageUpdateAutomation> {
-        self.objects.iter().filter_map(|l| match &l.object {
-            Object::ImageUpdateAutomation(o) => Some(o),
-            _ => None,
-        })
-    }
-
-    pub fn alerts(&self) -> impl Iterator<Item = &Alert> {
-        self.objects.iter().filter_map(|l| match &l.object {
-            Object::Alert(o) => Some(o),
-            _ => None,
-        })
+    /// The object of type `T` with that namespace and name.
+    pub fn find<T: Typed>(&self, namespace: &str, name: &str) -> Option<&T> {
+        self.get(T::KIND, namespace, name)
+            .and_then(|l| T::of(&l.object))
     }
 }
 

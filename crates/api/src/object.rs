@@ -108,6 +108,37 @@ pub enum Object {
     Secret(Secret),
 }
 
+/// The Rust type of a kind, to look objects up by type ([`crate::Config::find`],
+/// [`crate::Config::all`]).
+pub trait Typed: Sized {
+    const KIND: Kind;
+    fn of(object: &Object) -> Option<&Self>;
+}
+
+macro_rules! typed {
+    ($($t:ty => $variant:ident),*) => {$(
+        impl Typed for $t {
+            const KIND: Kind = Kind::$variant;
+            fn of(object: &Object) -> Option<&Self> {
+                match object {
+                    Object::$variant(o) => Some(o),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+typed!(
+    ImageRepository => ImageRepository,
+    ImagePolicy => ImagePolicy,
+    ImageUpdateAutomation => ImageUpdateAutomation,
+    GitRepository => GitRepository,
+    Receiver => Receiver,
+    AlertProvider => Provider,
+    Alert => Alert,
+    Secret => Secret
+);
+
 impl Object {
     pub fn kind(&self) -> Kind {
         match self {

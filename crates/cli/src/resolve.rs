@@ -204,12 +204,9 @@ fn policy_from_file(path: &Path) -> anyhow::Result<(Policy, Option<Exclusions>)>
     })?;
     let r = &policy.spec.image_repository_ref;
     let ns = r.namespace.as_deref().unwrap_or(&policy.metadata.namespace);
-    let exclusions = match config
-        .get(Kind::ImageRepository, ns, &r.name)
-        .map(|l| &l.object)
-    {
-        Some(Object::ImageRepository(repo)) => Some(Exclusions::new(&repo.spec.exclusion_list)?),
-        _ => None,
+    let exclusions = match config.find::<tagpilot_api::ImageRepository>(ns, &r.name) {
+        Some(repo) => Some(Exclusions::new(&repo.spec.exclusion_list)?),
+        None => None,
     };
     Ok((engine, exclusions))
 }
