@@ -6,10 +6,14 @@ mod duration;
 mod load;
 mod object;
 mod secrets;
+pub mod status;
 mod types;
 
-pub use duration::{rfc3339, DurationError, GoDuration, Timeout};
+pub use duration::{parse_rfc3339, rfc3339, DurationError, GoDuration, Timeout};
 pub use load::{load_dir, load_str, Config, LoadError, Loaded, Source};
 pub use object::{build_policy, validate_image, FieldError, Kind, Object, Typed};
 pub use secrets::{SecretError, Secrets};
+pub use status::{
+    generation_of, Condition, ConditionStatus, ConditionType, Ending, Outcome, Status,
+};
 pub use types::*;

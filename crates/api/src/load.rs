@@ -85,9 +85,12 @@ pub struct Config {
 }
 
 impl Config {
-    /// For a reload: every object whose new version failed to load keeps its last good
-    /// version from `previous` (the error stays in `errors`), so a broken edit never stops what
-    /// was running. Returns the objects kept that way.
+    /// For a reload: nothing is dropped because it could not be read. Every object whose new
+    /// version failed to load keeps its last good version from `previous` (the error stays in
+    /// `errors`); a file (or directory) that could not be read or parsed keeps every object
+    /// it held before that is not found elsewhere now, each with an error of its own naming the
+    /// file's failure. Only a successful parse that no longer contains an object removes it.
+    /// Returns the objects kept that way.
     pub fn keep_last_good(&mut self, previous: &Config) -> Vec<(Kind, String, String)> {
         let mut kept = Vec::new();
         for e in &self.errors {
@@ -103,6 +106,41 @@ impl Config {
                 kept.push(key);
             }
         }
+        // Failures of whole files or directories: what they held before stays.
+        let failed: Vec<LoadError> = self
+            .errors
+            .iter()
+            .filter(|e| e.kind.is_none())
+            .cloned()
+            .collect();
+        let mut derived = Vec::new();
+        for e in &failed {
+            for old in &previous.objects {
+                let held = if e.source.document == 0 {
+                    // A file or a directory (the root is the empty path, a prefix of all).
+                    old.source.file.starts_with(&e.source.file)
+                } else {
+                    // A syntax error at document N: the documents before it loaded.
+                    old.source.file == e.source.file
+                };
+                let m = old.object.metadata();
+                let key = (old.object.kind(), m.namespace.clone(), m.name.clone());
+                if !held || kept.contains(&key) || self.get(key.0, &key.1, &key.2).is_some() {
+                    continue;
+                }
+                derived.push(LoadError {
+                    source: old.source.clone(),
+                    kind: Some(key.0.to_string()),
+                    namespace: Some(key.1.clone()),
+                    name: Some(key.2.clone()),
+                    field: None,
+                    message: format!("{} could not be loaded: {}", e.source, e.message),
+                });
+                self.objects.push(old.clone());
+                kept.push(key);
+            }
+        }
+        self.errors.extend(derived);
         kept
     }
 
@@ -131,24 +169,80 @@ impl Config {
     }
 }
 
+/// Files larger than this are refused unread (a manifest directory holds small files).
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+/// YAML nested deeper than this is refused before it is parsed.
+pub const MAX_DEPTH: usize = 256;
+
 /// Loads every `*.yaml`/`*.yml` file under `dir` (recursively, sorted; hidden entries such as
 /// `.git` and Kubernetes volume internals like `..data` are skipped, the visible symlinks into
-/// them are followed). A file or directory that cannot be read is reported as an error.
+/// them are followed). A file or directory that cannot be read is reported as an error (paths
+/// relative to `dir`; the empty path is `dir` itself), as is a file over [`MAX_FILE_BYTES`] or
+/// nested deeper than [`MAX_DEPTH`].
 pub fn load_dir(dir: &Path) -> Config {
     let mut files = Vec::new();
     let mut config = Config::default();
-    collect_files(dir, &mut files, &mut config.errors);
+    collect_files(dir, dir, &mut files, &mut config.errors);
     files.sort();
     for file in files {
         let display = file.strip_prefix(dir).unwrap_or(&file).to_path_buf();
-        match std::fs::read_to_string(&file) {
+        match read_bounded(&file) {
             Ok(text) => load_str_into(&text, &display, &mut config),
-            Err(e) => config
-                .errors
-                .push(file_error(&display, format!("cannot read file: {e}"))),
+            Err(message) => config.errors.push(file_error(&display, message)),
         }
     }
     config
+}
+
+/// Reads a file of at most [`MAX_FILE_BYTES`] as UTF-8.
+fn read_bounded(file: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let f = std::fs::File::open(file).map_err(|e| format!("cannot read file: {e}"))?;
+    let mut bytes = Vec::new();
+    f.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read file: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!(
+            "file is larger than {} MiB, refused",
+            MAX_FILE_BYTES >> 20
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("cannot read file: not UTF-8: {e}"))
+}
+
+/// Refuses YAML nested deeper than [`MAX_DEPTH`] in time linear in its size (the full parser
+/// can take minutes on a crafted file). Other syntax errors are left to the parser, which
+/// names them better.
+fn check_depth(text: &str) -> Result<(), String> {
+    use saphyr_parser::{Event, Parser};
+    let mut depth = 0usize;
+    for item in Parser::new_from_str(text) {
+        let (event, span) = match item {
+            Ok(i) => i,
+            // The event parser has a depth limit of its own, close to ours.
+            Err(e) if e.to_string().contains("recursion limit") => {
+                return Err(format!(
+                    "invalid YAML: nested deeper than {MAX_DEPTH} levels ({e})"
+                ))
+            }
+            Err(_) => return Ok(()),
+        };
+        match event {
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(format!(
+                        "invalid YAML: nested deeper than {MAX_DEPTH} levels at line {}",
+                        span.start.line()
+                    ));
+                }
+            }
+            Event::MappingEnd | Event::SequenceEnd => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Loads manifests from one string (multi-document), as if read from `file`.
@@ -172,11 +266,15 @@ fn file_error(file: &Path, message: String) -> LoadError {
     }
 }
 
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<LoadError>) {
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<LoadError>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            errors.push(file_error(dir, format!("cannot read directory: {e}")));
+            let rel = dir.strip_prefix(root).unwrap_or(dir);
+            errors.push(file_error(
+                rel,
+                format!("cannot read directory {}: {e}", dir.display()),
+            ));
             return;
         }
     };
@@ -193,7 +291,7 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<LoadError>
             continue;
         };
         if meta.is_dir() {
-            collect_files(&path, out, errors);
+            collect_files(root, &path, out, errors);
         } else if meta.is_file() && (name.ends_with(".yaml") || name.ends_with(".yml")) {
             out.push(path);
         }
@@ -201,6 +299,10 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<LoadError>
 }
 
 fn load_str_into(text: &str, file: &Path, config: &mut Config) {
+    if let Err(message) = check_depth(text) {
+        config.errors.push(file_error(file, message));
+        return;
+    }
     let mut seen: BTreeMap<(Kind, String, String), Source> = config
         .objects
         .iter()
@@ -518,6 +620,104 @@ spec:
             .is_empty());
         let mut deleted = load_str("", Path::new("a.yaml"));
         assert!(deleted.keep_last_good(&previous).is_empty());
+    }
+
+    #[test]
+    fn unreadable_or_unparsable_files_keep_what_they_held() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = dir.path().join("config");
+        std::fs::create_dir_all(root.join("apps")).unwrap_or_else(|e| panic!("{e}"));
+        let policy = |name: &str| {
+            format!("apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {{name: {name}}}\nspec:\n  imageRepositoryRef: {{name: r}}\n  policy: {{semver: {{range: 1.x}}}}\n")
+        };
+        let write = |rel: &str, text: &str| {
+            std::fs::write(root.join(rel), text).unwrap_or_else(|e| panic!("{e}"))
+        };
+        write("a.yaml", &format!("{}---\n{}", policy("a1"), policy("a2")));
+        write("apps/b.yaml", &policy("b"));
+        let good = load_dir(&root);
+        assert_eq!(good.objects.len(), 3, "{:?}", good.errors);
+        let names = |c: &Config| {
+            let mut n: Vec<String> = c
+                .objects
+                .iter()
+                .map(|o| o.object.metadata().name.clone())
+                .collect();
+            n.sort();
+            n
+        };
+
+        // A syntax error in the second document: a1 loads anew, a2 keeps its last good version.
+        write(
+            "a.yaml",
+            &format!("{}---\n{}  : [unclosed\n", policy("a1"), policy("a2")),
+        );
+        let mut next = load_dir(&root);
+        let kept = next.keep_last_good(&good);
+        assert_eq!(
+            kept,
+            vec![(Kind::ImagePolicy, "default".to_owned(), "a2".to_owned())]
+        );
+        assert_eq!(names(&next), ["a1", "a2", "b"]);
+        assert!(
+            next.errors
+                .iter()
+                .any(|e| e.object() == Some((Kind::ImagePolicy, "default", "a2"))
+                    && e.message.contains("could not be loaded")),
+            "{:?}",
+            next.errors
+        );
+
+        // The whole directory gone for a moment: everything keeps running.
+        std::fs::rename(&root, dir.path().join("away")).unwrap_or_else(|e| panic!("{e}"));
+        let mut gone = load_dir(&root);
+        assert!(gone.objects.is_empty());
+        assert_eq!(gone.keep_last_good(&good).len(), 3);
+        assert_eq!(names(&gone), ["a1", "a2", "b"]);
+        std::fs::rename(dir.path().join("away"), &root).unwrap_or_else(|e| panic!("{e}"));
+
+        // Only a successful parse that no longer holds an object removes it.
+        write("apps/b.yaml", "# emptied\n");
+        let mut emptied = load_dir(&root);
+        emptied.keep_last_good(&good);
+        assert!(!names(&emptied).contains(&"b".to_owned()));
+    }
+
+    #[test]
+    fn deep_and_huge_files_are_refused_quickly() {
+        let deep = "[".repeat(100_000);
+        let c = load_str(&deep, Path::new("deep.yaml"));
+        assert_eq!(c.errors.len(), 1);
+        assert!(
+            c.errors[0].message.contains("nested deeper than 256"),
+            "{}",
+            c.errors[0]
+        );
+        assert!(c.errors[0].to_string().contains("deep.yaml"));
+        let mut ok = String::new();
+        for _ in 0..100 {
+            ok.push('[');
+        }
+        for _ in 0..100 {
+            ok.push(']');
+        }
+        let ok = load_str(&ok, Path::new("ok.yaml"));
+        assert!(
+            ok.errors.iter().all(|e| !e.message.contains("nested")),
+            "{:?}",
+            ok.errors
+        );
+
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let big = "# padding\n".repeat((MAX_FILE_BYTES as usize / 10) + 1);
+        std::fs::write(dir.path().join("big.yaml"), big).unwrap_or_else(|e| panic!("{e}"));
+        let c = load_dir(dir.path());
+        assert_eq!(c.errors.len(), 1);
+        assert!(
+            c.errors[0].message.contains("larger than 4 MiB"),
+            "{}",
+            c.errors[0]
+        );
     }
 
     #[test]

@@ -1,0 +1,112 @@
+//! One run at a time per key, the rest coalesced (kube-runtime's runner never reconciles one
+//! key twice at once; its scheduler de-duplicates pending requests).
+
+/// What a request should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// Nothing runs: start a run now.
+    Start,
+    /// A run is in flight: this request merged into its single follow-up.
+    Merged,
+}
+
+/// The state of one key's runs. A request while idle starts a run; any number of requests
+/// while a run is in flight become exactly one follow-up run, which starts when the current
+/// one finishes. Urgency is kept: the follow-up is urgent if any merged request was.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Coalescer {
+    running: bool,
+    /// A follow-up is owed; `Some(urgent)`.
+    follow_up: Option<bool>,
+    /// Requests merged since the current run started (for metrics and tests).
+    merged: u64,
+}
+
+impl Coalescer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A request for a run.
+    pub fn request(&mut self, urgent: bool) -> Request {
+        if self.running {
+            self.merged += 1;
+            self.follow_up = Some(self.follow_up.unwrap_or(false) || urgent);
+            Request::Merged
+        } else {
+            self.running = true;
+            Request::Start
+        }
+    }
+
+    /// The run in flight ended. Returns the follow-up to start (its urgency), if one is owed;
+    /// the coalescer then counts it as running.
+    pub fn finish(&mut self) -> Option<bool> {
+        self.merged = 0;
+        match self.follow_up.take() {
+            Some(urgent) => {
+                self.running = true;
+                Some(urgent)
+            }
+            None => {
+                self.running = false;
+                None
+            }
+        }
+    }
+
+    /// Whether a run is in flight.
+    pub fn is_running(&self) -> bool {
+        self.running
+    }
+
+    /// Whether a follow-up is owed.
+    pub fn has_follow_up(&self) -> bool {
+        self.follow_up.is_some()
+    }
+
+    /// Drops a follow-up that is owed (shutting down: nothing new starts).
+    pub fn cancel_follow_up(&mut self) {
+        self.follow_up = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_during_a_run_becomes_one_follow_up() {
+        let mut c = Coalescer::new();
+        assert_eq!(c.request(false), Request::Start);
+        for _ in 0..29 {
+            assert_eq!(c.request(false), Request::Merged);
+        }
+        assert!(c.has_follow_up());
+        assert_eq!(c.finish(), Some(false));
+        assert!(c.is_running());
+        assert_eq!(c.finish(), None);
+        assert!(!c.is_running());
+        assert_eq!(c.request(false), Request::Start);
+    }
+
+    #[test]
+    fn urgency_of_any_merged_request_is_kept() {
+        let mut c = Coalescer::new();
+        c.request(false);
+        c.request(false);
+        c.request(true);
+        c.request(false);
+        assert_eq!(c.finish(), Some(true));
+    }
+
+    #[test]
+    fn a_cancelled_follow_up_does_not_run() {
+        let mut c = Coalescer::new();
+        c.request(false);
+        c.request(true);
+        c.cancel_follow_up();
+        assert_eq!(c.finish(), None);
+        assert!(!c.is_running());
+    }
+}
