@@ -143,8 +143,9 @@ impl Engine {
     /// Records a delivery outcome on the Provider, carrying its counters forward.
     fn record_delivery(&self, provider: &(String, String), ok: bool, message: String) {
         // Deliveries of several writers may finish together: one read-modify-write at a time.
-        static COUNTERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _guard = COUNTERS
+        let _guard = self
+            .shared()
+            .deliveries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let key = format!("{}/{}/{}", Kind::Provider, provider.0, provider.1);

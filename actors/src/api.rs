@@ -52,10 +52,12 @@ impl ApiState {
     }
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
+fn requested_at() -> String {
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .unwrap_or_default();
+    let secs = tagpilot_api::rfc3339(now.as_secs());
+    format!("{}.{:09}Z", secs.trim_end_matches('Z'), now.subsec_nanos())
 }
 
 /// Suspend, resume or reconcile one object now.
@@ -130,8 +132,13 @@ async fn control(
         }
         tracing::info!(kind = %kind, namespace = %namespace, name = %name, suspended = wanted, "{action} requested");
     }
-    let requested_at = unix_now();
-    supervisor.do_send(ReconcileNow(vec![(kind, namespace, name)]));
+    // Unique per request (nanoseconds, as flux's RFC3339Nano annotation value): the CLI waits
+    // for this very value in `lastHandledReconcileAt`, never for an earlier outcome.
+    let requested_at = requested_at();
+    supervisor.do_send(ReconcileNow(
+        vec![(kind, namespace, name)],
+        Some(requested_at.clone()),
+    ));
     HttpResponse::Ok().json(serde_json::json!({ "requestedAt": requested_at, "suspended": wanted }))
 }
 
@@ -190,7 +197,7 @@ async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     let mut pushes = String::from("# HELP tagpilot_automation_last_push_timestamp_seconds Time of the last push.\n# TYPE tagpilot_automation_last_push_timestamp_seconds gauge\n");
     for (key, status) in &statuses {
         let (kind, ns, name) = split_key(key);
-        let ready = status["conditions"][0]["status"] == "True";
+        let ready = tagpilot_api::Status::from_value(status.clone()).is_ready();
         out.push_str(&format!(
             "tagpilot_object_ready{{kind=\"{}\",namespace=\"{}\",name=\"{}\"}} {}\n",
             label(kind),

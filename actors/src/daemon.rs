@@ -1,32 +1,39 @@
-//! The daemon: actix actors that drive the [`Engine`] on intervals and on change.
+//! The daemon: actix actors that drive the [`Engine`] on intervals and on change. Every
+//! decision is a call into the engine or tagpilot-reconcile; this module is wiring.
 //!
-//! - `Supervisor` owns the engine and its children. The configuration directory is watched
-//!   (inotify, debounced, plus a periodic fingerprint check that also sees a Kubernetes volume's
-//!   `..data` swap); a change is applied as a diff: unchanged actors keep running with the new
-//!   engine, changed ones restart, removed ones stop.
-//! - `RegistryScanner` (one per ImageRepository) scans on its interval; a new tag revision
-//!   wakes the policies that read the repository.
-//! - `PolicyResolver` (one per ImagePolicy) resolves when woken; a new latest ref wakes the Git
-//!   writers whose automations are in the policy's namespace.
-//! - `GitWriter` (one per remote and push branch) runs its round ~1 s after the last wake-up
-//!   (so policies changing together make one push) and on its interval; Git runs on a blocking
-//!   thread, never on the executor. After a round, its events go to the matching Alerts'
-//!   Providers in a task of their own, so a slow endpoint never holds up the next round.
+//! - `Supervisor` (on the system arbiter) owns the children. The configuration and secrets
+//!   directories are watched (inotify, debounced, plus a periodic fingerprint check that also
+//!   sees a Kubernetes volume's `..data` swap); a change is loaded on a blocking thread (never
+//!   on an actor's) and applied as a diff: unchanged actors keep running with the new engine,
+//!   changed ones restart, removed ones stop.
+//! - `RegistryScanner` (one per ImageRepository) scans on its interval, on webhooks and on
+//!   request; one scan at a time, requests during a scan merging into one follow-up.
+//! - `PolicyResolver` (one per ImagePolicy) resolves when its repository's tags change (and on
+//!   its interval with `digestReflectionPolicy: Always`); a new latest ref wakes the Git
+//!   workers whose automations select the policy.
+//! - `GitWorker` (one per remote URL, for the life of the process) is the only owner of that
+//!   URL's warm clone: the rounds of every branch and automation on it run one at a time on the
+//!   `GitExecutor` sync arbiter; wake-ups during a round merge into one follow-up round.
 //!
-//! Actors hold no business logic: every step is an `Engine` call.
+//! Scanners, resolvers and workers are spread over one arbiter per core under
+//! `actix::Supervisor`: a panicking reconciliation stops its actor, which is restarted with
+//! back-off and carries on from the store.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use tagpilot_api::{Config, ImagePolicy, ImageRepository, ImageUpdateAutomation, Kind, Object};
+use tagpilot_api::{DigestReflectionPolicy, ImagePolicy, ImageRepository, Kind};
+use tagpilot_reconcile::backoff;
+use tagpilot_reconcile::schedule::{Coalescer, Request};
+use tagpilot_reconcile::writers::WriterIndex;
 use tagpilot_registry::{Gates, Limits};
 use tagpilot_store::Store;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Shared};
 use crate::receiver::{ReceiverState, ReconcileNow, Routes};
 
 /// How the daemon is set up.
@@ -66,9 +73,11 @@ fn log_reports(engine: &Engine) {
     }
 }
 
-/// Whether a wake-up comes from a webhook: then the writer skips most of its debounce.
+/// Whether a wake-up comes from a webhook or a person: then the worker skips most of its
+/// debounce.
 type Urgent = bool;
 
+/// A request to run (scan, resolve, or a Git round after the debounce).
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Tick(Urgent);
@@ -77,12 +86,22 @@ struct Tick(Urgent);
 #[rtype(result = "()")]
 struct TagsScanned(Key, Urgent);
 
+/// A policy's latest ref changed.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct LatestChanged(String, Urgent);
+struct LatestChanged(Key, Urgent);
 
-/// A writer: the namespaces it serves, its interval and its address.
-type WriterEntry = (Vec<String>, (Duration, Addr<GitWriter>));
+/// A configuration was loaded off the actor thread (None: nothing changed).
+struct Prepared {
+    fingerprint: String,
+    engine: Arc<Engine>,
+}
+
+/// Stop the daemon: no new Git round starts; resolves when the rounds in flight ended (or the
+/// grace period passed).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Shutdown;
 
 /// The root actor.
 struct Supervisor {
@@ -91,20 +110,27 @@ struct Supervisor {
     api: Arc<crate::api::ApiState>,
     receivers: Arc<ReceiverState>,
     gates: Arc<Gates>,
-    /// The limit of scans running at once, kept across reloads.
-    scan_slots: Arc<tokio::sync::Semaphore>,
-    /// Cloud credentials, kept across reloads; each key gets a `CredentialRefresher`.
-    keyring: Arc<tagpilot_providers::Keyring>,
+    /// What every engine shares (credentials, scan slots, counters, requests), kept across
+    /// reloads; each cloud credential gets a `CredentialRefresher`.
+    shared: Arc<Shared>,
     refreshers: BTreeMap<String, Addr<CredentialRefresher>>,
-    /// Watches the configuration directory; kept alive with the supervisor.
+    /// Watches the configuration and secrets directories; kept alive with the supervisor.
     watcher: Option<notify::RecommendedWatcher>,
+    /// One load at a time; changes noticed meanwhile make one more.
+    loads: Coalescer,
     /// A change check already scheduled (events come in bursts).
     reload_pending: bool,
     engine: Option<Arc<Engine>>,
-    fingerprint: String,
+    fingerprint: Option<String>,
     scanners: BTreeMap<Key, Addr<RegistryScanner>>,
     resolvers: BTreeMap<Key, (Key, Addr<PolicyResolver>)>,
-    writers: BTreeMap<Key, WriterEntry>,
+    /// One worker per remote URL, never stopped: it alone owns that URL's warm clone.
+    workers: BTreeMap<String, Addr<GitWorker>>,
+    index: WriterIndex,
+    executor: Addr<GitExecutor>,
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: usize,
+    shutting_down: bool,
 }
 
 impl Supervisor {
@@ -114,62 +140,111 @@ impl Supervisor {
         api: Arc<crate::api::ApiState>,
         receivers: Arc<ReceiverState>,
     ) -> Self {
+        let mut shared = Shared::new(settings.concurrency);
+        shared.keyring = api.keyring.clone();
+        shared.metrics = api.metrics.clone();
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // Git rounds of different remotes run side by side; each remote's one at a time.
+        let executor = SyncArbiter::start(cores.clamp(2, 8), || GitExecutor);
         Supervisor {
-            keyring: api.keyring.clone(),
             gates: api.gates.clone(),
-            scan_slots: Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1))),
+            shared: Arc::new(shared),
             settings,
             store,
             api,
             receivers,
             refreshers: BTreeMap::new(),
             watcher: None,
+            loads: Coalescer::new(),
             reload_pending: false,
             engine: None,
-            fingerprint: String::new(),
+            fingerprint: None,
             scanners: BTreeMap::new(),
             resolvers: BTreeMap::new(),
-            writers: BTreeMap::new(),
+            workers: BTreeMap::new(),
+            index: WriterIndex::default(),
+            executor,
+            arbiters: (0..cores.clamp(1, 16))
+                .map(|_| Arbiter::new().handle())
+                .collect(),
+            next_arbiter: 0,
+            shutting_down: false,
         }
     }
 
-    /// A cheap summary of the configuration directory's contents, to notice changes (including
-    /// Kubernetes volumes that swap a `..data` link).
-    fn fingerprint(&self) -> String {
-        let mut entries = Vec::new();
-        collect(&self.settings.config_dir, &mut entries);
-        entries.sort();
-        entries.join("\n")
+    /// The arbiter for the next child (round robin over the cores).
+    fn arbiter(&mut self) -> ArbiterHandle {
+        self.next_arbiter = (self.next_arbiter + 1) % self.arbiters.len();
+        self.arbiters[self.next_arbiter].clone()
     }
 
-    /// Loads the configuration and applies it as a diff: actors whose object did not change
-    /// keep running (they get the new engine), changed ones restart, removed ones stop, new
-    /// ones start. Latest refs carry over, so kept writers lose nothing.
-    fn start_children(&mut self, ctx: &mut Context<Self>) {
-        let mut loaded = tagpilot_api::load_dir(&self.settings.config_dir);
-        if let Some(old) = &self.engine {
-            for (kind, namespace, name) in loaded.keep_last_good(old.config()) {
-                tracing::warn!(kind = %kind, %namespace, %name, "invalid edit: the last good version keeps running");
+    /// Checks the directories for a change and, when there is one, loads it on a blocking
+    /// thread: parsing a large or hostile file never holds up an actor or the watchdog.
+    fn reload(&mut self, ctx: &mut Context<Self>) {
+        if self.shutting_down || self.loads.request(false) == Request::Merged {
+            return;
+        }
+        self.load(ctx);
+    }
+
+    fn load(&mut self, ctx: &mut Context<Self>) {
+        let settings = self.settings.clone();
+        let known = self.fingerprint.clone();
+        let old = self.engine.clone();
+        let store = self.store.clone();
+        let gates = self.gates.clone();
+        let shared = self.shared.clone();
+        let work = tokio::task::spawn_blocking(move || {
+            let fingerprint = fingerprint(&settings);
+            if known.as_ref() == Some(&fingerprint) {
+                return None;
             }
-        }
-        let config = Arc::new(loaded);
-        let engine = Arc::new(
-            Engine::new(
-                config.clone(),
-                self.settings.secrets_dir.clone(),
-                self.store.clone(),
-                self.gates.clone(),
-                self.settings.state_dir.join("git"),
-            )
-            .with_keyring(self.keyring.clone())
-            .with_scan_slots(self.scan_slots.clone())
-            .with_metrics(self.api.metrics.clone()),
-        );
+            if known.is_some() {
+                tracing::info!(dir = %settings.config_dir.display(), "configuration changed, reloading");
+            }
+            let mut loaded = tagpilot_api::load_dir(&settings.config_dir);
+            if let Some(old) = &old {
+                for (kind, namespace, name) in loaded.keep_last_good(old.config()) {
+                    tracing::warn!(kind = %kind, %namespace, %name, "cannot load its manifest: the last good version keeps running");
+                }
+            }
+            let engine = Engine::with_shared(
+                Arc::new(loaded),
+                settings.secrets_dir.clone(),
+                store,
+                gates,
+                settings.state_dir.join("git"),
+                shared,
+            );
+            if let Some(old) = &old {
+                engine.clear_fixed_config_errors(old);
+            }
+            Some(Prepared {
+                fingerprint,
+                engine: Arc::new(engine),
+            })
+        });
+        ctx.spawn(work.into_actor(self).map(|done, this, ctx| {
+            match done {
+                Ok(Some(p)) => {
+                    this.fingerprint = Some(p.fingerprint);
+                    this.apply(p.engine, ctx);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "loading the configuration did not complete"),
+            }
+            if this.loads.finish().is_some() && !this.shutting_down {
+                this.load(ctx);
+            }
+        }));
+    }
+
+    /// Applies a loaded configuration as a diff: actors whose object did not change keep
+    /// running (they get the new engine), changed ones restart, removed ones stop, new ones
+    /// start. Git workers are kept for the life of the process.
+    fn apply(&mut self, engine: Arc<Engine>, ctx: &mut Context<Self>) {
+        let config = engine.config_arc();
         let old = self.engine.take();
-        if let Some(old) = &old {
-            engine.inherit_latest(old);
-            engine.clear_fixed_config_errors(old);
-        }
         let unchanged = |kind: Kind, key: &Key| {
             let before = old
                 .as_ref()
@@ -180,143 +255,159 @@ impl Supervisor {
         let me = ctx.address();
         let (mut kept, mut started) = (0usize, 0usize);
         let mut old_scanners = std::mem::take(&mut self.scanners);
-        for l in config.of_kind(Kind::ImageRepository) {
-            if let Object::ImageRepository(r) = &l.object {
-                let key = (r.metadata.namespace.clone(), r.metadata.name.clone());
-                match old_scanners.remove(&key) {
-                    Some(addr) if unchanged(Kind::ImageRepository, &key) => {
-                        addr.do_send(SetEngine(engine.clone()));
-                        self.scanners.insert(key, addr);
-                        kept += 1;
-                        continue;
-                    }
-                    Some(addr) => addr.do_send(Stop),
-                    None => {}
+        for r in config.all::<ImageRepository>() {
+            let key = (r.metadata.namespace.clone(), r.metadata.name.clone());
+            match old_scanners.remove(&key) {
+                Some(addr) if unchanged(Kind::ImageRepository, &key) => {
+                    addr.do_send(SetEngine(engine.clone()));
+                    self.scanners.insert(key, addr);
+                    kept += 1;
+                    continue;
                 }
-                let interval = r
+                Some(addr) => addr.do_send(Stop),
+                None => {}
+            }
+            let scanner = RegistryScanner {
+                engine: engine.clone(),
+                key: key.clone(),
+                interval: r
                     .spec
                     .interval
                     .as_duration()
-                    .max(Duration::from_millis(500));
-                let addr = RegistryScanner {
-                    engine: engine.clone(),
-                    key: key.clone(),
-                    interval,
-                    supervisor: me.clone(),
-                    failures: 0,
-                    retry: None,
-                }
-                .start();
-                self.scanners.insert(key, addr);
-                started += 1;
-            }
+                    .max(Duration::from_millis(500)),
+                supervisor: me.clone(),
+                runs: Coalescer::new(),
+                failures: 0,
+                retry: None,
+                restarts: 0,
+                stopped: false,
+            };
+            let addr = actix::Supervisor::start_in_arbiter(&self.arbiter(), move |_| scanner);
+            self.scanners.insert(key, addr);
+            started += 1;
         }
         for (_, addr) in old_scanners {
             addr.do_send(Stop);
         }
         let mut old_resolvers = std::mem::take(&mut self.resolvers);
-        for l in config.of_kind(Kind::ImagePolicy) {
-            if let Object::ImagePolicy(p) = &l.object {
-                let key = (p.metadata.namespace.clone(), p.metadata.name.clone());
-                let r = &p.spec.image_repository_ref;
-                let repo = (
-                    r.namespace.clone().unwrap_or_else(|| key.0.clone()),
-                    r.name.clone(),
-                );
-                match old_resolvers.remove(&key) {
-                    Some((_, addr)) if unchanged(Kind::ImagePolicy, &key) => {
-                        addr.do_send(SetEngine(engine.clone()));
-                        self.resolvers.insert(key, (repo, addr));
-                        kept += 1;
-                        continue;
-                    }
-                    Some((_, addr)) => addr.do_send(Stop),
-                    None => {}
+        for p in config.all::<ImagePolicy>() {
+            let key = (p.metadata.namespace.clone(), p.metadata.name.clone());
+            let r = &p.spec.image_repository_ref;
+            let repo = (
+                r.namespace.clone().unwrap_or_else(|| key.0.clone()),
+                r.name.clone(),
+            );
+            match old_resolvers.remove(&key) {
+                Some((_, addr)) if unchanged(Kind::ImagePolicy, &key) => {
+                    addr.do_send(SetEngine(engine.clone()));
+                    self.resolvers.insert(key, (repo, addr));
+                    kept += 1;
+                    continue;
                 }
-                let addr = PolicyResolver {
-                    engine: engine.clone(),
-                    key: key.clone(),
-                    supervisor: me.clone(),
-                }
-                .start();
-                // A new or changed policy resolves from the stored tags at once.
-                if old.is_some() {
-                    addr.do_send(Tick(false));
-                }
-                self.resolvers.insert(key, (repo, addr));
-                started += 1;
+                Some((_, addr)) => addr.do_send(Stop),
+                None => {}
             }
+            // Always: the digest is checked again every interval (Flux's default 10m).
+            let every =
+                (p.spec.digest_reflection_policy == DigestReflectionPolicy::Always).then(|| {
+                    p.spec
+                        .interval
+                        .as_ref()
+                        .map_or(Duration::from_secs(600), |i| i.as_duration())
+                        .max(Duration::from_secs(1))
+                });
+            let resolver = PolicyResolver {
+                engine: engine.clone(),
+                key: key.clone(),
+                supervisor: me.clone(),
+                runs: Coalescer::new(),
+                every,
+                restarts: 0,
+                stopped: false,
+                // A new or changed policy resolves from the stored tags at once.
+                resolve_at_start: old.is_some(),
+            };
+            let addr = actix::Supervisor::start_in_arbiter(&self.arbiter(), move |_| resolver);
+            self.resolvers.insert(key, (repo, addr));
+            started += 1;
         }
         for (_, (_, addr)) in old_resolvers {
             addr.do_send(Stop);
         }
-        let mut old_writers = std::mem::take(&mut self.writers);
-        for (writer, namespaces) in engine.writers() {
-            let interval = writer_interval(&config, &namespaces);
-            match old_writers.remove(&writer) {
-                Some((_, (old_interval, addr))) if old_interval == interval => {
-                    addr.do_send(SetEngine(engine.clone()));
-                    self.writers.insert(writer, (namespaces, (interval, addr)));
-                    kept += 1;
-                    continue;
-                }
-                Some((_, (_, addr))) => addr.do_send(Stop),
-                None => {}
-            }
-            let addr = GitWriter {
+        self.index = WriterIndex::build(&config);
+        for (url, addr) in &self.workers {
+            let interval = self.index.workers.get(url).map(|w| w.interval);
+            addr.do_send(Configure(engine.clone(), interval));
+        }
+        let new_urls: Vec<(String, Duration)> = self
+            .index
+            .workers
+            .values()
+            .filter(|w| !self.workers.contains_key(&w.url))
+            .map(|w| (w.url.clone(), w.interval))
+            .collect();
+        for (url, interval) in new_urls {
+            let worker = GitWorker {
                 engine: engine.clone(),
-                key: writer.clone(),
-                interval,
-                pending: None,
-            }
-            .start();
-            self.writers.insert(writer, (namespaces, (interval, addr)));
+                url: url.clone(),
+                interval: None,
+                timer: None,
+                debounce: None,
+                runs: Coalescer::new(),
+                executor: self.executor.clone(),
+                draining: false,
+                drained: Vec::new(),
+            };
+            let addr = actix::Supervisor::start_in_arbiter(&self.arbiter(), move |_| worker);
+            addr.do_send(Configure(engine.clone(), Some(interval)));
+            self.workers.insert(url, addr);
             started += 1;
         }
-        for (_, (_, (_, addr))) in old_writers {
-            addr.do_send(Stop);
-        }
         tracing::debug!(kept, started, "actors after load");
+        engine.check_automations();
         let routes = engine.receiver_routes();
         engine.check_alerts();
         let receivers = routes.len();
         self.receivers.replace(Routes {
             by_path: routes.into_iter().map(|r| (r.path.clone(), r)).collect(),
             config: config.clone(),
-            supervisor: me.recipient(),
+            supervisor: me.clone().recipient(),
         });
         // Configuration errors, unplannable automations and receivers, before any child runs.
         log_reports(&engine);
+        let writers = self.index.workers.len();
         tracing::info!(
             receivers,
             repositories = self.scanners.len(),
             policies = self.resolvers.len(),
-            writers = self.writers.len(),
+            remotes = writers,
             errors = config.errors.len(),
             "configuration loaded"
         );
         crate::sd_notify::notify(&format!(
-            "READY=1\nSTATUS={} repositories, {} policies, {} writers, {} configuration errors",
+            "READY=1\nSTATUS={} repositories, {} policies, {} remotes, {} configuration errors",
             self.scanners.len(),
             self.resolvers.len(),
-            self.writers.len(),
+            writers,
             config.errors.len()
         ));
         self.engine = Some(engine);
-        self.api.set_control(config, ctx.address().recipient());
+        self.api.set_control(config, me.recipient());
         self.api.ready.store(true, Ordering::Relaxed);
     }
 }
 
-/// The shortest interval among the automations of these namespaces (default 1 minute).
-fn writer_interval(config: &Config, namespaces: &[String]) -> Duration {
-    config
-        .all::<ImageUpdateAutomation>()
-        .filter(|a| namespaces.contains(&a.metadata.namespace))
-        .map(|a| a.spec.interval.as_duration())
-        .min()
-        .unwrap_or(Duration::from_secs(60))
-        .max(Duration::from_millis(500))
+/// A cheap summary of the configuration and secrets directories' contents, to notice changes
+/// (including Kubernetes volumes that swap a `..data` link).
+fn fingerprint(settings: &Settings) -> String {
+    let mut entries = Vec::new();
+    collect(&settings.config_dir, &mut entries);
+    if let Some(dir) = &settings.secrets_dir {
+        entries.push("--secrets--".to_owned());
+        collect(dir, &mut entries);
+    }
+    entries.sort();
+    entries.join("\n")
 }
 
 fn collect(dir: &std::path::Path, out: &mut Vec<String>) {
@@ -348,8 +439,7 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.fingerprint = self.fingerprint();
-        self.start_children(ctx);
+        self.reload(ctx);
         // The watchdog is fed from the actor system itself: a stuck system stops feeding it.
         if let Some(every) = crate::sd_notify::watchdog_interval() {
             ctx.run_interval(every, |_, _| {
@@ -358,14 +448,15 @@ impl Actor for Supervisor {
         }
         // Credentials are created on first use by a scan; give each new one its refresher.
         ctx.run_interval(Duration::from_secs(1), |this, _| {
-            for (key, refresher) in this.keyring.all() {
+            for (key, refresher) in this.shared.keyring.all() {
                 this.refreshers
                     .entry(key.clone())
                     .or_insert_with(|| CredentialRefresher { key, refresher }.start());
             }
         });
         // Changes are noticed by inotify at once and, as a safety net (network file systems,
-        // missed events), by comparing the directory's fingerprint every `reload_every`.
+        // missed events, a directory that was away), by comparing the directories'
+        // fingerprint every `reload_every`.
         let me = ctx.address();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             if event.is_ok() {
@@ -374,8 +465,11 @@ impl Actor for Supervisor {
         })
         .and_then(|mut w| {
             use notify::Watcher as _;
-            w.watch(&self.settings.config_dir, notify::RecursiveMode::Recursive)
-                .map(|()| w)
+            w.watch(&self.settings.config_dir, notify::RecursiveMode::Recursive)?;
+            if let Some(dir) = &self.settings.secrets_dir {
+                w.watch(dir, notify::RecursiveMode::Recursive)?;
+            }
+            Ok(w)
         });
         match watcher {
             Ok(w) => self.watcher = Some(w),
@@ -383,13 +477,11 @@ impl Actor for Supervisor {
                 tracing::warn!(dir = %self.settings.config_dir.display(), error = %e, "cannot watch the configuration directory; polling only")
             }
         }
-        ctx.run_interval(self.settings.reload_every, |this, ctx| {
-            this.reload_if_changed(ctx)
-        });
+        ctx.run_interval(self.settings.reload_every, |this, ctx| this.reload(ctx));
     }
 }
 
-/// Something in the configuration directory changed (inotify).
+/// Something in the configuration or secrets directory changed (inotify).
 #[derive(Message)]
 #[rtype(result = "()")]
 struct ConfigTouched;
@@ -404,19 +496,8 @@ impl Handler<ConfigTouched> for Supervisor {
             self.reload_pending = true;
             ctx.run_later(RELOAD_DEBOUNCE, |this, ctx| {
                 this.reload_pending = false;
-                this.reload_if_changed(ctx);
+                this.reload(ctx);
             });
-        }
-    }
-}
-
-impl Supervisor {
-    fn reload_if_changed(&mut self, ctx: &mut Context<Self>) {
-        let now = self.fingerprint();
-        if now != self.fingerprint {
-            self.fingerprint = now;
-            tracing::info!(dir = %self.settings.config_dir.display(), "configuration changed, reloading");
-            self.start_children(ctx);
         }
     }
 }
@@ -435,7 +516,11 @@ impl Handler<TagsScanned> for Supervisor {
 impl Handler<ReconcileNow> for Supervisor {
     type Result = ();
     fn handle(&mut self, msg: ReconcileNow, _: &mut Context<Self>) {
-        for (kind, namespace, name) in msg.0 {
+        let ReconcileNow(targets, token) = msg;
+        for (kind, namespace, name) in targets {
+            if let (Some(token), Some(engine)) = (&token, &self.engine) {
+                engine.request(kind, &namespace, &name, token);
+            }
             let key = (namespace, name);
             match kind {
                 Kind::ImageRepository => {
@@ -448,12 +533,21 @@ impl Handler<ReconcileNow> for Supervisor {
                         a.do_send(Tick(true));
                     }
                 }
-                // An automation or its Git source: the writers of that namespace run a round
-                // (which fetches first).
+                // An automation runs in its remote's next round (which fetches first).
+                Kind::ImageUpdateAutomation => {
+                    if let Some(w) = self
+                        .index
+                        .of_automation(&key)
+                        .and_then(|u| self.workers.get(u))
+                    {
+                        w.do_send(Tick(true));
+                    }
+                }
+                // A Git source: the remotes of the automations that use it.
                 _ => {
-                    for (namespaces, (_, a)) in self.writers.values() {
-                        if namespaces.contains(&key.0) {
-                            a.do_send(Tick(true));
+                    for url in self.index.of_source(&key) {
+                        if let Some(w) = self.workers.get(url) {
+                            w.do_send(Tick(true));
                         }
                     }
                 }
@@ -465,11 +559,37 @@ impl Handler<ReconcileNow> for Supervisor {
 impl Handler<LatestChanged> for Supervisor {
     type Result = ();
     fn handle(&mut self, msg: LatestChanged, _: &mut Context<Self>) {
-        for (namespaces, (_, addr)) in self.writers.values() {
-            if namespaces.contains(&msg.0) {
-                addr.do_send(Tick(msg.1));
+        // Only the remotes whose automations select this policy.
+        for url in self.index.woken_by_policy(&msg.0) {
+            if let Some(w) = self.workers.get(url) {
+                w.do_send(Tick(msg.1));
             }
         }
+    }
+}
+
+impl Handler<Shutdown> for Supervisor {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
+        self.shutting_down = true;
+        let waits: Vec<_> = self
+            .workers
+            .values()
+            .map(|w| {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                w.do_send(Drain(tx));
+                rx
+            })
+            .collect();
+        Box::pin(async move {
+            let all = futures_util::future::join_all(waits);
+            if tokio::time::timeout(ROUND_GRACE, all).await.is_err() {
+                tracing::warn!(
+                    grace_seconds = ROUND_GRACE.as_secs(),
+                    "git rounds still running at the end of the grace period"
+                );
+            }
+        })
     }
 }
 
@@ -482,12 +602,14 @@ struct Stop;
 #[rtype(result = "()")]
 struct SetEngine(Arc<Engine>);
 
-/// What every child of the supervisor answers alike: Stop, and SetEngine after a reload.
+/// What scanners and resolvers answer alike: Stop (for good: the supervisor dropped its
+/// address, so actix's Supervisor does not restart it), and SetEngine after a reload.
 macro_rules! child_actor {
     ($($actor:ty),*) => {$(
         impl Handler<Stop> for $actor {
             type Result = ();
             fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+                self.stopped = true;
                 ctx.stop();
             }
         }
@@ -499,148 +621,230 @@ macro_rules! child_actor {
         }
     )*};
 }
-child_actor!(RegistryScanner, PolicyResolver, GitWriter);
+child_actor!(RegistryScanner, PolicyResolver);
 
-/// Scans one ImageRepository on its interval.
+/// How long a restarted actor waits before it works again (its n-th restart).
+fn restart_delay(restarts: u32) -> Duration {
+    if restarts == 0 {
+        Duration::ZERO
+    } else {
+        backoff::after_failures(restarts, Duration::from_secs(300))
+    }
+}
+
+/// Scans one ImageRepository on its interval, on webhooks and on request: one scan at a time.
 struct RegistryScanner {
     engine: Arc<Engine>,
     key: Key,
     interval: Duration,
     supervisor: Addr<Supervisor>,
+    runs: Coalescer,
     /// Consecutive failed scans, and the early retry they scheduled.
     failures: u32,
     retry: Option<SpawnHandle>,
+    restarts: u32,
+    stopped: bool,
 }
 
 impl Actor for RegistryScanner {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.stopped {
+            ctx.stop();
+            return;
+        }
         let due = self
             .engine
             .config()
             .find::<ImageRepository>(&self.key.0, &self.key.1)
             .and_then(|r| self.engine.scan_due_in(r, crate::engine::now()));
-        match due {
+        let wait = match due {
             // Scanned recently (before a restart or reload): the policies resolve from the
             // stored tags now, the scan waits for its turn.
             Some(wait) if !wait.is_zero() => {
                 tracing::info!(kind = "ImageRepository", namespace = %self.key.0, name = %self.key.1, next_scan_in_seconds = wait.as_secs(), "resuming from the stored scan");
                 self.supervisor
                     .do_send(TagsScanned(self.key.clone(), false));
-                ctx.run_later(wait, |this, ctx| {
-                    ctx.notify(Tick(false));
-                    ctx.run_interval(this.interval, |_, ctx| ctx.notify(Tick(false)));
-                });
+                wait
             }
-            _ => {
-                ctx.notify(Tick(false));
-                ctx.run_interval(self.interval, |_, ctx| ctx.notify(Tick(false)));
-            }
-        }
+            _ => restart_delay(self.restarts),
+        };
+        ctx.run_later(wait, |this, ctx| {
+            ctx.notify(Tick(false));
+            ctx.run_interval(this.interval, |_, ctx| ctx.notify(Tick(false)));
+        });
+    }
+}
+
+impl Supervised for RegistryScanner {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        // A new start from the store: nothing of the failed run is trusted.
+        self.runs = Coalescer::new();
+        self.retry = None;
+        self.restarts += 1;
     }
 }
 
 impl Handler<Tick> for RegistryScanner {
-    type Result = ResponseActFuture<Self, ()>;
-    fn handle(&mut self, msg: Tick, _: &mut Context<Self>) -> Self::Result {
-        let engine = self.engine.clone();
-        let key = self.key.clone();
-        let supervisor = self.supervisor.clone();
-        Box::pin(
-            async move {
-                let Some(repo) = engine.config().find::<ImageRepository>(&key.0, &key.1) else {
-                    return true;
-                };
-                let before = engine.stored_revision(repo);
-                // A panic in a scan (a bug) must not take the daemon down: it counts as a
-                // failed scan and is retried with back-off like one.
-                let ready = guarded(&key, engine.reconcile_repository(repo)).await;
-                log_reports(&engine);
-                let after = engine.stored_revision(repo);
-                // A first scan after a restart also wakes the policies (their latest refs live
-                // in memory).
-                if after.is_some() && (after != before || engine.latest_of_repo_is_empty(&key)) {
-                    supervisor.do_send(TagsScanned(key, msg.0));
-                }
-                ready
-            }
-            .into_actor(self)
-            .map(|ready, this, ctx| {
-                if let Some(h) = this.retry.take() {
-                    ctx.cancel_future(h);
-                }
-                if ready {
-                    this.failures = 0;
-                    return;
-                }
-                // Failed: try again sooner than the interval, backing off (Flux requeues
-                // failures the same way).
-                this.failures += 1;
-                let wait = failure_backoff(this.failures).min(this.interval);
-                this.retry = Some(ctx.run_later(wait, |this, ctx| {
-                    this.retry = None;
-                    ctx.notify(Tick(false));
-                }));
-            }),
-        )
-    }
-}
-
-/// Waits after the n-th consecutive failure: 5 s doubling, at most 5 minutes.
-fn failure_backoff(failures: u32) -> Duration {
-    Duration::from_secs(5)
-        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
-        .min(Duration::from_secs(300))
-}
-
-/// Runs one reconciliation, turning a panic into a failure (logged with the object).
-async fn guarded(key: &Key, work: impl std::future::Future<Output = bool>) -> bool {
-    use futures_util::FutureExt as _;
-    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
-        Ok(ready) => ready,
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            tracing::error!(namespace = %key.0, name = %key.1, panic = %what, "reconciliation panicked; retrying with back-off");
-            false
+    type Result = ();
+    fn handle(&mut self, msg: Tick, ctx: &mut Context<Self>) {
+        if self.runs.request(msg.0) == Request::Start {
+            self.scan(msg.0, ctx);
         }
     }
 }
 
-/// Resolves one ImagePolicy when its repository's tags change.
+impl RegistryScanner {
+    fn scan(&mut self, urgent: Urgent, ctx: &mut Context<Self>) {
+        let engine = self.engine.clone();
+        let key = self.key.clone();
+        let supervisor = self.supervisor.clone();
+        let work = async move {
+            let Some(repo) = engine.config().find::<ImageRepository>(&key.0, &key.1) else {
+                return Some(true);
+            };
+            let before = engine.stored_revision(repo);
+            let ready = guarded(
+                Kind::ImageRepository,
+                &key,
+                engine.reconcile_repository(repo),
+            )
+            .await?;
+            log_reports(&engine);
+            let after = engine.stored_revision(repo);
+            // A first scan after a restart also wakes policies that have not resolved.
+            if after.is_some() && (after != before || engine.latest_of_repo_is_empty(&key)) {
+                supervisor.do_send(TagsScanned(key, urgent));
+            }
+            Some(ready)
+        };
+        ctx.spawn(work.into_actor(self).map(|ready, this, ctx| {
+            let Some(ready) = ready else {
+                // A panic: stop, and actix's Supervisor restarts this actor with back-off.
+                ctx.stop();
+                return;
+            };
+            if let Some(h) = this.retry.take() {
+                ctx.cancel_future(h);
+            }
+            if ready {
+                this.failures = 0;
+                this.restarts = 0;
+            } else {
+                // Failed: try again sooner than the interval, backing off (Flux requeues
+                // failures the same way).
+                this.failures += 1;
+                let wait = backoff::after_failures(this.failures, this.interval);
+                this.retry = Some(ctx.run_later(wait, |this, ctx| {
+                    this.retry = None;
+                    ctx.notify(Tick(false));
+                }));
+            }
+            if let Some(urgent) = this.runs.finish() {
+                this.scan(urgent, ctx);
+            }
+        }));
+    }
+}
+
+/// Runs one reconciliation; a panic (a bug) is logged with the object and becomes None.
+async fn guarded<T>(
+    kind: Kind,
+    key: &Key,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    use futures_util::FutureExt as _;
+    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(v) => Some(v),
+        Err(panic) => {
+            tracing::error!(kind = %kind, namespace = %key.0, name = %key.1, panic = %panic_text(&*panic), "reconciliation panicked; restarting the actor with back-off");
+            None
+        }
+    }
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
+/// Resolves one ImagePolicy when its repository's tags change, on request, and every interval
+/// with `digestReflectionPolicy: Always`: one resolution at a time.
 struct PolicyResolver {
     engine: Arc<Engine>,
     key: Key,
     supervisor: Addr<Supervisor>,
+    runs: Coalescer,
+    every: Option<Duration>,
+    restarts: u32,
+    stopped: bool,
+    resolve_at_start: bool,
 }
 
 impl Actor for PolicyResolver {
     type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.stopped {
+            ctx.stop();
+            return;
+        }
+        if self.resolve_at_start || self.restarts > 0 {
+            ctx.run_later(restart_delay(self.restarts), |_, ctx| {
+                ctx.notify(Tick(false))
+            });
+        }
+        if let Some(every) = self.every {
+            ctx.run_interval(every, |_, ctx| ctx.notify(Tick(false)));
+        }
+    }
+}
+
+impl Supervised for PolicyResolver {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.runs = Coalescer::new();
+        self.restarts += 1;
+    }
 }
 
 impl Handler<Tick> for PolicyResolver {
-    type Result = ResponseActFuture<Self, ()>;
-    fn handle(&mut self, msg: Tick, _: &mut Context<Self>) -> Self::Result {
+    type Result = ();
+    fn handle(&mut self, msg: Tick, ctx: &mut Context<Self>) {
+        if self.runs.request(msg.0) == Request::Start {
+            self.resolve(msg.0, ctx);
+        }
+    }
+}
+
+impl PolicyResolver {
+    fn resolve(&mut self, urgent: Urgent, ctx: &mut Context<Self>) {
         let engine = self.engine.clone();
         let key = self.key.clone();
         let supervisor = self.supervisor.clone();
-        Box::pin(
-            async move {
-                let Some(policy) = engine.config().find::<ImagePolicy>(&key.0, &key.1) else {
-                    return;
-                };
-                let before = engine.latest_of(&key.0, &key.1);
-                engine.reconcile_policy(policy).await;
-                log_reports(&engine);
-                if engine.latest_of(&key.0, &key.1) != before {
-                    supervisor.do_send(LatestChanged(key.0, msg.0));
-                }
+        let work = async move {
+            let Some(policy) = engine.config().find::<ImagePolicy>(&key.0, &key.1) else {
+                return Some(());
+            };
+            let before = engine.latest_of(&key.0, &key.1);
+            guarded(Kind::ImagePolicy, &key, engine.reconcile_policy(policy)).await?;
+            log_reports(&engine);
+            if engine.latest_of(&key.0, &key.1) != before {
+                supervisor.do_send(LatestChanged(key, urgent));
             }
-            .into_actor(self),
-        )
+            Some(())
+        };
+        ctx.spawn(work.into_actor(self).map(|done, this, ctx| {
+            if done.is_none() {
+                ctx.stop();
+                return;
+            }
+            this.restarts = 0;
+            if let Some(urgent) = this.runs.finish() {
+                this.resolve(urgent, ctx);
+            }
+        }));
     }
 }
 
@@ -685,32 +889,27 @@ impl Handler<Renew> for CredentialRefresher {
     }
 }
 
-/// Runs the Git rounds of one remote and push branch.
-struct GitWriter {
+/// The sole owner of one remote URL's warm clone: its rounds (every branch and automation of
+/// the URL) run one at a time on the `GitExecutor`; wake-ups during a round merge into one
+/// follow-up round.
+struct GitWorker {
     engine: Arc<Engine>,
-    key: Key,
-    interval: Duration,
+    url: String,
+    interval: Option<Duration>,
+    timer: Option<SpawnHandle>,
     /// The debounce timer of a pending round.
-    pending: Option<SpawnHandle>,
+    debounce: Option<SpawnHandle>,
+    runs: Coalescer,
+    executor: Addr<GitExecutor>,
+    /// Shutting down: no new round starts; `drained` are told when the one in flight ended.
+    draining: bool,
+    drained: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
-/// Git rounds running now; shutdown waits for them so that a round completes rather than
-/// stopping between commit and push.
-static ROUNDS_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
-/// Set on SIGTERM/SIGINT: no new round starts.
-static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
 /// How long shutdown waits for rounds in flight.
 const ROUND_GRACE: Duration = Duration::from_secs(60);
-
-struct InFlight;
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        ROUNDS_IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// How long a writer waits after a wake-up, so that many policies changing together make one push.
+/// How long a worker waits after a wake-up, so that many policies changing together make one
+/// push.
 const DEBOUNCE: Duration = Duration::from_secs(1);
 /// The same after a webhook: the policies it woke resolve within milliseconds of each other.
 const URGENT_DEBOUNCE: Duration = Duration::from_millis(50);
@@ -719,63 +918,160 @@ const URGENT_DEBOUNCE: Duration = Duration::from_millis(50);
 #[rtype(result = "()")]
 struct RunRound;
 
-impl Actor for GitWriter {
+/// The engine after a reload, and the interval of the remote's automations (None: it has none
+/// now, so no interval rounds).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Configure(Arc<Engine>, Option<Duration>);
+
+/// Shutting down: answer when no round runs.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Drain(tokio::sync::oneshot::Sender<()>);
+
+impl Actor for GitWorker {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(self.interval, |_, ctx| ctx.notify(RunRound));
+        // After a restart: the interval timer again (the first start gets it from Configure).
+        if let Some(every) = self.interval {
+            self.timer = Some(ctx.run_interval(every, |_, ctx| ctx.notify(RunRound)));
+        }
     }
 }
 
-impl Handler<Tick> for GitWriter {
+impl Supervised for GitWorker {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        // Timers died with the old context. A round the executor still runs holds the
+        // remote's clone lock, so a new one waits for it.
+        self.runs = Coalescer::new();
+        self.timer = None;
+        self.debounce = None;
+    }
+}
+
+impl Handler<Configure> for GitWorker {
+    type Result = ();
+    fn handle(&mut self, msg: Configure, ctx: &mut Context<Self>) {
+        self.engine = msg.0;
+        if msg.1 != self.interval || self.timer.is_none() {
+            if let Some(h) = self.timer.take() {
+                ctx.cancel_future(h);
+            }
+            self.interval = msg.1;
+            if let Some(every) = self.interval {
+                self.timer = Some(ctx.run_interval(every, |_, ctx| ctx.notify(RunRound)));
+            }
+        }
+    }
+}
+
+impl Handler<Tick> for GitWorker {
     type Result = ();
     fn handle(&mut self, msg: Tick, ctx: &mut Context<Self>) {
-        if let Some(h) = self.pending.take() {
+        if let Some(h) = self.debounce.take() {
             ctx.cancel_future(h);
         }
         let wait = if msg.0 { URGENT_DEBOUNCE } else { DEBOUNCE };
-        self.pending = Some(ctx.run_later(wait, |this, ctx| {
-            this.pending = None;
+        self.debounce = Some(ctx.run_later(wait, |this, ctx| {
+            this.debounce = None;
             ctx.notify(RunRound);
         }));
     }
 }
 
-impl Handler<RunRound> for GitWriter {
-    type Result = ResponseActFuture<Self, ()>;
-    fn handle(&mut self, _: RunRound, _: &mut Context<Self>) -> Self::Result {
+impl Handler<RunRound> for GitWorker {
+    type Result = ();
+    fn handle(&mut self, _: RunRound, ctx: &mut Context<Self>) {
+        if !self.draining && self.runs.request(false) == Request::Start {
+            self.round(ctx);
+        }
+    }
+}
+
+impl Handler<Drain> for GitWorker {
+    type Result = ();
+    fn handle(&mut self, msg: Drain, _: &mut Context<Self>) {
+        self.draining = true;
+        self.runs.cancel_follow_up();
+        if self.runs.is_running() {
+            self.drained.push(msg.0);
+        } else {
+            let _ = msg.0.send(());
+        }
+    }
+}
+
+impl GitWorker {
+    fn round(&mut self, ctx: &mut Context<Self>) {
         let engine = self.engine.clone();
-        let key = self.key.clone();
-        Box::pin(
-            async move {
-                if SHUTTING_DOWN.load(Ordering::SeqCst) {
-                    return;
+        let url = self.url.clone();
+        let sent = self.executor.send(Round {
+            engine: engine.clone(),
+            url: url.clone(),
+        });
+        ctx.spawn(sent.into_actor(self).map(move |done, this, ctx| {
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(panic)) => {
+                    tracing::error!(kind = "ImageUpdateAutomation", remote = %tagpilot_git::redact(&url), %panic, "git round panicked")
                 }
-                let e = engine.clone();
-                let k = key.clone();
-                ROUNDS_IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
-                // libgit2 blocks: off the executor. The guard counts the round out even if it
-                // panics, so shutdown never waits for a round that is gone.
-                let done = tokio::task::spawn_blocking(move || {
-                    let _in_flight = InFlight;
-                    e.automations_for(Some(&k))
-                })
-                .await;
-                if let Err(err) = done {
-                    tracing::error!(remote = %tagpilot_git::redact(&key.0), branch = %key.1, error = %err, "git round did not complete");
-                }
-                log_reports(&engine);
-                // Deliveries retry for up to a minute: they run beside the next rounds.
-                let notes = engine.notifications(&engine.take_events());
-                if !notes.is_empty() {
-                    let e = engine.clone();
-                    actix::spawn(async move {
-                        crate::alerts::deliver_all(&e, notes, tagpilot_notifier::Retry::default()).await;
-                        log_reports(&e);
-                    });
+                Err(e) => {
+                    tracing::error!(kind = "ImageUpdateAutomation", remote = %tagpilot_git::redact(&url), error = %e, "git round did not complete")
                 }
             }
-            .into_actor(self),
-        )
+            log_reports(&engine);
+            // Deliveries retry for up to a minute: they run beside the next rounds.
+            let notes = engine.notifications(&engine.take_events());
+            if !notes.is_empty() {
+                let e = engine.clone();
+                actix::spawn(async move {
+                    crate::alerts::deliver_all(&e, notes, tagpilot_notifier::Retry::default()).await;
+                    log_reports(&e);
+                });
+            }
+            if this.draining {
+                this.runs.cancel_follow_up();
+            }
+            if this.runs.finish().is_some() {
+                this.round(ctx);
+            } else {
+                for tx in this.drained.drain(..) {
+                    let _ = tx.send(());
+                }
+            }
+        }));
+    }
+}
+
+/// One Git round of a remote: every branch and automation on the URL.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+struct Round {
+    engine: Arc<Engine>,
+    url: String,
+}
+
+/// Runs Git rounds on a sync arbiter (libgit2 blocks). Several remotes' rounds run side by
+/// side; each remote's worker sends one at a time.
+struct GitExecutor;
+
+impl Actor for GitExecutor {
+    type Context = SyncContext<Self>;
+}
+
+impl Handler<Round> for GitExecutor {
+    type Result = Result<(), String>;
+    fn handle(&mut self, msg: Round, _: &mut SyncContext<Self>) -> Self::Result {
+        // The worker sends one round at a time; the lock also holds if a restarted worker
+        // sends while the executor still runs its predecessor's round.
+        let lock = msg.engine.shared().clone_lock(&msg.url);
+        let _owner = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            msg.engine.automations_for(Some(&msg.url));
+        }))
+        .map_err(|p| panic_text(&*p))
     }
 }
 
@@ -843,25 +1139,15 @@ pub fn run(settings: Settings) -> std::io::Result<()> {
             )),
             None => None,
         };
-        let _supervisor = Supervisor::new(settings, store, state, receivers).start();
+        let supervisor = Supervisor::new(settings, store, state, receivers).start();
         shutdown.await;
         crate::sd_notify::notify("STOPPING=1");
-        tracing::info!("shutting down");
-        SHUTTING_DOWN.store(true, Ordering::SeqCst);
+        tracing::info!("shutting down: the git rounds in flight finish, no new one starts");
         for h in [server, hook_server].into_iter().flatten() {
             h.stop(true).await;
         }
-        let deadline = std::time::Instant::now() + ROUND_GRACE;
-        let mut told = false;
-        while ROUNDS_IN_FLIGHT.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
-            if !told {
-                tracing::info!(
-                    rounds = ROUNDS_IN_FLIGHT.load(Ordering::SeqCst),
-                    "waiting for git rounds to finish"
-                );
-                told = true;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Err(e) = supervisor.send(Shutdown).await {
+            tracing::warn!(error = %e, "supervisor gone before shutdown");
         }
         System::current().stop();
         Ok::<(), std::io::Error>(())
@@ -913,22 +1199,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn failure_backoff_doubles_to_five_minutes() {
-        let secs: Vec<u64> = (1..=9).map(|n| failure_backoff(n).as_secs()).collect();
-        assert_eq!(secs, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
-        assert_eq!(failure_backoff(u32::MAX).as_secs(), 300);
+    fn restarts_back_off() {
+        assert_eq!(restart_delay(0), Duration::ZERO);
+        assert_eq!(restart_delay(1), Duration::from_secs(5));
+        assert_eq!(restart_delay(3), Duration::from_secs(20));
+        assert_eq!(restart_delay(40), Duration::from_secs(300));
     }
 
     #[actix::test]
-    async fn a_panicking_reconciliation_is_a_failure_not_a_crash() {
+    async fn a_panicking_reconciliation_is_none_not_a_crash() {
         let key = ("apps".to_owned(), "web".to_owned());
-        assert!(guarded(&key, async { true }).await);
-        let panicked = guarded(&key, async {
+        assert_eq!(
+            guarded(Kind::ImagePolicy, &key, async { true }).await,
+            Some(true)
+        );
+        let panicked = guarded(Kind::ImagePolicy, &key, async {
             let v: Vec<bool> = Vec::new();
             // An out-of-bounds index: the kind of bug a guard must survive.
             v[usize::from(v.is_empty())]
         })
         .await;
-        assert!(!panicked);
+        assert_eq!(panicked, None);
     }
 }

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Context;
 use serde_json::json;
+use tagpilot_api::status::reason;
 use tagpilot_api::{
-    build_policy, Config, DigestReflectionPolicy, GitRepository, ImagePolicy, ImageRepository,
-    ImageUpdateAutomation, Kind, Object, Provider, ReceiverType, Secrets, SigningKeyType,
+    build_policy, Config, GitRepository, ImagePolicy, ImageRepository, ImageUpdateAutomation, Kind,
+    Object, Outcome, Provider, ReceiverType, Secrets, SigningKeyType, Status,
 };
 use tagpilot_git::{Change, CheckoutRef, ExtraRoots, GitAuth, RoundSpec, Signer, WarmRepo};
 use tagpilot_notifier::event::AUTOMATION_CONTROLLER;
@@ -20,10 +21,11 @@ use tagpilot_policy::Exclusions;
 use tagpilot_providers::{
     Keyring, Policy as RefreshPolicy, Refresher, SystemClock, TokenSource as _,
 };
+use tagpilot_reconcile::{digest, events::Dedup, slots, writers};
 use tagpilot_registry::{
     scan, ClientOptions, DockerConfig, Gates, ImageName, ProxySpec, RepoClient,
 };
-use tagpilot_setters::{scan_tree, write_changes, LatestRef, Policies};
+use tagpilot_setters::{scan_tree, write_changes_via, LatestRef, Policies};
 use tagpilot_store::Store;
 use tagpilot_template::{commit_data, render_message, MessageInput};
 
@@ -44,6 +46,93 @@ pub struct Report {
     pub message: String,
 }
 
+/// What outlives a configuration reload: credentials, scan slots, counters, pending reconcile
+/// requests, shared listings and the failures already reported. One per process.
+#[derive(Debug)]
+pub struct Shared {
+    /// Cloud registry credentials, one refresher per (provider, identity, registry).
+    pub keyring: Arc<Keyring>,
+    /// Scans running at once, across all registries (`concurrency`).
+    scan_slots: Arc<tokio::sync::Semaphore>,
+    concurrency: usize,
+    /// Per registry host: its share of the scan slots (a slow host holds at most that many).
+    host_slots: Mutex<BTreeMap<String, (usize, Arc<tokio::sync::Semaphore>)>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// `Kind/ns/name` → the `requestedAt` token of a reconcile request not yet started.
+    requested: Mutex<BTreeMap<String, String>>,
+    /// `Kind/ns/name` → the token of the request the running reconciliation handles.
+    handling: Mutex<BTreeMap<String, String>>,
+    /// Single flight: one tag listing at a time per image and credentials; repositories that
+    /// waited for it take its result.
+    listings: Mutex<BTreeMap<String, Arc<ListingCell>>>,
+    /// The last failure reported per automation, so a failing round alerts once, not on every
+    /// interval.
+    reported: Mutex<Dedup<(String, String)>>,
+    /// Provider delivery counters: one read-modify-write at a time.
+    pub(crate) deliveries: Mutex<()>,
+    /// Per remote URL: held while a round works in its warm clone.
+    clones: Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
+}
+
+/// The last listing of one image with one set of credentials, while others wait for it.
+type ListingCell = tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<String>>)>>;
+
+impl Shared {
+    pub fn new(concurrency: usize) -> Self {
+        let concurrency = concurrency.max(1);
+        Shared {
+            keyring: Arc::new(Keyring::default()),
+            scan_slots: Arc::new(tokio::sync::Semaphore::new(concurrency)),
+            concurrency,
+            host_slots: Mutex::new(BTreeMap::new()),
+            metrics: Arc::default(),
+            requested: Mutex::new(BTreeMap::new()),
+            handling: Mutex::new(BTreeMap::new()),
+            listings: Mutex::new(BTreeMap::new()),
+            reported: Mutex::new(Dedup::new()),
+            deliveries: Mutex::new(()),
+            clones: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The lock of `url`'s warm clone.
+    pub fn clone_lock(&self, url: &str) -> Arc<Mutex<()>> {
+        lock(&self.clones)
+            .entry(url.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// The slot semaphore of `host` for a share of `share` (remade when the share changed).
+    fn host_slot(&self, host: &str, share: usize) -> Arc<tokio::sync::Semaphore> {
+        let mut slots = lock(&self.host_slots);
+        let entry = slots
+            .entry(host.to_owned())
+            .or_insert_with(|| (share, Arc::new(tokio::sync::Semaphore::new(share))));
+        if entry.0 != share {
+            *entry = (share, Arc::new(tokio::sync::Semaphore::new(share)));
+        }
+        entry.1.clone()
+    }
+
+    fn listing_cell(&self, key: &str) -> Arc<ListingCell> {
+        lock(&self.listings)
+            .entry(key.to_owned())
+            .or_default()
+            .clone()
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared::new(DEFAULT_CONCURRENCY)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Everything a reconciliation needs, owned so that actors can share it.
 #[derive(Debug)]
 pub struct Engine {
@@ -51,22 +140,17 @@ pub struct Engine {
     secrets_dir: Option<PathBuf>,
     store: Arc<Store>,
     gates: Arc<Gates>,
-    /// Scans running at once, across all registries (`concurrency`); shared across reloads.
-    scan_slots: Arc<tokio::sync::Semaphore>,
+    shared: Arc<Shared>,
+    /// Scan slots each registry host may hold (from the hosts in this configuration).
+    host_share: usize,
     /// Load errors by `Kind/ns/name`, for objects running their last good version.
     config_errors: BTreeMap<String, String>,
-    /// Cloud registry credentials, one refresher per (provider, identity, registry).
-    keyring: Arc<Keyring>,
-    metrics: Arc<crate::metrics::Metrics>,
     git_cache: PathBuf,
     rows: Mutex<Vec<Report>>,
-    /// Resolved policies: (namespace, name) → latest ref.
+    /// Resolved policies: (namespace, name) → latest ref (persisted in the store).
     latest: Mutex<BTreeMap<(String, String), LatestRef>>,
     /// Events for Alerts, since the last `take_events`.
     events: Mutex<Vec<Event>>,
-    /// The last failure reported per automation, so that a failing round alerts once, not on
-    /// every interval.
-    last_failure: Mutex<BTreeMap<(String, String), String>>,
 }
 
 pub(crate) fn now() -> u64 {
@@ -77,6 +161,16 @@ pub(crate) fn now() -> u64 {
 
 fn text(bytes: Vec<u8>) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// `Kind/namespace/name` → its parts.
+fn split_key(key: &str) -> Option<(Kind, &str, &str)> {
+    let mut parts = key.splitn(3, '/');
+    Some((
+        parts.next().and_then(Kind::from_name)?,
+        parts.next()?,
+        parts.next()?,
+    ))
 }
 
 /// The `configError` status field of an object running its last good version.
@@ -108,6 +202,58 @@ pub fn format_chain(e: &anyhow::Error) -> String {
     line.replace('\n', " ")
 }
 
+/// A failed reconciliation: the error and how Flux reports it (its reason; Stalled when
+/// retrying cannot help until the object changes).
+#[derive(Debug)]
+pub struct Failure {
+    pub reason: &'static str,
+    pub stalled: bool,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn new(reason: &'static str, stalled: bool, error: anyhow::Error) -> Self {
+        Failure {
+            reason,
+            stalled,
+            error,
+        }
+    }
+
+    /// The status outcome, its message made from the error chain.
+    fn outcome(&self, message: impl FnOnce(&str) -> String) -> Outcome {
+        let text = message(&format_chain(&self.error));
+        if self.stalled {
+            Outcome::stalled(self.reason, text)
+        } else {
+            Outcome::failed(self.reason, text)
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format_chain(&self.error))
+    }
+}
+
+/// Gives an error its Flux reason at the place it happens.
+trait Because<T> {
+    /// A failure that is retried.
+    fn because(self, reason: &'static str) -> Result<T, Failure>;
+    /// A failure that waits for the object to change.
+    fn stalled(self, reason: &'static str) -> Result<T, Failure>;
+}
+
+impl<T, E: Into<anyhow::Error>> Because<T> for Result<T, E> {
+    fn because(self, reason: &'static str) -> Result<T, Failure> {
+        self.map_err(|e| Failure::new(reason, false, e.into()))
+    }
+    fn stalled(self, reason: &'static str) -> Result<T, Failure> {
+        self.map_err(|e| Failure::new(reason, true, e.into()))
+    }
+}
+
 impl Engine {
     pub fn new(
         config: Arc<Config>,
@@ -115,6 +261,20 @@ impl Engine {
         store: Arc<Store>,
         gates: Arc<Gates>,
         git_cache: PathBuf,
+    ) -> Self {
+        Self::with_shared(config, secrets_dir, store, gates, git_cache, Arc::default())
+    }
+
+    /// An engine for `config` that shares `shared` with the engines before it (a reload).
+    /// Reads and prunes the store: statuses and latest refs of objects that no longer exist
+    /// go, the errors of objects that do not load go into their status.
+    pub fn with_shared(
+        config: Arc<Config>,
+        secrets_dir: Option<PathBuf>,
+        store: Arc<Store>,
+        gates: Arc<Gates>,
+        git_cache: PathBuf,
+        shared: Arc<Shared>,
     ) -> Self {
         let rows = config
             .errors
@@ -134,69 +294,137 @@ impl Engine {
             let Some((kind, ns, name)) = e.object() else {
                 continue;
             };
-            let key = format!("{kind}/{ns}/{name}");
-            let status = if config.get(kind, ns, name).is_none() {
-                json!({ "conditions": [{
-                    "type": "Ready", "status": "False", "reason": "InvalidManifest",
-                    "message": e.to_string(), "lastTransitionTime": now(),
-                }]})
-            } else {
-                // Still running: its last status stays, with the error beside it.
-                let mut status = store
-                    .status(&key)
-                    .ok()
-                    .flatten()
-                    .unwrap_or_else(|| json!({}));
-                if let Some(obj) = status.as_object_mut() {
-                    obj.insert(
-                        "configError".into(),
-                        json!(config_error_text(&e.to_string())),
-                    );
-                }
-                status
-            };
-            if let Err(err) = store.put_status(&key, &status) {
-                tracing::warn!(%key, error = %err, "cannot store status");
-            }
-            config_errors.insert(key, e.to_string());
+            config_errors.insert(format!("{kind}/{ns}/{name}"), e.to_string());
         }
-        Engine {
+        let hosts: std::collections::BTreeSet<String> = config
+            .all::<ImageRepository>()
+            .filter_map(|r| ImageName::parse(&r.spec.image).ok())
+            .map(|n| n.registry)
+            .collect();
+        let engine = Engine {
+            host_share: slots::host_share(shared.concurrency, hosts.len()),
             config,
             secrets_dir,
             store,
             gates,
+            shared,
             config_errors,
-            keyring: Arc::new(Keyring::default()),
-            scan_slots: Arc::new(tokio::sync::Semaphore::new(DEFAULT_CONCURRENCY)),
-            metrics: Arc::default(),
             git_cache,
             rows: Mutex::new(rows),
             latest: Mutex::new(BTreeMap::new()),
             events: Mutex::new(Vec::new()),
-            last_failure: Mutex::new(BTreeMap::new()),
+        };
+        engine.load_state();
+        engine
+    }
+
+    /// Statuses for objects that do not load, pruning of what no longer exists, and the
+    /// persisted latest refs of the policies that do.
+    fn load_state(&self) {
+        let now = tagpilot_api::rfc3339(now());
+        for (key, err) in &self.config_errors {
+            let Some((kind, ns, name)) = split_key(key) else {
+                continue;
+            };
+            let mut status = self.stored_status(key);
+            if self.config.get(kind, ns, name).is_none() {
+                status.finish(
+                    &Outcome::stalled(reason::INVALID_MANIFEST, err.clone()),
+                    None,
+                    &now,
+                );
+            } else {
+                // Still running: its last status stays, with the error beside it.
+                status.config_error = Some(config_error_text(err));
+            }
+            self.put_status(key, &status);
+        }
+        let exists = |key: &str| {
+            split_key(key).is_some_and(|(kind, ns, name)| self.config.get(kind, ns, name).is_some())
+        };
+        if let Err(e) = self
+            .store
+            .retain_statuses(|k| exists(k) || self.config_errors.contains_key(k))
+        {
+            tracing::warn!(error = %e, "cannot prune statuses");
+        }
+        fn policy<'k>(config: &Config, key: &'k str) -> Option<(&'k str, &'k str)> {
+            key.split_once('/')
+                .filter(|(ns, name)| config.find::<ImagePolicy>(ns, name).is_some())
+        }
+        let config = &*self.config;
+        match self.store.retain_latest(|k| policy(config, k).is_some()) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pruned = n, "latest refs of deleted policies removed"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune latest refs"),
+        }
+        match self.store.latest_refs() {
+            Ok(refs) => {
+                let mut latest = self.lock_latest();
+                for (key, value) in refs {
+                    let (Some((ns, name)), Ok(r)) = (
+                        policy(config, &key),
+                        serde_json::from_value::<LatestRef>(value),
+                    ) else {
+                        continue;
+                    };
+                    // A stored digest is checked like a fetched one before it can be written.
+                    if r.digest
+                        .as_deref()
+                        .is_some_and(|d| digest::validate(d).is_err())
+                    {
+                        tracing::warn!(kind = "ImagePolicy", %key, "stored latest ref has an invalid digest; resolving again");
+                        continue;
+                    }
+                    latest.insert((ns.to_owned(), name.to_owned()), r);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read stored latest refs"),
         }
     }
 
-    /// Shares `keyring` (kept across configuration reloads, so tokens survive them).
-    pub fn with_keyring(mut self, keyring: Arc<Keyring>) -> Self {
-        self.keyring = keyring;
-        self
+    fn stored_status(&self, key: &str) -> Status {
+        match self.store.status(key) {
+            Ok(Some(v)) => Status::from_value(v),
+            Ok(None) => Status::default(),
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "cannot read status");
+                Status::default()
+            }
+        }
     }
 
-    /// Shares the limit of scans running at once (kept across reloads).
-    pub fn with_scan_slots(mut self, slots: Arc<tokio::sync::Semaphore>) -> Self {
-        self.scan_slots = slots;
-        self
+    fn put_status(&self, key: &str, status: &Status) {
+        if let Err(e) = self.store.put_status(key, &status.to_value()) {
+            tracing::warn!(%key, error = %e, "cannot store status");
+        }
     }
 
-    /// Shares the daemon's counters (kept across reloads).
-    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
-        self.metrics = metrics;
-        self
+    pub fn config_arc(&self) -> Arc<Config> {
+        self.config.clone()
+    }
+
+    /// The state every engine of this process shares.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Remembers a reconcile request (`tagpilot reconcile`, a resume): the next reconciliation
+    /// of the object echoes `token` in `lastHandledReconcileAt`.
+    pub fn request(&self, kind: Kind, namespace: &str, name: &str, token: &str) {
+        lock(&self.shared.requested).insert(format!("{kind}/{namespace}/{name}"), token.to_owned());
+    }
+
+    /// A reconciliation of the object starts: the request pending now is the one it handles.
+    pub(crate) fn begin(&self, kind: Kind, namespace: &str, name: &str) {
+        let key = format!("{kind}/{namespace}/{name}");
+        if let Some(token) = lock(&self.shared.requested).remove(&key) {
+            lock(&self.shared.handling).insert(key, token);
+        }
     }
 
     pub fn keyring(&self) -> &Keyring {
-        &self.keyring
+        &self.shared.keyring
     }
 
     pub fn config(&self) -> &Config {
@@ -260,18 +488,11 @@ impl Engine {
     ) {
         let key = (a.metadata.namespace.clone(), a.metadata.name.clone());
         {
-            let mut last = self
-                .last_failure
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut reported = lock(&self.shared.reported);
             match failure {
-                Some(f) if last.get(&key).is_some_and(|l| l == f) => return,
-                Some(f) => {
-                    last.insert(key, f.to_owned());
-                }
-                None => {
-                    last.remove(&key);
-                }
+                Some(f) if !reported.failure(key.clone(), f) => return,
+                Some(_) => {}
+                None => reported.success(&key),
             }
         }
         let event = Event {
@@ -306,10 +527,8 @@ impl Engine {
 
     /// An automation is healthy again: its next failure is news.
     fn emit_clear(&self, a: &ImageUpdateAutomation) {
-        self.last_failure
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&(a.metadata.namespace.clone(), a.metadata.name.clone()));
+        lock(&self.shared.reported)
+            .success(&(a.metadata.namespace.clone(), a.metadata.name.clone()));
     }
 
     /// The reports recorded since the last call (configuration errors first).
@@ -319,61 +538,51 @@ impl Engine {
 
     /// Scans a repository and records its status; whether it ended Ready.
     pub async fn reconcile_repository(&self, repo: &ImageRepository) -> bool {
-        // The semaphore is never closed; a closed one would only mean no limit.
-        let _slot = self.scan_slots.acquire().await.ok();
+        let (ns, name) = (&repo.metadata.namespace, &repo.metadata.name);
+        self.begin(Kind::ImageRepository, ns, name);
+        // A host's share first, then a global slot: a slow host queues on its own share and
+        // leaves the other slots to the other hosts. The semaphores are never closed; a closed
+        // one would only mean no limit.
+        let host = ImageName::parse(&repo.spec.image)
+            .map(|n| n.registry)
+            .unwrap_or_default();
+        let host_slot = self.shared.host_slot(&host, self.host_share);
+        let _host = host_slot.acquire().await.ok();
+        let _slot = self.shared.scan_slots.acquire().await.ok();
         let started = std::time::Instant::now();
         let outcome = self.scan(repo).await;
+        let metrics = &self.shared.metrics;
         if !matches!(&outcome, Ok((m, _)) if m == "suspended") {
-            let labels =
-                crate::metrics::object_labels(&repo.metadata.namespace, &repo.metadata.name);
-            self.metrics.inc("tagpilot_scans_total", &labels);
-            self.metrics
-                .observe("tagpilot_scan_duration_seconds", &labels, started.elapsed());
+            let labels = crate::metrics::object_labels(ns, name);
+            metrics.inc("tagpilot_scans_total", &labels);
+            metrics.observe("tagpilot_scan_duration_seconds", &labels, started.elapsed());
             if outcome.is_err() {
-                self.metrics.inc("tagpilot_scan_failures_total", &labels);
+                metrics.inc("tagpilot_scan_failures_total", &labels);
             }
         }
-        let (ready, message, fields) = match outcome {
-            Ok((m, f)) => (true, m, f),
-            Err(e) => (
-                false,
-                format!("scan failed: {}", format_chain(&e)),
-                json!({}),
-            ),
+        let (outcome, fields) = match outcome {
+            Ok((m, f)) => (Outcome::ready(m), f),
+            Err(f) => (f.outcome(|e| format!("scan failed: {e}")), json!({})),
         };
-        self.record_with(
-            Kind::ImageRepository,
-            &repo.metadata.namespace,
-            &repo.metadata.name,
-            ready,
-            message,
-            fields,
-        );
+        let ready = outcome.is_ready();
+        self.record_outcome(Kind::ImageRepository, ns, name, outcome, fields);
         ready
     }
 
     /// Resolves a policy and records its status.
     pub async fn reconcile_policy(&self, policy: &ImagePolicy) {
-        let (ready, message) = match self.resolve(policy).await {
-            Ok(m) => (true, m),
-            Err(e) => (false, format_chain(&e)),
+        let (ns, name) = (&policy.metadata.namespace, &policy.metadata.name);
+        self.begin(Kind::ImagePolicy, ns, name);
+        let outcome = match self.resolve(policy).await {
+            Ok(m) => Outcome::ready(m),
+            Err(f) => f.outcome(|e| e.to_owned()),
         };
-        let key = (
-            policy.metadata.namespace.clone(),
-            policy.metadata.name.clone(),
-        );
+        let key = (ns.clone(), name.clone());
         let fields = self
             .lock_latest()
             .get(&key)
             .map_or(json!({}), |l| json!({ "latestRef": l }));
-        self.record_with(
-            Kind::ImagePolicy,
-            &policy.metadata.namespace,
-            &policy.metadata.name,
-            ready,
-            message,
-            fields,
-        );
+        self.record_outcome(Kind::ImagePolicy, ns, name, outcome, fields);
     }
 
     /// The webhook routes of every Receiver, recording each one's status (`webhookPath`, or
@@ -467,7 +676,7 @@ impl Engine {
         self.record_with(kind, namespace, name, ready, message, json!({}));
     }
 
-    /// Stores the object's status (Flux's field names) and adds a summary row.
+    /// Records a plain outcome: Ready, or a failure with Flux's generic reason.
     pub(crate) fn record_with(
         &self,
         kind: Kind,
@@ -477,44 +686,59 @@ impl Engine {
         message: String,
         fields: serde_json::Value,
     ) {
-        let key = format!("{kind}/{namespace}/{name}");
-        // When it last ended Ready: now, or carried over from the stored status.
-        let last_success = if ready {
-            Some(now())
+        let outcome = if ready {
+            Outcome::ready(message)
         } else {
-            self.store
-                .status(&key)
-                .ok()
-                .flatten()
-                .and_then(|s| s["lastSuccessTime"].as_u64())
+            Outcome::failed(reason::FAILURE, message)
         };
-        let mut status = json!({
-            "conditions": [{
-                "type": "Ready",
-                "status": if ready { "True" } else { "False" },
-                "reason": if ready { "Succeeded" } else { "Failure" },
-                "message": message,
-                "lastTransitionTime": now(),
-            }]
-        });
-        if let (Some(obj), serde_json::Value::Object(extra)) = (status.as_object_mut(), fields) {
-            obj.extend(extra);
+        self.record_outcome(kind, namespace, name, outcome, fields);
+    }
+
+    /// Stores the object's status (Flux's model and field names) and adds a summary row. The
+    /// kind's fields given replace theirs; the others stay from the last record (a failed
+    /// scan keeps its last `lastScanResult`, as Flux's does).
+    pub(crate) fn record_outcome(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        outcome: Outcome,
+        fields: serde_json::Value,
+    ) {
+        let key = format!("{kind}/{namespace}/{name}");
+        let now_secs = now();
+        let mut status = self.stored_status(&key);
+        let generation = self
+            .config
+            .get(kind, namespace, name)
+            .map(|l| match &l.object {
+                Object::ImageRepository(o) => o.generation(),
+                Object::ImagePolicy(o) => o.generation(),
+                Object::ImageUpdateAutomation(o) => o.generation(),
+                Object::GitRepository(o) => o.generation(),
+                Object::Receiver(o) => o.generation(),
+                Object::Provider(o) => o.generation(),
+                Object::Alert(o) => o.generation(),
+                Object::Secret(o) => tagpilot_api::generation_of(&o.body),
+            });
+        status.finish(&outcome, generation, &tagpilot_api::rfc3339(now_secs));
+        if outcome.is_ready() {
+            status.last_success_time = Some(now_secs);
         }
-        if let (Some(obj), Some(t)) = (status.as_object_mut(), last_success) {
-            obj.insert("lastSuccessTime".into(), json!(t));
+        if let serde_json::Value::Object(extra) = fields {
+            status.fields.extend(extra);
         }
-        if let (Some(obj), Some(err)) = (status.as_object_mut(), self.config_errors.get(&key)) {
-            obj.insert("configError".into(), json!(config_error_text(err)));
+        status.config_error = self.config_errors.get(&key).map(|e| config_error_text(e));
+        if let Some(token) = lock(&self.shared.handling).remove(&key) {
+            status.last_handled_reconcile_at = Some(token);
         }
-        if let Err(e) = self.store.put_status(&key, &status) {
-            tracing::warn!(%key, error = %e, "cannot store status");
-        }
+        self.put_status(&key, &status);
         self.lock_rows().push(Report {
             kind: Some(kind),
             namespace: namespace.to_owned(),
             name: name.to_owned(),
-            ready,
-            message,
+            ready: outcome.is_ready(),
+            message: outcome.message,
         });
     }
 
@@ -550,7 +774,7 @@ impl Engine {
             }
             Provider::Aws | Provider::Gcp | Provider::Azure => {
                 let key = format!("{}/default/{registry}", provider_name(provider));
-                self.keyring.get_or_insert(&key, || {
+                self.shared.keyring.get_or_insert(&key, || {
                     let source: Box<dyn tagpilot_providers::TokenSource> = match provider {
                         Provider::Aws => Box::new(tagpilot_providers::aws::Ecr::new(registry)?),
                         Provider::Gcp => Box::new(tagpilot_providers::gcp::Gcp::new(registry)?),
@@ -597,29 +821,29 @@ impl Engine {
     pub async fn scan(
         &self,
         repo: &ImageRepository,
-    ) -> anyhow::Result<(String, serde_json::Value)> {
+    ) -> Result<(String, serde_json::Value), Failure> {
+        use reason::{IMAGE_URL_INVALID, READ_OPERATION_FAILED};
         if self.is_suspended(Kind::ImageRepository, &repo.metadata, repo.spec.suspend) {
             return Ok(("suspended".into(), json!({})));
         }
-        let name = ImageName::parse(&repo.spec.image)?;
-        let mut opts = self.client_options(repo)?;
+        let name = ImageName::parse(&repo.spec.image).stalled(IMAGE_URL_INVALID)?;
+        let exclusions = Exclusions::new(&repo.spec.exclusion_list).stalled(reason::FAILURE)?;
         let mut warnings = Vec::new();
-        opts.credentials = self
-            .credentials(repo, &name.registry, &mut warnings)
-            .await?;
-        let client = RepoClient::new(&name, opts, &self.gates)?;
-        let listing = client.list_tags().await?;
-        let exclusions = Exclusions::new(&repo.spec.exclusion_list)?;
-        let mut tags: Vec<String> = listing
-            .tags
-            .into_iter()
+        let listed = self.list_shared(repo, &name, &mut warnings).await?;
+        let mut tags: Vec<String> = listed
+            .iter()
             .filter(|t| exclusions.matching(t).is_none())
+            .cloned()
             .collect();
+        drop(listed);
         scan::sort_desc(&mut tags);
         tags.dedup();
         let revision = scan::revision(&tags);
         let canonical = name.canonical();
-        let meta = self.store.repo_meta(&canonical)?;
+        let meta = self
+            .store
+            .repo_meta(&canonical)
+            .because(READ_OPERATION_FAILED)?;
         match scan::judge(
             meta.as_ref().map(|m| m.tag_count),
             meta.as_ref().and_then(|m| m.pending_revision.as_deref()),
@@ -630,7 +854,8 @@ impl Engine {
             scan::Verdict::Accept => {
                 let scan_time = now();
                 self.store
-                    .record_scan(&canonical, &tags, &revision, scan_time)?;
+                    .record_scan(&canonical, &tags, &revision, scan_time)
+                    .because(READ_OPERATION_FAILED)?;
                 let fields = json!({
                     "canonicalImageName": canonical,
                     "lastScanResult": {
@@ -651,13 +876,85 @@ impl Engine {
                 ))
             }
             scan::Verdict::Hold { reason } => {
-                self.store.set_pending(&canonical, Some(&revision))?;
-                anyhow::bail!("{reason}")
+                self.store
+                    .set_pending(&canonical, Some(&revision))
+                    .because(READ_OPERATION_FAILED)?;
+                Err(Failure::new(
+                    READ_OPERATION_FAILED,
+                    false,
+                    anyhow::anyhow!("{reason}"),
+                ))
             }
         }
     }
 
-    pub async fn resolve(&self, policy: &ImagePolicy) -> anyhow::Result<String> {
+    /// The tag list of `repo`'s image. Repositories with the same image and the same
+    /// credentials share one listing (single flight): one waiting while another lists takes
+    /// that listing's result, completed after it asked.
+    async fn list_shared(
+        &self,
+        repo: &ImageRepository,
+        name: &ImageName,
+        warnings: &mut Vec<String>,
+    ) -> Result<Arc<Vec<String>>, Failure> {
+        let s = &repo.spec;
+        let ns = &repo.metadata.namespace;
+        let refs = |r: &Option<tagpilot_api::LocalObjectReference>| {
+            r.as_ref()
+                .map_or(String::new(), |r| format!("{ns}/{}", r.name))
+        };
+        let key = format!(
+            "{}|{}|{}|{}|{}|{}",
+            name.canonical(),
+            provider_name(s.provider),
+            refs(&s.secret_ref),
+            refs(&s.cert_secret_ref),
+            refs(&s.proxy_secret_ref),
+            s.insecure
+        );
+        let asked = std::time::Instant::now();
+        let cell = self.shared.listing_cell(&key);
+        let mut last = cell.lock().await;
+        let result = match &*last {
+            Some((done, tags)) if *done >= asked => Ok(tags.clone()),
+            _ => {
+                let fetched = self.list(repo, name, warnings).await.map(Arc::new);
+                if let Ok(tags) = &fetched {
+                    *last = Some((std::time::Instant::now(), tags.clone()));
+                }
+                fetched
+            }
+        };
+        // Nobody else holds the cell (only the map and this call): the listing served every
+        // waiter; drop it so memory does not keep a copy of every tag list.
+        if Arc::strong_count(&cell) <= 2 {
+            *last = None;
+        }
+        result
+    }
+
+    async fn list(
+        &self,
+        repo: &ImageRepository,
+        name: &ImageName,
+        warnings: &mut Vec<String>,
+    ) -> Result<Vec<String>, Failure> {
+        use reason::{AUTHENTICATION_FAILED, READ_OPERATION_FAILED};
+        let mut opts = self.client_options(repo).because(AUTHENTICATION_FAILED)?;
+        opts.credentials = self
+            .credentials(repo, &name.registry, warnings)
+            .await
+            .because(AUTHENTICATION_FAILED)?;
+        let client = RepoClient::new(name, opts, &self.gates).because(AUTHENTICATION_FAILED)?;
+        Ok(client
+            .list_tags()
+            .await
+            .because(READ_OPERATION_FAILED)?
+            .tags)
+    }
+
+    pub async fn resolve(&self, policy: &ImagePolicy) -> Result<String, Failure> {
+        use reason::{DEPENDENCY_NOT_READY, FAILURE, IMAGE_URL_INVALID, INVALID_POLICY};
         let ns = &policy.metadata.namespace;
         if self.is_suspended(Kind::ImagePolicy, &policy.metadata, policy.spec.suspend) {
             // Like a suspended repository or automation: not reconciled, not a failure.
@@ -666,41 +963,46 @@ impl Engine {
         let r = &policy.spec.image_repository_ref;
         let repo_ns = r.namespace.as_deref().unwrap_or(ns);
         let Some(repo) = self.config.find::<ImageRepository>(repo_ns, &r.name) else {
-            anyhow::bail!("failed to get the referred ImageRepository: referenced ImageRepository does not exist: {repo_ns}/{}", r.name);
+            return Err(Failure::new(DEPENDENCY_NOT_READY, false, anyhow::anyhow!("failed to get the referred ImageRepository: referenced ImageRepository does not exist: {repo_ns}/{}", r.name)));
         };
-        let engine =
-            build_policy(&policy.spec).map_err(|e| anyhow::anyhow!("invalid policy: {e}"))?;
-        let canonical = ImageName::parse(&repo.spec.image)?.canonical();
+        let engine = build_policy(&policy.spec)
+            .map_err(|e| anyhow::anyhow!("invalid policy: {e}"))
+            .stalled(INVALID_POLICY)?;
+        let name = ImageName::parse(&repo.spec.image).stalled(IMAGE_URL_INVALID)?;
+        let canonical = name.canonical();
         let tags: Vec<String> = self
             .store
-            .tags(&canonical)?
-            .ok_or_else(|| anyhow::anyhow!("no tags in database"))?
+            .tags(&canonical)
+            .because(FAILURE)?
+            .ok_or_else(|| anyhow::anyhow!("no tags in database"))
+            .because(DEPENDENCY_NOT_READY)?
             .into_iter()
             .map(|t| t.tag)
             .collect();
-        let selection = engine.select(&tags, &Exclusions::none())?;
+        let selection = engine.select(&tags, &Exclusions::none()).because(FAILURE)?;
+        let key = (ns.clone(), policy.metadata.name.clone());
+        let previous = self.lock_latest().get(&key).cloned();
         let mut latest = LatestRef {
             name: repo.spec.image.clone(),
             tag: selection.tag.clone(),
             digest: None,
         };
-        if policy.spec.digest_reflection_policy != DigestReflectionPolicy::Never {
-            let name = ImageName::parse(&repo.spec.image)?;
-            let mut opts = self.client_options(repo)?;
-            if let Some(sr) = &repo.spec.secret_ref {
-                let cfg = DockerConfig::parse(&self.secrets().docker_config(repo_ns, &sr.name)?)?;
-                opts.credentials = cfg.credentials_for(&name.registry).await?;
+        let prev = previous.as_ref().map(|p| digest::Previous {
+            name: &p.name,
+            tag: &p.tag,
+            digest: p.digest.as_deref(),
+        });
+        match digest::plan(
+            policy.spec.digest_reflection_policy,
+            prev,
+            &latest.name,
+            &latest.tag,
+        ) {
+            digest::Plan::None => {}
+            digest::Plan::Keep => latest.digest = previous.as_ref().and_then(|p| p.digest.clone()),
+            digest::Plan::Fetch => {
+                latest.digest = Some(self.digest_of(repo, &name, &selection.tag).await?);
             }
-            let digest = RepoClient::new(&name, opts, &self.gates)?
-                .head_digest(&selection.tag)
-                .await
-                .with_context(|| {
-                    format!(
-                        "failed fetching digest of {}:{}",
-                        repo.spec.image, selection.tag
-                    )
-                })?;
-            latest.digest = Some(digest);
         }
         let mut message = format!(
             "Latest image tag for {} resolved to {}",
@@ -709,50 +1011,73 @@ impl Engine {
         if let Some(d) = &latest.digest {
             message.push_str(&format!(" with digest {d}"));
         }
-        self.lock_latest()
-            .insert((ns.clone(), policy.metadata.name.clone()), latest);
+        if previous.as_ref() != Some(&latest) {
+            let stored = format!("{}/{}", key.0, key.1);
+            let value = serde_json::to_value(&latest).ok();
+            if let Err(e) = self.store.put_latest(&stored, value.as_ref()) {
+                tracing::warn!(kind = "ImagePolicy", namespace = %key.0, name = %key.1, error = %e, "cannot store the latest ref");
+            }
+            self.lock_latest().insert(key, latest);
+        }
         Ok(message)
     }
 
-    /// Runs every automation; automations writing the same remote and branch share one round.
+    /// The digest of `image:tag`, with the repository's own credentials (cloud providers
+    /// included) and through its host's gate; refused unless it is `<algorithm>:<hex>`.
+    async fn digest_of(
+        &self,
+        repo: &ImageRepository,
+        name: &ImageName,
+        tag: &str,
+    ) -> Result<String, Failure> {
+        let what = || format!("failed fetching digest of {}:{tag}", repo.spec.image);
+        let mut opts = self
+            .client_options(repo)
+            .with_context(what)
+            .because(reason::AUTHENTICATION_FAILED)?;
+        opts.credentials = self
+            .credentials(repo, &name.registry, &mut Vec::new())
+            .await
+            .with_context(what)
+            .because(reason::AUTHENTICATION_FAILED)?;
+        let found = RepoClient::new(name, opts, &self.gates)
+            .map_err(anyhow::Error::from)
+            .with_context(what)
+            .because(reason::FAILURE)?
+            .head_digest(tag)
+            .await
+            .with_context(what)
+            .because(reason::FAILURE)?;
+        digest::validate(&found)
+            .map_err(anyhow::Error::from)
+            .with_context(what)
+            .because(reason::FAILURE)?;
+        Ok(found)
+    }
+
+    /// Runs every automation; automations writing the same remote share one round per branch.
     pub fn automations(&self) {
         self.automations_for(None);
     }
 
-    /// The Git writers: every (remote URL, push branch) some automation can be planned for, with
-    /// the namespaces of its automations (policy changes there wake it). One plan per automation.
-    pub fn writers(&self) -> BTreeMap<(String, String), Vec<String>> {
-        let mut writers: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    /// Records why an automation can never run (no GitRepository, no push branch, a bad
+    /// signing key, …) at load, not at its first round. Suspended ones are not reported.
+    pub fn check_automations(&self) {
         for a in self.config.all::<ImageUpdateAutomation>() {
-            match self.plan(a) {
-                Ok(p) => {
-                    let namespaces = writers.entry(p.0).or_default();
-                    if !namespaces.contains(&a.metadata.namespace) {
-                        namespaces.push(a.metadata.namespace.clone());
-                    }
-                }
-                // Suspended ones get a writer too when they can be planned (a runtime resume
-                // must find it); a suspended one that cannot be planned is not reported.
-                Err(_)
-                    if self.is_suspended(
-                        Kind::ImageUpdateAutomation,
-                        &a.metadata,
-                        a.spec.suspend,
-                    ) => {}
-                // No writer can run it: say why now, not at the first round.
-                Err(e) => {
-                    let (ns, name) = (&a.metadata.namespace, &a.metadata.name);
-                    self.record(
-                        Kind::ImageUpdateAutomation,
-                        ns,
-                        name,
-                        false,
-                        format_chain(&e),
-                    );
-                }
+            if self.is_suspended(Kind::ImageUpdateAutomation, &a.metadata, a.spec.suspend) {
+                continue;
+            }
+            if let Err(e) = self.plan(a) {
+                let (ns, name) = (&a.metadata.namespace, &a.metadata.name);
+                self.record_outcome(
+                    Kind::ImageUpdateAutomation,
+                    ns,
+                    name,
+                    Outcome::failed(reason::SOURCE_MANAGER_FAILED, format_chain(&e)),
+                    json!({}),
+                );
             }
         }
-        writers
     }
 
     /// The revision of a repository's stored tag list.
@@ -809,13 +1134,6 @@ impl Engine {
         }
     }
 
-    /// Takes over the latest refs another engine resolved (a reload): kept policies need not
-    /// resolve again, and writers see them at once.
-    pub fn inherit_latest(&self, old: &Engine) {
-        let refs = old.lock_latest().clone();
-        self.lock_latest().extend(refs);
-    }
-
     /// The latest ref of a policy, once resolved.
     pub fn latest_of(&self, namespace: &str, name: &str) -> Option<LatestRef> {
         self.lock_latest()
@@ -823,8 +1141,10 @@ impl Engine {
             .cloned()
     }
 
-    /// Runs the automations of one writer (or all with `None`), one Git round per writer.
-    pub fn automations_for(&self, only: Option<&(String, String)>) {
+    /// Runs the automations that write remote `url` (or every remote with `None`): one Git
+    /// round per push branch, one after the other. Only the remote's Git worker calls this for
+    /// a URL, so nothing else touches that warm clone meanwhile.
+    pub fn automations_for(&self, only: Option<&str>) {
         let git_cache = self.git_cache.as_path();
         struct Job<'c> {
             automation: &'c ImageUpdateAutomation,
@@ -835,6 +1155,10 @@ impl Engine {
             BTreeMap::new();
         for a in self.config.all::<ImageUpdateAutomation>() {
             let (ns, name) = (a.metadata.namespace.clone(), a.metadata.name.clone());
+            if only.is_some_and(|url| writers::remote_of(&self.config, a) != Some(url)) {
+                continue;
+            }
+            self.begin(Kind::ImageUpdateAutomation, &ns, &name);
             if self.is_suspended(Kind::ImageUpdateAutomation, &a.metadata, a.spec.suspend) {
                 self.record(
                     Kind::ImageUpdateAutomation,
@@ -846,7 +1170,6 @@ impl Engine {
                 continue;
             }
             match self.plan(a) {
-                Ok((key, ..)) if only.is_some_and(|o| o != &key) => {}
                 Ok((key, spec, auth, policies)) => {
                     let job = Job {
                         automation: a,
@@ -861,12 +1184,18 @@ impl Engine {
                 }
                 Err(e) => {
                     let message = format_chain(&e);
-                    self.metrics.inc(
+                    self.shared.metrics.inc(
                         "tagpilot_push_failures_total",
                         &crate::metrics::object_labels(&ns, &name),
                     );
                     self.emit(a, Some(&message), message.clone(), BTreeMap::new());
-                    self.record(Kind::ImageUpdateAutomation, &ns, &name, false, message);
+                    self.record_outcome(
+                        Kind::ImageUpdateAutomation,
+                        &ns,
+                        &name,
+                        Outcome::failed(reason::SOURCE_MANAGER_FAILED, message),
+                        json!({}),
+                    );
                 }
             }
         }
@@ -874,6 +1203,8 @@ impl Engine {
             let started = std::time::Instant::now();
             let outcome = (|| -> anyhow::Result<tagpilot_git::RoundOutcome> {
                 let repo = WarmRepo::open_with_roots(git_cache, &url, auth.0, auth.1)?;
+                let scratch = repo.scratch_dir()?;
+                let scratch = scratch.as_path();
                 let mut changes: Vec<Change<'_>> = jobs
                     .iter()
                     .map(|job| -> Change<'_> {
@@ -892,7 +1223,8 @@ impl Engine {
                             });
                             let message = render_message(job.message_template.as_deref(), &data)
                                 .map_err(|e| format!("failed to run template from spec: {e}"))?;
-                            write_changes(&dir, &set).map_err(|e| e.to_string())?;
+                            write_changes_via(&dir, &set, Some(scratch))
+                                .map_err(|e| e.to_string())?;
                             Ok(Some(message))
                         })
                     })
@@ -932,18 +1264,26 @@ impl Engine {
                     }
                     Err(e) => (false, format_chain(e), json!({})),
                 };
+                let mut fields = fields;
+                if let serde_json::Value::Object(f) = &mut fields {
+                    f.insert(
+                        "lastAutomationRunTime".into(),
+                        json!(tagpilot_api::rfc3339(now())),
+                    );
+                }
                 let labels = crate::metrics::object_labels(&a.metadata.namespace, &a.metadata.name);
+                let metrics = &self.shared.metrics;
                 match (&outcome, &fields["lastPushCommit"]) {
                     (Ok(_), serde_json::Value::String(_)) => {
-                        self.metrics.inc("tagpilot_pushes_total", &labels);
-                        self.metrics.observe(
+                        metrics.inc("tagpilot_pushes_total", &labels);
+                        metrics.observe(
                             "tagpilot_push_duration_seconds",
                             &labels,
                             started.elapsed(),
                         );
                     }
                     (Ok(_), _) => {}
-                    (Err(_), _) => self.metrics.inc("tagpilot_push_failures_total", &labels),
+                    (Err(_), _) => metrics.inc("tagpilot_push_failures_total", &labels),
                 }
                 match (&outcome, &fields["lastPushCommit"]) {
                     (Ok(_), serde_json::Value::String(c)) => self.emit(
@@ -958,12 +1298,23 @@ impl Engine {
                     (Ok(_), _) => self.emit_clear(a),
                     (Err(_), _) => self.emit(a, Some(&message), message.clone(), BTreeMap::new()),
                 }
-                self.record_with(
+                let outcome = match &outcome {
+                    _ if ready => Outcome::ready(message),
+                    Err(e)
+                        if matches!(
+                            e.downcast_ref::<tagpilot_git::GitError>(),
+                            Some(tagpilot_git::GitError::Apply(_))
+                        ) =>
+                    {
+                        Outcome::failed(reason::UPDATE_FAILED, message)
+                    }
+                    _ => Outcome::failed(reason::GIT_OPERATION_FAILED, message),
+                };
+                self.record_outcome(
                     Kind::ImageUpdateAutomation,
                     &a.metadata.namespace,
                     &a.metadata.name,
-                    ready,
-                    message,
+                    outcome,
                     fields,
                 );
             }
@@ -1051,18 +1402,9 @@ impl Engine {
             }
         };
         // Flux's rule: every policy of the automation's namespace that the selector admits and
-        // that has resolved.
-        let policies: Policies = self
-            .lock_latest()
-            .iter()
-            .filter(|((pns, pname), _)| {
-                pns == ns
-                    && a.spec.policy_selector.as_ref().is_none_or(|sel| {
-                        self.config
-                            .get(Kind::ImagePolicy, pns, pname)
-                            .is_some_and(|l| sel.matches(&l.object.metadata().labels))
-                    })
-            })
+        // that has resolved; a deleted policy's ref is never applied.
+        let policies: Policies = writers::applicable(&self.config, a, &self.lock_latest())
+            .into_iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let spec = RoundSpec {
@@ -1089,8 +1431,26 @@ impl Engine {
     }
 }
 
-/// The update path inside the work tree; `..` may not lead out of it.
+/// The update path inside the work tree: `..` may not lead out of it, and neither may a
+/// symlink in the repository (the path is checked again after resolving links).
 fn update_dir(root: &Path, path: Option<&str>) -> Result<PathBuf, String> {
+    let dir = lexical_update_dir(root, path)?;
+    let shown = path.unwrap_or(".");
+    let real_root = root
+        .canonicalize()
+        .map_err(|e| format!("work tree {}: {e}", root.display()))?;
+    let real = dir
+        .canonicalize()
+        .map_err(|e| format!("update path '{shown}': {e}"))?;
+    if !real.starts_with(&real_root) {
+        return Err(format!(
+            "update path '{shown}' leads outside the repository through a symlink, refused"
+        ));
+    }
+    Ok(real)
+}
+
+fn lexical_update_dir(root: &Path, path: Option<&str>) -> Result<PathBuf, String> {
     let mut dir = root.to_path_buf();
     for c in Path::new(path.unwrap_or(".")).components() {
         match c {

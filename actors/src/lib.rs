@@ -11,4 +11,4 @@ pub mod metrics;
 pub mod receiver;
 pub mod sd_notify;
 
-pub use engine::{format_chain, Engine, Report, DEFAULT_CONCURRENCY};
+pub use engine::{format_chain, Engine, Failure, Report, Shared, DEFAULT_CONCURRENCY};

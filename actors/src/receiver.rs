@@ -28,10 +28,11 @@ const REFILL_PER_SECOND: f64 = 10.0;
 /// An object to reconcile now.
 pub type Target = (Kind, String, String);
 
-/// A valid webhook's request to the supervisor.
+/// A request to reconcile objects now: from a valid webhook, or from the API with the
+/// `requestedAt` token its status echoes in `lastHandledReconcileAt` when handled.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct ReconcileNow(pub Vec<Target>);
+pub struct ReconcileNow(pub Vec<Target>, pub Option<String>);
 
 /// One Receiver as the server sees it.
 #[derive(Clone)]
@@ -349,7 +350,7 @@ async fn hook(
         targets = targets.len(),
         "webhook accepted"
     );
-    supervisor.do_send(ReconcileNow(targets));
+    supervisor.do_send(ReconcileNow(targets, None));
     text(HttpResponse::Ok(), "ok")
 }
 

@@ -75,7 +75,10 @@ fn post(api: &str, path: &str, token: Option<&str>) -> anyhow::Result<serde_json
 /// The outcome line flux prints after a reconciliation.
 fn outcome(kind: &str, item: &Item) -> String {
     let message = item.message();
-    match (kind, item.status["lastScanResult"]["tagCount"].as_u64()) {
+    match (
+        kind,
+        item.status.field("lastScanResult")["tagCount"].as_u64(),
+    ) {
         ("ImageRepository", Some(n)) if message != "suspended" => format!("scan fetched {n} tags"),
         _ => message,
     }
@@ -128,7 +131,12 @@ pub fn run(action: Action, args: Args) -> anyhow::Result<ExitCode> {
     if action == Action::Suspend {
         return Ok(ExitCode::SUCCESS);
     }
-    let since = answer["requestedAt"].as_u64().unwrap_or(0);
+    // The daemon echoes this request's own token when it handled it (Flux's
+    // lastHandledReconcileAt), so an earlier outcome is never taken for this one.
+    let Some(requested) = answer["requestedAt"].as_str().map(str::to_owned) else {
+        eprintln!("✗ the daemon did not return a request token");
+        return Ok(ExitCode::FAILURE);
+    };
     eprintln!("◎ waiting for {kind} reconciliation");
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     loop {
@@ -136,11 +144,10 @@ pub fn run(action: Action, args: Args) -> anyhow::Result<ExitCode> {
             i.kind == kind
                 && &i.namespace == ns
                 && &i.name == name
-                && i.status["conditions"][0]["lastTransitionTime"].as_u64() >= Some(since)
+                && i.status.last_handled_reconcile_at.as_deref() == Some(requested.as_str())
         });
         if let Some(item) = item {
-            let ready = item.status["conditions"][0]["status"] == "True";
-            if ready {
+            if item.status.is_ready() {
                 eprintln!("✔ {kind} reconciliation completed");
                 eprintln!("✔ {}", outcome(kind, &item));
                 return Ok(ExitCode::SUCCESS);

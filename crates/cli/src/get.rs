@@ -70,15 +70,14 @@ pub(crate) struct Item {
     pub kind: String,
     pub namespace: String,
     pub name: String,
-    pub status: serde_json::Value,
+    pub status: tagpilot_api::Status,
 }
 
 impl Item {
     /// The first line of the Ready condition's message, as flux's tables show it.
     pub fn message(&self) -> String {
-        self.status["conditions"][0]["message"]
-            .as_str()
-            .unwrap_or("")
+        self.status
+            .message()
             .lines()
             .next()
             .unwrap_or("")
@@ -114,7 +113,7 @@ pub(crate) fn fetch(api: &str) -> anyhow::Result<Vec<Item>> {
                     kind: i["kind"].as_str().unwrap_or("").to_owned(),
                     namespace: i["namespace"].as_str().unwrap_or("").to_owned(),
                     name: i["name"].as_str().unwrap_or("").to_owned(),
-                    status: i["status"].clone(),
+                    status: tagpilot_api::Status::from_value(i["status"].clone()),
                 })
                 .collect()
         })
@@ -204,9 +203,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             rows.push(h);
         }
         for i in selected {
-            let cond = &i.status["conditions"][0];
+            let cond = i.status.condition(tagpilot_api::ConditionType::Ready);
             let message = i.message();
-            let ready = cond["status"].as_str().unwrap_or("Unknown").to_owned();
+            let ready = cond.map_or("Unknown", |c| match c.status {
+                tagpilot_api::ConditionStatus::True => "True",
+                tagpilot_api::ConditionStatus::False => "False",
+                tagpilot_api::ConditionStatus::Unknown => "Unknown",
+            });
+            let ready = ready.to_owned();
             let suspended = (message == "suspended").to_string();
             let name = if prefix {
                 format!("{}/{}", kind.to_lowercase(), i.name)
@@ -216,18 +220,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let mut row = match kind {
                 "ImageRepository" => vec![
                     name,
-                    time(i.status["lastScanResult"]["scanTime"].as_u64()),
+                    time(i.status.field("lastScanResult")["scanTime"].as_u64()),
                     suspended,
                     ready,
                     message,
                 ],
                 "ImagePolicy" => vec![
                     name,
-                    i.status["latestRef"]["name"]
+                    i.status.field("latestRef")["name"]
                         .as_str()
                         .unwrap_or("")
                         .to_owned(),
-                    i.status["latestRef"]["tag"]
+                    i.status.field("latestRef")["tag"]
                         .as_str()
                         .unwrap_or("")
                         .to_owned(),
@@ -237,7 +241,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "Receiver" | "Alert" | "Provider" => vec![name, suspended, ready, message],
                 _ => vec![
                     name,
-                    time(cond["lastTransitionTime"].as_u64()),
+                    // Flux's LAST RUN: the automation's last round.
+                    i.status
+                        .field("lastAutomationRunTime")
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned(),
                     suspended,
                     ready,
                     message,

@@ -205,14 +205,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = Arc::new(tagpilot_api::load_dir(&args.config));
     let store =
         Store::open(&args.state_dir.join("tagpilot.redb")).context("opening the state store")?;
-    let engine = Engine::new(
+    let engine = Engine::with_shared(
         config,
         secrets_dir,
         Arc::new(store),
         Arc::new(Gates::new(args.limits)),
         args.state_dir.join("git"),
-    )
-    .with_scan_slots(Arc::new(tokio::sync::Semaphore::new(args.concurrency)));
+        Arc::new(tagpilot_actors::Shared::new(args.concurrency)),
+    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -304,6 +304,15 @@ impl WarmRepo {
         &self.dir
     }
 
+    /// A directory for temp files on the clone's file system that no commit can include
+    /// (inside `.git`); made on demand.
+    pub fn scratch_dir(&self) -> Result<PathBuf, GitError> {
+        let dir = self.dir.join(".git").join("tagpilot-scratch");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| GitError::Apply(format!("{}: {e}", dir.display())))?;
+        Ok(dir)
+    }
+
     fn callbacks(&self) -> RemoteCallbacks<'_> {
         let mut cb = RemoteCallbacks::new();
         let mut tried = false;

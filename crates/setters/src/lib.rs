@@ -16,14 +16,14 @@ use serde::Serialize;
 pub use edit::{update_str, FileError, FileUpdate, Policies};
 pub use marker::{parse_marker, Marker, Setter};
 pub use scalar::{plain_is_safe, reads_as_non_string, render, Style};
-pub use tree::{scan_tree, write_changes, ChangeSet, FileChange, TreeError};
+pub use tree::{scan_tree, write_changes, write_changes_via, ChangeSet, FileChange, TreeError};
 
 /// What a policy resolved to: `name` is the ImageRepository's `spec.image` verbatim.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct LatestRef {
     pub name: String,
     pub tag: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
 }
 

@@ -199,6 +199,17 @@ fn rel(root: &Path, path: &Path) -> String {
 /// Writes every changed file under `root`: temp file in the same directory, same mode, fsync,
 /// rename. A file is either fully old or fully new, never half-written.
 pub fn write_changes(root: &Path, set: &ChangeSet) -> Result<(), TreeError> {
+    write_changes_via(root, set, None)
+}
+
+/// Like [`write_changes`], with the temp files in `scratch` instead of beside their targets
+/// (a directory on the same file system that nothing stages, such as a clone's `.git`), so a
+/// temp file can never be committed.
+pub fn write_changes_via(
+    root: &Path,
+    set: &ChangeSet,
+    scratch: Option<&Path>,
+) -> Result<(), TreeError> {
     for f in &set.files {
         if f.path.split('/').any(|c| c == ".." || c.is_empty()) {
             return Err(TreeError::Io {
@@ -207,7 +218,7 @@ pub fn write_changes(root: &Path, set: &ChangeSet) -> Result<(), TreeError> {
             });
         }
         let target = root.join(&f.path);
-        write_atomic(&target, f.content.as_bytes()).map_err(|e| TreeError::Io {
+        write_atomic(&target, f.content.as_bytes(), scratch).map_err(|e| TreeError::Io {
             path: f.path.clone(),
             message: e.to_string(),
         })?;
@@ -215,8 +226,8 @@ pub fn write_changes(root: &Path, set: &ChangeSet) -> Result<(), TreeError> {
     Ok(())
 }
 
-fn write_atomic(target: &Path, content: &[u8]) -> std::io::Result<()> {
-    let dir = target.parent().unwrap_or(Path::new("."));
+fn write_atomic(target: &Path, content: &[u8], scratch: Option<&Path>) -> std::io::Result<()> {
+    let dir = scratch.unwrap_or_else(|| target.parent().unwrap_or(Path::new(".")));
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -20,6 +20,9 @@ const STATUS: TableDefinition<&str, &[u8]> = TableDefinition::new("status");
 /// Runtime suspend/resume (`tagpilot suspend|resume`): `Kind/namespace/name` → 1 suspended,
 /// 0 resumed. Absent: the manifest's `spec.suspend` decides.
 const OVERRIDES: TableDefinition<&str, u8> = TableDefinition::new("overrides");
+/// Every ImagePolicy's latest ref (`namespace/name` → JSON), so a restart resumes without a
+/// scan and a deleted policy's ref can be pruned. Added in schema 1 (opening creates it).
+const LATEST: TableDefinition<&str, &[u8]> = TableDefinition::new("latest");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -144,6 +147,7 @@ impl Store {
             tx.open_table(REPOS)?;
             tx.open_table(STATUS)?;
             tx.open_table(OVERRIDES)?;
+            tx.open_table(LATEST)?;
         }
         tx.commit()?;
         Ok(store)
@@ -266,16 +270,65 @@ impl Store {
 
     /// Stores an object's status (any JSON) under a key such as `ImagePolicy/ns/name`.
     pub fn put_status(&self, key: &str, status: &serde_json::Value) -> Result<(), StoreError> {
-        let json = serde_json::to_vec(status).map_err(|e| StoreError::Db(e.to_string()))?;
+        self.put_json(STATUS, key, status)
+    }
+
+    pub fn status(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        self.get_json(STATUS, key)
+    }
+
+    /// Every stored status, by key (`Kind/namespace/name`).
+    pub fn statuses(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        self.all_json(STATUS)
+    }
+
+    /// Removes the statuses whose key `keep` refuses (objects deleted from the configuration).
+    pub fn retain_statuses(&self, keep: impl Fn(&str) -> bool) -> Result<usize, StoreError> {
+        self.retain(STATUS, keep)
+    }
+
+    /// Stores (or with None removes) a policy's latest ref under `namespace/name`.
+    pub fn put_latest(
+        &self,
+        key: &str,
+        latest: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        match latest {
+            Some(v) => self.put_json(LATEST, key, v),
+            None => self.retain(LATEST, |k| k != key).map(|_| ()),
+        }
+    }
+
+    /// Every stored latest ref, by `namespace/name`.
+    pub fn latest_refs(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        self.all_json(LATEST)
+    }
+
+    /// Removes the latest refs whose key `keep` refuses (deleted or renamed policies).
+    pub fn retain_latest(&self, keep: impl Fn(&str) -> bool) -> Result<usize, StoreError> {
+        self.retain(LATEST, keep)
+    }
+
+    fn put_json(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(value).map_err(|e| StoreError::Db(e.to_string()))?;
         let tx = self.db.begin_write()?;
-        tx.open_table(STATUS)?.insert(key, json.as_slice())?;
+        tx.open_table(table)?.insert(key, json.as_slice())?;
         tx.commit()?;
         Ok(())
     }
 
-    pub fn status(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
+    fn get_json(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
         let tx = self.db.begin_read()?;
-        let table = tx.open_table(STATUS)?;
+        let table = tx.open_table(table)?;
         let v = table.get(key)?;
         v.map(|v| {
             serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
@@ -286,10 +339,12 @@ impl Store {
         .transpose()
     }
 
-    /// Every stored status, by key (`Kind/namespace/name`).
-    pub fn statuses(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+    fn all_json(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+    ) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
         let tx = self.db.begin_read()?;
-        let table = tx.open_table(STATUS)?;
+        let table = tx.open_table(table)?;
         let mut out = Vec::new();
         for entry in table.iter()? {
             let (k, v) = entry?;
@@ -301,6 +356,38 @@ impl Store {
             out.push((key, value));
         }
         Ok(out)
+    }
+
+    /// Removes every entry of `table` whose key `keep` refuses, in one transaction.
+    fn retain(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<usize, StoreError> {
+        let doomed: Vec<String> = {
+            let tx = self.db.begin_read()?;
+            let t = tx.open_table(table)?;
+            let mut out = Vec::new();
+            for entry in t.iter()? {
+                let (k, _) = entry?;
+                if !keep(k.value()) {
+                    out.push(k.value().to_owned());
+                }
+            }
+            out
+        };
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(table)?;
+            for k in &doomed {
+                t.remove(k.as_str())?;
+            }
+        }
+        tx.commit()?;
+        Ok(doomed.len())
     }
 
     /// Sets (or with None clears) the runtime suspend override of `key` (`Kind/ns/name`).
@@ -472,5 +559,54 @@ mod tests {
             .set_suspended("ImageRepository/a/b", None)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(store.suspended("ImageRepository/a/b").ok().flatten(), None);
+    }
+
+    #[test]
+    fn latest_refs_persist_and_prune() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("s.redb");
+        {
+            let store = Store::open(&path).unwrap_or_else(|e| panic!("{e}"));
+            let v = serde_json::json!({"name": "r/app", "tag": "1.0.0"});
+            store
+                .put_latest("apps/a", Some(&v))
+                .unwrap_or_else(|e| panic!("{e}"));
+            store
+                .put_latest("apps/b", Some(&v))
+                .unwrap_or_else(|e| panic!("{e}"));
+            store
+                .put_status("ImagePolicy/apps/b", &v)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let store = Store::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let keys = |s: &Store| -> Vec<String> {
+            s.latest_refs()
+                .unwrap_or_else(|e| panic!("{e}"))
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
+        assert_eq!(keys(&store), ["apps/a", "apps/b"]);
+        assert_eq!(
+            store
+                .retain_latest(|k| k == "apps/a")
+                .unwrap_or_else(|e| panic!("{e}")),
+            1
+        );
+        assert_eq!(keys(&store), ["apps/a"]);
+        store
+            .put_latest("apps/a", None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(keys(&store).is_empty());
+        assert_eq!(
+            store
+                .retain_statuses(|_| false)
+                .unwrap_or_else(|e| panic!("{e}")),
+            1
+        );
+        assert!(store
+            .statuses()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty());
     }
 }
