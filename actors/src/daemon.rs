@@ -205,7 +205,7 @@ impl Supervisor {
             let mut loaded = tagpilot_api::load_dir(&settings.config_dir);
             if let Some(old) = &old {
                 for (kind, namespace, name) in loaded.keep_last_good(old.config()) {
-                    tracing::warn!(kind = %kind, %namespace, %name, "cannot load its manifest: the last good version keeps running");
+                    tracing::warn!(kind = %kind, %namespace, %name, "invalid edit: the last good version keeps running");
                 }
             }
             let engine = Engine::with_shared(
@@ -281,6 +281,7 @@ impl Supervisor {
                 retry: None,
                 restarts: 0,
                 stopped: false,
+                gathering: false,
             };
             let addr = actix::Supervisor::start_in_arbiter(&self.arbiter(), move |_| scanner);
             self.scanners.insert(key, addr);
@@ -367,6 +368,7 @@ impl Supervisor {
         engine.check_automations();
         let routes = engine.receiver_routes();
         engine.check_alerts();
+        deliver_events(&engine);
         let receivers = routes.len();
         self.receivers.replace(Routes {
             by_path: routes.into_iter().map(|r| (r.path.clone(), r)).collect(),
@@ -644,7 +646,12 @@ struct RegistryScanner {
     retry: Option<SpawnHandle>,
     restarts: u32,
     stopped: bool,
+    /// A burst of urgent requests (webhooks) is being gathered into one scan.
+    gathering: bool,
 }
+
+/// How long a scanner gathers urgent requests (a webhook burst) before it scans once.
+const BURST_WINDOW: Duration = Duration::from_millis(50);
 
 impl Actor for RegistryScanner {
     type Context = Context<Self>;
@@ -681,6 +688,7 @@ impl Supervised for RegistryScanner {
         // A new start from the store: nothing of the failed run is trusted.
         self.runs = Coalescer::new();
         self.retry = None;
+        self.gathering = false;
         self.restarts += 1;
     }
 }
@@ -688,6 +696,20 @@ impl Supervised for RegistryScanner {
 impl Handler<Tick> for RegistryScanner {
     type Result = ();
     fn handle(&mut self, msg: Tick, ctx: &mut Context<Self>) {
+        // Webhooks come in bursts (a CI pushing many tags, retries): gather them for a moment
+        // so a burst is one scan, not one each.
+        if msg.0 && !self.runs.is_running() {
+            if !self.gathering {
+                self.gathering = true;
+                ctx.run_later(BURST_WINDOW, |this, ctx| {
+                    this.gathering = false;
+                    if this.runs.request(true) == Request::Start {
+                        this.scan(true, ctx);
+                    }
+                });
+            }
+            return;
+        }
         if self.runs.request(msg.0) == Request::Start {
             self.scan(msg.0, ctx);
         }
@@ -1020,15 +1042,7 @@ impl GitWorker {
                 }
             }
             log_reports(&engine);
-            // Deliveries retry for up to a minute: they run beside the next rounds.
-            let notes = engine.notifications(&engine.take_events());
-            if !notes.is_empty() {
-                let e = engine.clone();
-                actix::spawn(async move {
-                    crate::alerts::deliver_all(&e, notes, tagpilot_notifier::Retry::default()).await;
-                    log_reports(&e);
-                });
-            }
+            deliver_events(&engine);
             if this.draining {
                 this.runs.cancel_follow_up();
             }
@@ -1040,6 +1054,19 @@ impl GitWorker {
                 }
             }
         }));
+    }
+}
+
+/// Sends the events queued so far to the Alerts' Providers. Deliveries retry for up to a
+/// minute: they run in a task of their own, beside the next rounds.
+fn deliver_events(engine: &Arc<Engine>) {
+    let notes = engine.notifications(&engine.take_events());
+    if !notes.is_empty() {
+        let e = engine.clone();
+        actix::spawn(async move {
+            crate::alerts::deliver_all(&e, notes, tagpilot_notifier::Retry::default()).await;
+            log_reports(&e);
+        });
     }
 }
 

@@ -1068,16 +1068,27 @@ impl Engine {
                 continue;
             }
             if let Err(e) = self.plan(a) {
-                let (ns, name) = (&a.metadata.namespace, &a.metadata.name);
-                self.record_outcome(
-                    Kind::ImageUpdateAutomation,
-                    ns,
-                    name,
-                    Outcome::failed(reason::SOURCE_MANAGER_FAILED, format_chain(&e)),
-                    json!({}),
-                );
+                self.plan_failed(a, &e);
             }
         }
+    }
+
+    /// An automation that cannot be planned: counted, alerted once, recorded.
+    fn plan_failed(&self, a: &ImageUpdateAutomation, e: &anyhow::Error) {
+        let (ns, name) = (&a.metadata.namespace, &a.metadata.name);
+        let message = format_chain(e);
+        self.shared.metrics.inc(
+            "tagpilot_push_failures_total",
+            &crate::metrics::object_labels(ns, name),
+        );
+        self.emit(a, Some(&message), message.clone(), BTreeMap::new());
+        self.record_outcome(
+            Kind::ImageUpdateAutomation,
+            ns,
+            name,
+            Outcome::failed(reason::SOURCE_MANAGER_FAILED, message),
+            json!({}),
+        );
     }
 
     /// The revision of a repository's stored tag list.
@@ -1182,21 +1193,7 @@ impl Engine {
                         .2
                         .push(job);
                 }
-                Err(e) => {
-                    let message = format_chain(&e);
-                    self.shared.metrics.inc(
-                        "tagpilot_push_failures_total",
-                        &crate::metrics::object_labels(&ns, &name),
-                    );
-                    self.emit(a, Some(&message), message.clone(), BTreeMap::new());
-                    self.record_outcome(
-                        Kind::ImageUpdateAutomation,
-                        &ns,
-                        &name,
-                        Outcome::failed(reason::SOURCE_MANAGER_FAILED, message),
-                        json!({}),
-                    );
-                }
+                Err(e) => self.plan_failed(a, &e),
             }
         }
         for ((url, branch), (spec, auth, jobs)) in groups {

@@ -7,7 +7,8 @@ Everything else is proxied to the real registry unchanged.
 usage: paginating_front.py UPSTREAM_URL PORT MODE [PAGE_SIZE]
 
 MODE: plain | absolute-links | ignore-n | rate-limit | flaky | truncated | slow | reject-n |
-      garbage | html | redirect-away | huge | loop
+      garbage | html | redirect-away | huge | loop | drip (tag lists of any repository answered
+      one byte every half second: a hung registry)
 GET /__stats returns {"requests": N, "statuses": {...}, "times": [...]} (tags/list requests).
 """
 import json
@@ -84,6 +85,19 @@ class H(BaseHTTPRequestHandler):
         last = q.get("last", [None])[0]
         if MODE == "slow":
             time.sleep(0.3)
+        if MODE == "drip":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "400")
+            self.end_headers()
+            for _ in range(400):
+                try:
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.5)
+            return
         if MODE == "rate-limit" and count == 0:
             return self.reply(429, b'{"errors":[{"code":"TOOMANYREQUESTS"}]}', {"Retry-After": "1"})
         if MODE == "flaky" and total <= 2:

@@ -1,8 +1,13 @@
-//! Resolving `secretRef`s: a Secret manifest in the configuration, or a secrets directory laid
-//! out like a mounted Kubernetes Secret volume (`<dir>/<secret-name>/<key>`). The same directory
-//! may be systemd's flat `$CREDENTIALS_DIRECTORY`: there a key is the file
-//! `<secret-name>.<key>` (`LoadCredential=flux-system.identity:/path`) or `<secret-name>_<key>`
-//! (what `LoadCredential=flux-system:/dir` makes of every file in `/dir`).
+//! Resolving `secretRef`s: a Secret manifest in the configuration, or a secrets directory. A
+//! Secret is only ever looked up in its own namespace:
+//!
+//! - `<dir>/<namespace>/<secret-name>/<key>`: one mounted Kubernetes Secret volume per Secret,
+//!   under its namespace;
+//! - `<dir>/<namespace>.<secret-name>.<key>` or `<dir>/<namespace>_<secret-name>_<key>`: systemd's
+//!   flat `$CREDENTIALS_DIRECTORY` (`LoadCredential=flux-system.flux-system.identity:/path`, or
+//!   `LoadCredential=flux-system_flux-system:/dir` for every file in `/dir`);
+//! - the `default` namespace may also drop the namespace: `<dir>/<secret-name>/<key>`,
+//!   `<dir>/<secret-name>.<key>`, `<dir>/<secret-name>_<key>`.
 
 use std::path::{Path, PathBuf};
 
@@ -54,29 +59,56 @@ impl Secrets<'_> {
         }
     }
 
-    fn dir_of(&self, name: &str) -> Option<PathBuf> {
-        self.dir.map(|d| d.join(name)).filter(|p| p.is_dir())
+    /// The prefixes a Secret's files may have in the directory: namespaced always, bare for
+    /// the default namespace.
+    fn prefixes(namespace: &str, name: &str) -> Vec<(PathBuf, [String; 2])> {
+        let mut out = vec![(
+            PathBuf::from(namespace).join(name),
+            [
+                format!("{namespace}.{name}."),
+                format!("{namespace}_{name}_"),
+            ],
+        )];
+        if namespace == "default" {
+            out.push((
+                PathBuf::from(name),
+                [format!("{name}."), format!("{name}_")],
+            ));
+        }
+        out
     }
 
-    /// The flat credential file of `name`'s `key`, if there is one.
-    fn flat(&self, name: &str, key: &str) -> Option<PathBuf> {
+    fn dir_of(&self, namespace: &str, name: &str) -> Option<PathBuf> {
         let dir = self.dir?;
-        ['.', '_']
+        Self::prefixes(namespace, name)
             .into_iter()
-            .map(|sep| dir.join(format!("{name}{sep}{key}")))
+            .map(|(p, _)| dir.join(p))
+            .find(|p| p.is_dir())
+    }
+
+    /// The flat credential file of the Secret's `key`, if there is one.
+    fn flat(&self, namespace: &str, name: &str, key: &str) -> Option<PathBuf> {
+        let dir = self.dir?;
+        Self::prefixes(namespace, name)
+            .into_iter()
+            .flat_map(|(_, flat)| flat)
+            .map(|prefix| dir.join(format!("{prefix}{key}")))
             .find(|p| p.is_file())
     }
 
-    /// Whether any flat credential belongs to `name` (then a missing key is just missing).
-    fn has_flat(&self, name: &str) -> bool {
+    /// Whether any flat credential belongs to the Secret (then a missing key is just missing).
+    fn has_flat(&self, namespace: &str, name: &str) -> bool {
         let Some(Ok(entries)) = self.dir.map(std::fs::read_dir) else {
             return false;
         };
+        let prefixes: Vec<String> = Self::prefixes(namespace, name)
+            .into_iter()
+            .flat_map(|(_, flat)| flat)
+            .collect();
         entries.flatten().any(|e| {
             let f = e.file_name();
             let f = f.to_string_lossy();
-            f.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('_'))
+            prefixes.iter().any(|p| f.starts_with(p.as_str()))
         })
     }
 
@@ -87,7 +119,7 @@ impl Secrets<'_> {
         name: &str,
         key: &str,
     ) -> Result<Option<Vec<u8>>, SecretError> {
-        if !safe_component(name) || !safe_component(key) {
+        if !safe_component(namespace) || !safe_component(name) || !safe_component(key) {
             return Err(SecretError::InvalidPath {
                 name: name.to_owned(),
                 key: key.to_owned(),
@@ -96,11 +128,11 @@ impl Secrets<'_> {
         if let Some(s) = self.manifest(namespace, name) {
             return Ok(s.get(key));
         }
-        let file = match self.dir_of(name) {
+        let file = match self.dir_of(namespace, name) {
             Some(dir) => dir.join(key),
-            None => match self.flat(name, key) {
+            None => match self.flat(namespace, name, key) {
                 Some(file) => file,
-                None if self.has_flat(name) => return Ok(None),
+                None if self.has_flat(namespace, name) => return Ok(None),
                 None => {
                     return Err(SecretError::NotFound {
                         namespace: namespace.to_owned(),
@@ -209,19 +241,67 @@ mod tests {
             dir: Some(dir.path()),
         };
         assert_eq!(
-            s.get("apps", "flux-system", "identity"),
+            s.get("default", "flux-system", "identity"),
             Ok(Some(b"key".to_vec()))
         );
-        assert_eq!(s.get("apps", "flux-system", "known_hosts"), Ok(None));
-        assert_eq!(s.docker_config("apps", "regcred"), Ok(b"{}".to_vec()));
+        assert_eq!(s.get("default", "flux-system", "known_hosts"), Ok(None));
+        assert_eq!(s.docker_config("default", "regcred"), Ok(b"{}".to_vec()));
         assert!(matches!(
-            s.get("apps", "absent", "token"),
+            s.get("default", "absent", "token"),
             Err(SecretError::NotFound { .. })
         ));
         // A name that is only a prefix of another does not count as present.
         assert!(matches!(
-            s.get("apps", "flux", "identity"),
+            s.get("default", "flux", "identity"),
             Err(SecretError::NotFound { .. })
+        ));
+        // The bare layout is the default namespace's only.
+        assert!(matches!(
+            s.get("apps", "flux-system", "identity"),
+            Err(SecretError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn a_secret_is_found_only_in_its_own_namespace() {
+        let cfg = crate::load_str("", Path::new("empty.yaml"));
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let write = |rel: &str, text: &str| {
+            let p = dir.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap_or(dir.path()))
+                .unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(p, text).unwrap_or_else(|e| panic!("{e}"));
+        };
+        write("team-a/regcred/.dockerconfigjson", "a");
+        write("team-b.token.token", "b");
+        write("flux-system_flux-system_identity", "fs");
+        write("default/shared/token", "d");
+        let s = Secrets {
+            config: &cfg,
+            dir: Some(dir.path()),
+        };
+        assert_eq!(s.docker_config("team-a", "regcred"), Ok(b"a".to_vec()));
+        assert!(matches!(
+            s.docker_config("team-b", "regcred"),
+            Err(SecretError::NotFound { .. })
+        ));
+        assert_eq!(s.get("team-b", "token", "token"), Ok(Some(b"b".to_vec())));
+        assert!(matches!(
+            s.get("team-a", "token", "token"),
+            Err(SecretError::NotFound { .. })
+        ));
+        assert_eq!(
+            s.get("flux-system", "flux-system", "identity"),
+            Ok(Some(b"fs".to_vec()))
+        );
+        assert_eq!(s.get("default", "shared", "token"), Ok(Some(b"d".to_vec())));
+        assert!(matches!(
+            s.get("team-a", "shared", "token"),
+            Err(SecretError::NotFound { .. })
+        ));
+        assert!(matches!(
+            s.get("..", "regcred", "token"),
+            Err(SecretError::InvalidPath { .. })
         ));
     }
 }

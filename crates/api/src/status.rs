@@ -378,6 +378,6 @@ mod tests {
         let a = generation_of(&serde_json::json!({"interval": "1m"}));
         assert_eq!(a, generation_of(&serde_json::json!({"interval": "1m"})));
         assert_ne!(a, generation_of(&serde_json::json!({"interval": "2m"})));
-        assert!(a >= 0 && a < (1 << 53));
+        assert!((0..(1 << 53)).contains(&a));
     }
 }

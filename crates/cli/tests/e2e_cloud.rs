@@ -161,15 +161,18 @@ fn ecr_token_from_moto_unlocks_a_real_registry() {
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
     };
-    let mut metrics = String::new();
+    let (mut metrics, mut objects) = (String::new(), String::new());
     for _ in 0..100 {
         metrics = get("/metrics");
-        if metrics.contains("tagpilot_credential_expiry_seconds{") {
+        // The token is held before the scan that asked for it records its outcome.
+        objects = get("/api/v1/objects");
+        if metrics.contains("tagpilot_credential_expiry_seconds{")
+            && objects.contains("\"ImageRepository\"")
+        {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    let objects = get("/api/v1/objects");
     let _ = daemon.kill();
     let _ = daemon.wait();
     let logs = std::fs::read_to_string(&log).unwrap_or_default();

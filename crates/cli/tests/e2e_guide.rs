@@ -82,18 +82,6 @@ struct Guide {
     state: tempfile::TempDir,
 }
 
-/// A running daemon, killed if the test fails before stopping it.
-struct Daemon(std::process::Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 impl Guide {
     fn new() -> Self {
         let reg = registry(Auth::None);
@@ -403,18 +391,6 @@ fn broken_objects_are_reported_and_the_rest_still_runs() {
     );
 }
 
-/// Polls `check` every 200 ms for up to `secs` seconds.
-fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    while std::time::Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    false
-}
-
 #[test]
 #[ignore = "needs docker-registry; run by tests/run.sh"]
 fn daemon_follows_new_tags_and_config_edits() {
@@ -519,36 +495,6 @@ fn daemon_follows_new_tags_and_config_edits() {
     let l = logs();
     assert!(l.contains("configuration changed, reloading"), "{l}");
     assert!(l.contains("shutting down"), "{l}");
-}
-
-/// GETs `url` through curl: the body, or None unless the answer was a success.
-fn http_get(url: &str) -> Option<String> {
-    let out = std::process::Command::new("curl")
-        .args(["-sf", url])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// POSTs `body` with `headers` through curl; the HTTP status code (0 when curl failed).
-fn post(url: &str, headers: &[&str], body: &[u8]) -> u16 {
-    let file = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(file.path(), body).unwrap_or_else(|e| panic!("{e}"));
-    let mut cmd = std::process::Command::new("curl");
-    cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"]);
-    for h in headers {
-        cmd.args(["-H", h]);
-    }
-    cmd.arg("--data-binary")
-        .arg(format!("@{}", file.path().display()))
-        .arg(url);
-    let out = cmd.output().unwrap_or_else(|e| panic!("{e}"));
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0)
 }
 
 #[test]

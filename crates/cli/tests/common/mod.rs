@@ -491,3 +491,76 @@ pub fn push_with_bearer(port: u16, repo: &str, tags: &[&str], token: &str) {
         .env("CURL_AUTH", format!("--oauth2-bearer {token}"));
     run(&mut cmd);
 }
+
+/// A running daemon, killed if the test fails before stopping it.
+pub struct Daemon(pub Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Polls `check` every 200 ms for up to `secs` seconds.
+pub fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+/// GETs `url` through curl: the body, or None unless the answer was a success.
+pub fn http_get(url: &str) -> Option<String> {
+    let out = Command::new("curl").args(["-sf", url]).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// POSTs `body` with `headers` through curl; the HTTP status code (0 when curl failed).
+pub fn post(url: &str, headers: &[&str], body: &[u8]) -> u16 {
+    let file = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(file.path(), body).unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"]);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    cmd.arg("--data-binary")
+        .arg(format!("@{}", file.path().display()))
+        .arg(url);
+    let out = cmd.output().unwrap_or_else(|e| panic!("{e}"));
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// The daemon's objects (`GET /api/v1/objects`), by `Kind/namespace/name`.
+pub fn api_objects(api: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let body = http_get(&format!("http://{api}/api/v1/objects")).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            (
+                format!(
+                    "{}/{}/{}",
+                    i["kind"].as_str().unwrap_or(""),
+                    i["namespace"].as_str().unwrap_or(""),
+                    i["name"].as_str().unwrap_or("")
+                ),
+                i["status"].clone(),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,456 @@
+//! The daemon's core under real concurrency, with a real docker-registry and git daemon on
+//! 127.0.0.1: one Git worker per remote (two automations writing two branches of one remote
+//! never mix their edits), coalesced webhook bursts, and reloads that never drop objects
+//! (a syntax error, a vanished directory, EMFILE).
+
+mod common;
+
+use common::*;
+
+const APP: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\nspec:\n  template:\n    spec:\n      containers:\n      - name: app\n        image: REG/team/app:1.0.0 # {\"$imagepolicy\": \"flux-system:app\"}\n";
+
+/// An ImageRepository and policy for `team/app`, one remote, and an automation per `branches`
+/// entry writing `./<dir>` to `<branch>`; a generic Receiver for the repository and one for
+/// the automations.
+fn manifests(reg: &str, git_url: &str, interval: &str, branches: &[(&str, &str)]) -> String {
+    let mut text = format!(
+        r#"apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {{name: app, namespace: flux-system}}
+spec:
+  image: {reg}/team/app
+  interval: {interval}
+  insecure: true
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata: {{name: app, namespace: flux-system}}
+spec:
+  imageRepositoryRef: {{name: app}}
+  policy: {{semver: {{range: ">=1.0.0"}}}}
+---
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {{name: fleet, namespace: flux-system}}
+spec:
+  interval: 1h
+  ref: {{branch: main}}
+  url: {git_url}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: hook-token, namespace: flux-system}}
+stringData: {{token: s3cr3t}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata: {{name: scan, namespace: flux-system}}
+spec:
+  type: generic
+  secretRef: {{name: hook-token}}
+  resources:
+    - {{apiVersion: image.toolkit.fluxcd.io/v1, kind: ImageRepository, name: app}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata: {{name: write, namespace: flux-system}}
+spec:
+  type: generic
+  secretRef: {{name: hook-token}}
+  resources:
+"#
+    );
+    for (dir, _) in branches {
+        text.push_str(&format!(
+            "    - {{apiVersion: image.toolkit.fluxcd.io/v1, kind: ImageUpdateAutomation, name: to-{dir}}}\n"
+        ));
+    }
+    for (dir, branch) in branches {
+        text.push_str(&format!(
+            r#"---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageUpdateAutomation
+metadata: {{name: to-{dir}, namespace: flux-system}}
+spec:
+  interval: {interval}
+  sourceRef: {{kind: GitRepository, name: fleet}}
+  git:
+    checkout: {{ref: {{branch: main}}}}
+    commit:
+      author: {{email: bot@example.com, name: bot}}
+      messageTemplate: '{dir}: {{{{range .Changed.Changes}}}}{{{{.NewValue}}}}{{{{end}}}}'
+    push: {{branch: {branch}}}
+  update: {{path: ./{dir}, strategy: Setters}}
+"#
+        ));
+    }
+    text
+}
+
+struct Fleet {
+    _reg: Server,
+    reg: String,
+    git: GitServer,
+    config: tempfile::TempDir,
+    state: tempfile::TempDir,
+    api: String,
+    hooks: String,
+}
+
+impl Fleet {
+    fn new(interval: &str, branches: &[(&str, &str)]) -> Self {
+        let reg = registry(Auth::None);
+        let reg_host = format!("127.0.0.1:{}", reg.port);
+        push(&format!("http://{reg_host}"), "team/app", &["1.0.0"], None);
+        let app = APP.replace("REG", &reg_host);
+        let files: Vec<(String, &str)> = branches
+            .iter()
+            .map(|(dir, _)| (format!("{dir}/app.yaml"), app.as_str()))
+            .collect();
+        let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), *t)).collect();
+        let git = git_server(&files);
+        let config = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            config.path().join("fleet.yaml"),
+            manifests(&reg_host, &git.url, interval, branches),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        Fleet {
+            _reg: reg,
+            reg: reg_host,
+            git,
+            config,
+            state: tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")),
+            api: format!("127.0.0.1:{}", free_port()),
+            hooks: format!("127.0.0.1:{}", free_port()),
+        }
+    }
+
+    /// Starts the daemon through `sh -c` so that a test can set limits first (`prefix`).
+    fn daemon(&self, prefix: &str) -> Daemon {
+        let log = self.state.path().join("daemon.log");
+        let cmd = format!(
+            "{prefix} exec '{}' run --reload-seconds 1 --config '{}' --state-dir '{}' --api-address {} --webhook-address {}",
+            env!("CARGO_BIN_EXE_tagpilot"),
+            self.config.path().display(),
+            self.state.path().display(),
+            self.api,
+            self.hooks
+        );
+        let child = std::process::Command::new("sh")
+            .args(["-c", &cmd])
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}")))
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let d = Daemon(child);
+        assert!(
+            eventually(30, || http_get(&format!("http://{}/readyz", self.api))
+                .is_some()),
+            "daemon never ready: {}",
+            self.logs()
+        );
+        d
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(self.state.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    fn push_tag(&self, tag: &str) {
+        push(&format!("http://{}", self.reg), "team/app", &[tag], None);
+    }
+
+    /// The webhook path of Receiver `name` (from its status).
+    fn hook(&self, name: &str) -> String {
+        let key = format!("Receiver/flux-system/{name}");
+        let mut path = String::new();
+        assert!(
+            eventually(20, || {
+                path = api_objects(&self.api)
+                    .get(&key)
+                    .and_then(|s| s["webhookPath"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                !path.is_empty()
+            }),
+            "no webhook path for {name}: {}",
+            self.logs()
+        );
+        format!("http://{}{path}", self.hooks)
+    }
+
+    /// The app image on `branch` under `dir`, as the Git server has it.
+    fn image_on(&self, branch: &str, dir: &str) -> String {
+        let out = std::process::Command::new("git")
+            .current_dir(&self.git.bare)
+            .args(["show", &format!("{branch}:{dir}/app.yaml")])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("image: "))
+            .and_then(|l| l.split(' ').next())
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    fn wait_for(&self, branch: &str, dir: &str, tag: &str) {
+        let want = format!("{}/team/app:{tag}", self.reg);
+        assert!(
+            eventually(60, || self.image_on(branch, dir) == want),
+            "{branch} never got {tag} (has {}): {}",
+            self.image_on(branch, dir),
+            self.logs()
+        );
+    }
+
+    /// A scan counter of the metrics endpoint.
+    fn scans(&self) -> u64 {
+        let metrics = http_get(&format!("http://{}/metrics", self.api)).unwrap_or_default();
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("tagpilot_scans_total{")
+                    && l.contains("namespace=\"flux-system\"")
+                    && l.contains("name=\"app\"")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Every file each commit of `branch` (after main's initial commit) touched.
+fn touched(bare: &std::path::Path, branch: &str) -> Vec<(String, Vec<String>)> {
+    let log = git_cmd(
+        bare,
+        &[
+            "log",
+            "--format=@%H %s",
+            "--name-only",
+            &format!("main..{branch}"),
+        ],
+    );
+    let mut commits: Vec<(String, Vec<String>)> = Vec::new();
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        match line.strip_prefix('@') {
+            Some(subject) => commits.push((subject.to_owned(), Vec::new())),
+            None => {
+                if let Some(c) = commits.last_mut() {
+                    c.1.push(line.to_owned());
+                }
+            }
+        }
+    }
+    commits
+}
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn two_automations_on_one_remote_never_mix_their_branches() {
+    let f = Fleet::new("1s", &[("a", "branch-a"), ("b", "branch-b")]);
+    let daemon = f.daemon("");
+    let write_hook = f.hook("write");
+    // Tags arrive every ~0.3 s while interval rounds (1 s) and webhook rounds run at once.
+    let total = 40;
+    for i in 1..=total {
+        f.push_tag(&format!("1.0.{i}"));
+        if i % 3 == 0 {
+            assert_eq!(post(&write_hook, &[], b"{}"), 200, "{}", f.logs());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let newest = format!("1.0.{total}");
+    f.wait_for("branch-a", "a", &newest);
+    f.wait_for("branch-b", "b", &newest);
+    drop(daemon);
+
+    for (branch, dir) in [("branch-a", "a/"), ("branch-b", "b/")] {
+        let commits = touched(&f.git.bare, branch);
+        assert!(commits.len() >= 2, "{branch}: {commits:?}");
+        for (subject, files) in &commits {
+            assert!(
+                !files.is_empty()
+                    && files
+                        .iter()
+                        .all(|p| p.starts_with(dir) && p.ends_with("/app.yaml")),
+                "{branch}: commit {subject} touched {files:?}"
+            );
+        }
+        // No temp file anywhere in the branch's tree.
+        let tree = git_cmd(&f.git.bare, &["ls-tree", "-r", "--name-only", branch]);
+        assert!(!tree.contains(".tmp"), "{branch}: {tree}");
+    }
+    // main is nobody's push branch here.
+    assert_eq!(f.image_on("main", "a"), format!("{}/team/app:1.0.0", f.reg));
+    let logs = f.logs();
+    assert!(!logs.contains("locked"), "a round hit a lock: {logs}");
+    assert!(
+        !logs
+            .lines()
+            .any(|l| l.contains("ImageUpdateAutomation") && l.contains("reconciliation failed")),
+        "a round failed: {logs}"
+    );
+}
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn a_webhook_burst_is_one_or_two_scans() {
+    let f = Fleet::new("1h", &[("a", "main")]);
+    let _daemon = f.daemon("");
+    let scan_hook = f.hook("scan");
+    assert!(
+        eventually(30, || f.scans() >= 1),
+        "first scan: {}",
+        f.logs()
+    );
+    let before = f.scans();
+    f.push_tag("1.1.0");
+    let burst: Vec<_> = (0..30)
+        .map(|_| {
+            let url = scan_hook.clone();
+            std::thread::spawn(move || post(&url, &[], b"{}"))
+        })
+        .collect();
+    let codes: Vec<u16> = burst.into_iter().map(|h| h.join().unwrap_or(0)).collect();
+    assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+    f.wait_for("main", "a", "1.1.0");
+    let scans = f.scans() - before;
+    assert!(
+        (1..=2).contains(&scans),
+        "30 webhooks made {scans} scans: {}",
+        f.logs()
+    );
+}
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn reloads_that_cannot_read_keep_every_object_running() {
+    let f = Fleet::new("1s", &[("a", "main")]);
+    // A small descriptor limit, so that idle connections can exhaust it (EMFILE).
+    let _daemon = f.daemon("ulimit -n 96;");
+    f.wait_for("main", "a", "1.0.0");
+    let manifest = f.config.path().join("fleet.yaml");
+    let good = std::fs::read_to_string(&manifest).unwrap_or_else(|e| panic!("{e}"));
+    let reloaded = |n: usize| f.logs().matches("configuration loaded").count() >= n;
+
+    // 1. A syntax error at the top of the file: nothing after it parses, so every object of
+    // the file keeps running at its last good version, and a new tag still lands.
+    std::fs::write(&manifest, format!("kind: [unclosed\n---\n{good}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(eventually(20, || reloaded(2)), "{}", f.logs());
+    f.push_tag("1.1.0");
+    f.wait_for("main", "a", "1.1.0");
+    let objects = api_objects(&f.api);
+    let policy = &objects["ImagePolicy/flux-system/app"];
+    assert!(
+        policy["configError"]
+            .as_str()
+            .is_some_and(|e| e.contains("could not be loaded")),
+        "{policy}"
+    );
+    std::fs::write(&manifest, &good).unwrap_or_else(|e| panic!("{e}"));
+    assert!(eventually(20, || reloaded(3)), "{}", f.logs());
+
+    // 2. The whole directory away for a few seconds.
+    let away = f.state.path().join("away");
+    std::fs::rename(f.config.path(), &away).unwrap_or_else(|e| panic!("{e}"));
+    assert!(eventually(20, || reloaded(4)), "{}", f.logs());
+    f.push_tag("1.2.0");
+    f.wait_for("main", "a", "1.2.0");
+    std::fs::rename(&away, f.config.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(eventually(20, || reloaded(5)), "{}", f.logs());
+
+    // 3. EMFILE: idle connections hold every descriptor while the configuration changes.
+    let port: u16 = f
+        .hooks
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let idle: Vec<std::net::TcpStream> = (0..200)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    std::fs::write(&manifest, format!("{good}\n# touched\n")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(eventually(20, || reloaded(6)), "{}", f.logs());
+    drop(idle);
+    f.push_tag("1.3.0");
+    f.wait_for("main", "a", "1.3.0");
+    let logs = f.logs();
+    assert!(
+        logs.contains("Too many open files") || logs.contains("os error 24"),
+        "the test never reached EMFILE: {logs}"
+    );
+}
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn a_hung_registry_cannot_starve_a_healthy_one() {
+    let reg = registry(Auth::None);
+    push(
+        &format!("http://127.0.0.1:{}", reg.port),
+        "team/app",
+        &["1.0.0"],
+        None,
+    );
+    // A fixture front that answers every tag list one byte every half second.
+    let drip = front(reg.port, "drip", 100);
+    let mut text = format!(
+        "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {{name: healthy, namespace: apps}}\nspec: {{image: 127.0.0.1:{}/team/app, interval: 10s, insecure: true}}\n",
+        reg.port
+    );
+    for i in 0..20 {
+        text.push_str(&format!(
+            "---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {{name: slow-{i}, namespace: apps}}\nspec: {{image: 127.0.0.1:{}/slow/app-{i}, interval: 1m, timeout: 60s, insecure: true}}\n",
+            drip.port
+        ));
+    }
+    let config = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(config.path().join("repos.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let api = format!("127.0.0.1:{}", free_port());
+    let log = state.path().join("daemon.log");
+    let _daemon = Daemon(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tagpilot"))
+            .args([
+                "run",
+                "--webhook-address",
+                "",
+                "--api-address",
+                &api,
+                "--config",
+            ])
+            .arg(config.path())
+            .arg("--state-dir")
+            .arg(state.path())
+            .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}")))
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    // Every scan time of the healthy repository over ~35 s.
+    let mut times: Vec<u64> = Vec::new();
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(35) {
+        let t = api_objects(&api)
+            .get("ImageRepository/apps/healthy")
+            .and_then(|s| s["lastScanResult"]["scanTime"].as_u64());
+        if let Some(t) = t.filter(|t| times.last() != Some(t)) {
+            times.push(t);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert!(times.len() >= 3, "healthy scans at {times:?}: {}", logs());
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            (8..=12).contains(&gap),
+            "healthy scans at {times:?}: {}",
+            logs()
+        );
+    }
+    // The slow host really held its share: its tag lists were still dripping.
+    let stats = front_stats(drip.port);
+    assert!(stats["requests"].as_u64() >= Some(2), "{stats}");
+}
