@@ -91,10 +91,12 @@ struct TagsScanned(Key, Urgent);
 #[rtype(result = "()")]
 struct LatestChanged(Key, Urgent);
 
-/// A configuration was loaded off the actor thread (None: nothing changed).
+/// A configuration loaded off the actor thread, with everything that reads secrets or unlocks
+/// keys already done: automations planned, receiver routes made, alerts checked.
 struct Prepared {
     fingerprint: String,
     engine: Arc<Engine>,
+    routes: Vec<crate::receiver::Route>,
 }
 
 /// Stop the daemon: no new Git round starts; resolves when the rounds in flight ended (or the
@@ -219,16 +221,20 @@ impl Supervisor {
             if let Some(old) = &old {
                 engine.clear_fixed_config_errors(old);
             }
+            engine.check_automations();
+            let routes = engine.receiver_routes();
+            engine.check_alerts();
             Some(Prepared {
                 fingerprint,
                 engine: Arc::new(engine),
+                routes,
             })
         });
         ctx.spawn(work.into_actor(self).map(|done, this, ctx| {
             match done {
                 Ok(Some(p)) => {
                     this.fingerprint = Some(p.fingerprint);
-                    this.apply(p.engine, ctx);
+                    this.apply(p.engine, p.routes, ctx);
                 }
                 Ok(None) => {}
                 Err(e) => tracing::error!(error = %e, "loading the configuration did not complete"),
@@ -242,7 +248,12 @@ impl Supervisor {
     /// Applies a loaded configuration as a diff: actors whose object did not change keep
     /// running (they get the new engine), changed ones restart, removed ones stop, new ones
     /// start. Git workers are kept for the life of the process.
-    fn apply(&mut self, engine: Arc<Engine>, ctx: &mut Context<Self>) {
+    fn apply(
+        &mut self,
+        engine: Arc<Engine>,
+        routes: Vec<crate::receiver::Route>,
+        ctx: &mut Context<Self>,
+    ) {
         let config = engine.config_arc();
         let old = self.engine.take();
         let unchanged = |kind: Kind, key: &Key| {
@@ -365,9 +376,6 @@ impl Supervisor {
             started += 1;
         }
         tracing::debug!(kept, started, "actors after load");
-        engine.check_automations();
-        let routes = engine.receiver_routes();
-        engine.check_alerts();
         deliver_events(&engine);
         let receivers = routes.len();
         self.receivers.replace(Routes {

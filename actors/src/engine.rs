@@ -163,6 +163,16 @@ fn text(bytes: Vec<u8>) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// Runs a store call off the async threads: redb commits fsync and must not hold up an actor.
+async fn off_thread<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, tagpilot_store::StoreError> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| anyhow::anyhow!("state store call did not complete: {e}"))?
+        .map_err(anyhow::Error::from)
+}
+
 /// `Kind/namespace/name` → its parts.
 fn split_key(key: &str) -> Option<(Kind, &str, &str)> {
     let mut parts = key.splitn(3, '/');
@@ -565,7 +575,8 @@ impl Engine {
             Err(f) => (f.outcome(|e| format!("scan failed: {e}")), json!({})),
         };
         let ready = outcome.is_ready();
-        self.record_outcome(Kind::ImageRepository, ns, name, outcome, fields);
+        self.record_outcome_async(Kind::ImageRepository, ns, name, outcome, fields)
+            .await;
         ready
     }
 
@@ -582,7 +593,8 @@ impl Engine {
             .lock_latest()
             .get(&key)
             .map_or(json!({}), |l| json!({ "latestRef": l }));
-        self.record_outcome(Kind::ImagePolicy, ns, name, outcome, fields);
+        self.record_outcome_async(Kind::ImagePolicy, ns, name, outcome, fields)
+            .await;
     }
 
     /// The webhook routes of every Receiver, recording each one's status (`webhookPath`, or
@@ -705,6 +717,38 @@ impl Engine {
         outcome: Outcome,
         fields: serde_json::Value,
     ) {
+        let (key, status) = self.next_status(kind, namespace, name, outcome, fields);
+        self.put_status(&key, &status);
+    }
+
+    /// [`record_outcome`](Self::record_outcome) from async code: the store's commit (an fsync)
+    /// runs on a blocking thread, never on the actor's.
+    pub(crate) async fn record_outcome_async(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        outcome: Outcome,
+        fields: serde_json::Value,
+    ) {
+        let (key, status) = self.next_status(kind, namespace, name, outcome, fields);
+        let store = self.store.clone();
+        let value = status.to_value();
+        let k = key.clone();
+        if let Err(e) = off_thread(move || store.put_status(&k, &value)).await {
+            tracing::warn!(%key, error = %e, "cannot store status");
+        }
+    }
+
+    /// The object's status after `outcome`, and its summary row.
+    fn next_status(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        outcome: Outcome,
+        fields: serde_json::Value,
+    ) -> (String, Status) {
         let key = format!("{kind}/{namespace}/{name}");
         let now_secs = now();
         let mut status = self.stored_status(&key);
@@ -732,7 +776,6 @@ impl Engine {
         if let Some(token) = lock(&self.shared.handling).remove(&key) {
             status.last_handled_reconcile_at = Some(token);
         }
-        self.put_status(&key, &status);
         self.lock_rows().push(Report {
             kind: Some(kind),
             namespace: namespace.to_owned(),
@@ -740,6 +783,7 @@ impl Engine {
             ready: outcome.is_ready(),
             message: outcome.message,
         });
+        (key, status)
     }
 
     /// The registry credentials of `repo`, per `spec.provider`: the docker config of its
@@ -853,31 +897,32 @@ impl Engine {
         ) {
             scan::Verdict::Accept => {
                 let scan_time = now();
-                self.store
-                    .record_scan(&canonical, &tags, &revision, scan_time)
+                let count = tags.len();
+                let latest_tags: Vec<String> = tags.iter().take(10).cloned().collect();
+                let (store, c, r) = (self.store.clone(), canonical.clone(), revision.clone());
+                off_thread(move || store.record_scan(&c, &tags, &r, scan_time))
+                    .await
                     .because(READ_OPERATION_FAILED)?;
                 let fields = json!({
                     "canonicalImageName": canonical,
                     "lastScanResult": {
                         "revision": revision,
-                        "tagCount": tags.len(),
+                        "tagCount": count,
                         "scanTime": scan_time,
-                        "latestTags": tags.iter().take(10).collect::<Vec<_>>(),
+                        "latestTags": latest_tags,
                     },
                     "observedExclusionList": repo.spec.exclusion_list,
                     "warnings": warnings,
                 });
                 Ok((
-                    format!(
-                        "successful scan: found {} tags with checksum {revision}",
-                        tags.len()
-                    ),
+                    format!("successful scan: found {count} tags with checksum {revision}"),
                     fields,
                 ))
             }
             scan::Verdict::Hold { reason } => {
-                self.store
-                    .set_pending(&canonical, Some(&revision))
+                let (store, c, r) = (self.store.clone(), canonical.clone(), revision.clone());
+                off_thread(move || store.set_pending(&c, Some(&r)))
+                    .await
                     .because(READ_OPERATION_FAILED)?;
                 Err(Failure::new(
                     READ_OPERATION_FAILED,
@@ -1014,7 +1059,8 @@ impl Engine {
         if previous.as_ref() != Some(&latest) {
             let stored = format!("{}/{}", key.0, key.1);
             let value = serde_json::to_value(&latest).ok();
-            if let Err(e) = self.store.put_latest(&stored, value.as_ref()) {
+            let store = self.store.clone();
+            if let Err(e) = off_thread(move || store.put_latest(&stored, value.as_ref())).await {
                 tracing::warn!(kind = "ImagePolicy", namespace = %key.0, name = %key.1, error = %e, "cannot store the latest ref");
             }
             self.lock_latest().insert(key, latest);

@@ -74,14 +74,14 @@ pub(crate) struct Item {
 }
 
 impl Item {
-    /// The first line of the Ready condition's message, as flux's tables show it.
+    /// The first line of the Ready condition's message, as flux's tables show it, and why the
+    /// manifest on disk does not run when it is invalid.
     pub fn message(&self) -> String {
-        self.status
-            .message()
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_owned()
+        let first = self.status.message().lines().next().unwrap_or("");
+        match &self.status.config_error {
+            Some(e) => format!("{first} [{}]", e.lines().next().unwrap_or("")),
+            None => first.to_owned(),
+        }
     }
 }
 
@@ -211,7 +211,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 tagpilot_api::ConditionStatus::Unknown => "Unknown",
             });
             let ready = ready.to_owned();
-            let suspended = (message == "suspended").to_string();
+            let suspended = (i.status.message() == "suspended").to_string();
             let name = if prefix {
                 format!("{}/{}", kind.to_lowercase(), i.name)
             } else {
