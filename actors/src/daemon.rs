@@ -28,7 +28,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tagpilot_api::{DigestReflectionPolicy, ImagePolicy, ImageRepository, Kind};
 use tagpilot_reconcile::backoff;
-use tagpilot_reconcile::schedule::{Coalescer, Request};
+use tagpilot_reconcile::schedule::{Coalescer, Request, Throttle, Urgent as UrgentRequest};
 use tagpilot_reconcile::writers::WriterIndex;
 use tagpilot_registry::{Gates, Limits};
 use tagpilot_store::Store;
@@ -292,7 +292,7 @@ impl Supervisor {
                 retry: None,
                 restarts: 0,
                 stopped: false,
-                gathering: false,
+                urgent: Throttle::new(BURST_WINDOW),
             };
             let addr = actix::Supervisor::start_in_arbiter(&self.arbiter(), move |_| scanner);
             self.scanners.insert(key, addr);
@@ -654,12 +654,12 @@ struct RegistryScanner {
     retry: Option<SpawnHandle>,
     restarts: u32,
     stopped: bool,
-    /// A burst of urgent requests (webhooks) is being gathered into one scan.
-    gathering: bool,
+    /// Webhooks: the first of a burst scans at once, the rest of the window makes one more.
+    urgent: Throttle<std::time::Instant, Duration>,
 }
 
-/// How long a scanner gathers urgent requests (a webhook burst) before it scans once.
-const BURST_WINDOW: Duration = Duration::from_millis(50);
+/// The window in which a repository's webhooks beyond the first make one scan together.
+const BURST_WINDOW: Duration = Duration::from_secs(1);
 
 impl Actor for RegistryScanner {
     type Context = Context<Self>;
@@ -696,7 +696,7 @@ impl Supervised for RegistryScanner {
         // A new start from the store: nothing of the failed run is trusted.
         self.runs = Coalescer::new();
         self.retry = None;
-        self.gathering = false;
+        self.urgent.reset();
         self.restarts += 1;
     }
 }
@@ -704,19 +704,23 @@ impl Supervised for RegistryScanner {
 impl Handler<Tick> for RegistryScanner {
     type Result = ();
     fn handle(&mut self, msg: Tick, ctx: &mut Context<Self>) {
-        // Webhooks come in bursts (a CI pushing many tags, retries): gather them for a moment
-        // so a burst is one scan, not one each.
-        if msg.0 && !self.runs.is_running() {
-            if !self.gathering {
-                self.gathering = true;
-                ctx.run_later(BURST_WINDOW, |this, ctx| {
-                    this.gathering = false;
-                    if this.runs.request(true) == Request::Start {
-                        this.scan(true, ctx);
-                    }
-                });
+        // Webhooks come in bursts (a CI pushing many tags, retries): the first scans at once,
+        // the rest of the burst makes one more scan, not one each.
+        if msg.0 {
+            let now = std::time::Instant::now();
+            match self.urgent.request(now) {
+                UrgentRequest::Now => {}
+                UrgentRequest::At(at) => {
+                    ctx.run_later(at.saturating_duration_since(now), |this, ctx| {
+                        this.urgent.fire(std::time::Instant::now());
+                        if this.runs.request(true) == Request::Start {
+                            this.scan(true, ctx);
+                        }
+                    });
+                    return;
+                }
+                UrgentRequest::Merged => return,
             }
-            return;
         }
         if self.runs.request(msg.0) == Request::Start {
             self.scan(msg.0, ctx);

@@ -68,6 +68,9 @@ pub struct Shared {
     /// The last failure reported per automation, so a failing round alerts once, not on every
     /// interval.
     reported: Mutex<Dedup<(String, String)>>,
+    /// Resolved policies: (namespace, name) → latest ref, one map for every engine (persisted
+    /// in the store; a reload prunes deleted policies).
+    latest: Mutex<BTreeMap<(String, String), LatestRef>>,
     /// Provider delivery counters: one read-modify-write at a time.
     pub(crate) deliveries: Mutex<()>,
     /// Per remote URL: held while a round works in its warm clone.
@@ -90,6 +93,7 @@ impl Shared {
             handling: Mutex::new(BTreeMap::new()),
             listings: Mutex::new(BTreeMap::new()),
             reported: Mutex::new(Dedup::new()),
+            latest: Mutex::new(BTreeMap::new()),
             deliveries: Mutex::new(()),
             clones: Mutex::new(BTreeMap::new()),
         }
@@ -147,8 +151,6 @@ pub struct Engine {
     config_errors: BTreeMap<String, String>,
     git_cache: PathBuf,
     rows: Mutex<Vec<Report>>,
-    /// Resolved policies: (namespace, name) → latest ref (persisted in the store).
-    latest: Mutex<BTreeMap<(String, String), LatestRef>>,
     /// Events for Alerts, since the last `take_events`.
     events: Mutex<Vec<Event>>,
 }
@@ -321,7 +323,6 @@ impl Engine {
             config_errors,
             git_cache,
             rows: Mutex::new(rows),
-            latest: Mutex::new(BTreeMap::new()),
             events: Mutex::new(Vec::new()),
         };
         engine.load_state();
@@ -368,6 +369,8 @@ impl Engine {
             Ok(n) => tracing::info!(pruned = n, "latest refs of deleted policies removed"),
             Err(e) => tracing::warn!(error = %e, "cannot prune latest refs"),
         }
+        self.lock_latest()
+            .retain(|(ns, name), _| config.find::<ImagePolicy>(ns, name).is_some());
         match self.store.latest_refs() {
             Ok(refs) => {
                 let mut latest = self.lock_latest();
@@ -386,7 +389,8 @@ impl Engine {
                         tracing::warn!(kind = "ImagePolicy", %key, "stored latest ref has an invalid digest; resolving again");
                         continue;
                     }
-                    latest.insert((ns.to_owned(), name.to_owned()), r);
+                    // What this process resolved since is newer than the store's copy.
+                    latest.entry((ns.to_owned(), name.to_owned())).or_insert(r);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot read stored latest refs"),
@@ -472,9 +476,7 @@ impl Engine {
     }
 
     fn lock_latest(&self) -> MutexGuard<'_, BTreeMap<(String, String), LatestRef>> {
-        self.latest
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.shared.latest)
     }
 
     /// The events emitted since the last call, for Alerts.

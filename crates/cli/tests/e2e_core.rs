@@ -294,6 +294,29 @@ fn two_automations_on_one_remote_never_mix_their_branches() {
     );
 }
 
+/// POSTs `{}` to `path` over a plain connection once every thread of `barrier` is connected;
+/// the HTTP status (0 on failure).
+fn raw_post(addr: &str, path: &str, barrier: &std::sync::Barrier) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut conn) = std::net::TcpStream::connect(addr) else {
+        barrier.wait();
+        return 0;
+    };
+    barrier.wait();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
+    let mut answer = String::new();
+    if conn.write_all(request.as_bytes()).is_err() || conn.read_to_string(&mut answer).is_err() {
+        return 0;
+    }
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
 #[test]
 #[ignore = "needs docker-registry; run by tests/run.sh"]
 fn a_webhook_burst_is_one_or_two_scans() {
@@ -307,10 +330,16 @@ fn a_webhook_burst_is_one_or_two_scans() {
     );
     let before = f.scans();
     f.push_tag("1.1.0");
+    // 30 connections opened first, then every request written at once (a barrier).
+    let path = scan_hook
+        .strip_prefix(&format!("http://{}", f.hooks))
+        .unwrap_or_default()
+        .to_owned();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(30));
     let burst: Vec<_> = (0..30)
         .map(|_| {
-            let url = scan_hook.clone();
-            std::thread::spawn(move || post(&url, &[], b"{}"))
+            let (addr, path, barrier) = (f.hooks.clone(), path.clone(), barrier.clone());
+            std::thread::spawn(move || raw_post(&addr, &path, &barrier))
         })
         .collect();
     let codes: Vec<u16> = burst.into_iter().map(|h| h.join().unwrap_or(0)).collect();
@@ -453,4 +482,69 @@ fn a_hung_registry_cannot_starve_a_healthy_one() {
     // The slow host really held its share: its tag lists were still dripping.
     let stats = front_stats(drip.port);
     assert!(stats["requests"].as_u64() >= Some(2), "{stats}");
+}
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn repositories_of_one_image_share_one_listing() {
+    let reg = registry(Auth::None);
+    push(
+        &format!("http://127.0.0.1:{}", reg.port),
+        "team/app",
+        &["1.0.0", "1.1.0", "2.0.0-rc.1"],
+        None,
+    );
+    // A fixture front that takes 0.3 s per tag list, so the scans overlap.
+    let slow = front(reg.port, "slow", 100);
+    let repo = |name: &str, exclude: &str| {
+        format!(
+            "---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {{name: {name}, namespace: apps}}\nspec: {{image: 127.0.0.1:{}/team/app, interval: 1h, insecure: true, exclusionList: ['{exclude}']}}\n",
+            slow.port
+        )
+    };
+    let config = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        config.path().join("repos.yaml"),
+        repo("stable", "-rc") + &repo("all", "^none$") + &repo("third", "^1\\."),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let api = format!("127.0.0.1:{}", free_port());
+    let log = state.path().join("daemon.log");
+    let _daemon = Daemon(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tagpilot"))
+            .args([
+                "run",
+                "--webhook-address",
+                "",
+                "--api-address",
+                &api,
+                "--config",
+            ])
+            .arg(config.path())
+            .arg("--state-dir")
+            .arg(state.path())
+            .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}")))
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let count = |name: &str| {
+        api_objects(&api)
+            .get(&format!("ImageRepository/apps/{name}"))
+            .and_then(|s| s["lastScanResult"]["tagCount"].as_u64())
+    };
+    assert!(
+        eventually(30, || ["stable", "all", "third"]
+            .iter()
+            .all(|n| count(n).is_some())),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // Each kept its own exclusion list…
+    assert_eq!(count("stable"), Some(2));
+    assert_eq!(count("all"), Some(3));
+    assert_eq!(count("third"), Some(1));
+    // …from one listing of the registry.
+    let stats = front_stats(slow.port);
+    assert_eq!(stats["requests"], 1, "{stats}");
 }

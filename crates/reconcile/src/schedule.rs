@@ -71,6 +71,70 @@ impl Coalescer {
     }
 }
 
+/// What an urgent request (a webhook) should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Urgent<T> {
+    /// Run now: nothing ran for a whole window.
+    Now,
+    /// Run once at this time, the end of the window of the last run; later requests merge.
+    At(T),
+    /// A run at the end of the window is already owed.
+    Merged,
+}
+
+/// Leading- and trailing-edge throttle for urgent requests: the first of a burst runs at once
+/// (no added latency), every other request inside the window becomes one run at its end. A
+/// burst of any size spread over less than the window is therefore at most two runs. Times
+/// are given by the caller (an `Instant`, or a number in tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Throttle<T, D> {
+    window: D,
+    last: Option<T>,
+    trailing: bool,
+}
+
+impl<T, D> Throttle<T, D>
+where
+    T: Copy + PartialOrd + std::ops::Add<D, Output = T>,
+    D: Copy,
+{
+    pub fn new(window: D) -> Self {
+        Throttle {
+            window,
+            last: None,
+            trailing: false,
+        }
+    }
+
+    pub fn request(&mut self, now: T) -> Urgent<T> {
+        if self.trailing {
+            return Urgent::Merged;
+        }
+        match self.last {
+            Some(last) if now < last + self.window => {
+                self.trailing = true;
+                Urgent::At(last + self.window)
+            }
+            _ => {
+                self.last = Some(now);
+                Urgent::Now
+            }
+        }
+    }
+
+    /// The trailing run owed by [`Urgent::At`] starts now.
+    pub fn fire(&mut self, now: T) {
+        self.trailing = false;
+        self.last = Some(now);
+    }
+
+    /// Forget everything (a restarted actor).
+    pub fn reset(&mut self) {
+        self.last = None;
+        self.trailing = false;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +162,24 @@ mod tests {
         c.request(true);
         c.request(false);
         assert_eq!(c.finish(), Some(true));
+    }
+
+    #[test]
+    fn a_burst_inside_the_window_is_at_most_two_runs() {
+        let mut t: Throttle<u64, u64> = Throttle::new(1000);
+        assert_eq!(t.request(0), Urgent::Now);
+        assert_eq!(t.request(5), Urgent::At(1000));
+        for now in 6..900 {
+            assert_eq!(t.request(now), Urgent::Merged);
+        }
+        t.fire(1000);
+        // Right after the trailing run: the next one waits for its window again.
+        assert_eq!(t.request(1500), Urgent::At(2000));
+        t.fire(2000);
+        // Quiet for a whole window: at once.
+        assert_eq!(t.request(3500), Urgent::Now);
+        t.reset();
+        assert_eq!(t.request(3600), Urgent::Now);
     }
 
     #[test]
