@@ -1,0 +1,361 @@
+//! ImageUpdateAutomation: plans (GitRepository, push branch, auth, signer, the policies it
+//! selects) and the Git rounds of one remote, one branch after the other.
+
+use super::*;
+
+impl Engine {
+    /// Runs every automation; automations writing the same remote share one round per branch.
+    pub fn automations(&self) {
+        self.automations_for(None);
+    }
+
+    /// Records why an automation can never run (no GitRepository, no push branch, a bad
+    /// signing key, …) at load, not at its first round. Suspended ones are not reported.
+    pub fn check_automations(&self) {
+        for a in self.config.all::<ImageUpdateAutomation>() {
+            if self.is_suspended(Kind::ImageUpdateAutomation, &a.metadata, a.spec.suspend) {
+                continue;
+            }
+            if let Err(e) = self.plan(a) {
+                self.plan_failed(a, &e);
+            }
+        }
+    }
+
+    /// An automation that cannot be planned: counted, alerted once, recorded.
+    fn plan_failed(&self, a: &ImageUpdateAutomation, e: &anyhow::Error) {
+        let (ns, name) = (&a.metadata.namespace, &a.metadata.name);
+        let message = format_chain(e);
+        self.shared.metrics.inc(
+            "tagpilot_push_failures_total",
+            &crate::metrics::object_labels(ns, name),
+        );
+        self.emit(a, Some(&message), message.clone(), BTreeMap::new());
+        self.record_outcome(
+            Kind::ImageUpdateAutomation,
+            ns,
+            name,
+            Outcome::failed(reason::SOURCE_MANAGER_FAILED, message),
+            json!({}),
+        );
+    }
+
+    /// Runs the automations that write remote `url` (or every remote with `None`): one Git
+    /// round per push branch, one after the other. Only the remote's Git worker calls this for
+    /// a URL, so nothing else touches that warm clone meanwhile.
+    pub fn automations_for(&self, only: Option<&str>) {
+        let git_cache = self.git_cache.as_path();
+        struct Job<'c> {
+            automation: &'c ImageUpdateAutomation,
+            policies: Policies,
+            message_template: Option<String>,
+        }
+        let mut groups: BTreeMap<(String, String), (RoundSpec, Access, Vec<Job<'_>>)> =
+            BTreeMap::new();
+        for a in self.config.all::<ImageUpdateAutomation>() {
+            let (ns, name) = (a.metadata.namespace.clone(), a.metadata.name.clone());
+            if only.is_some_and(|url| writers::remote_of(&self.config, a) != Some(url)) {
+                continue;
+            }
+            self.begin(Kind::ImageUpdateAutomation, &ns, &name);
+            if self.is_suspended(Kind::ImageUpdateAutomation, &a.metadata, a.spec.suspend) {
+                self.record(
+                    Kind::ImageUpdateAutomation,
+                    &ns,
+                    &name,
+                    true,
+                    "suspended".into(),
+                );
+                continue;
+            }
+            match self.plan(a) {
+                Ok((key, spec, auth, policies)) => {
+                    let (status_key, value) =
+                        self.progressing(Kind::ImageUpdateAutomation, &ns, &name);
+                    if let Err(e) = self.store.put_status(&status_key, &value) {
+                        tracing::warn!(kind = "ImageUpdateAutomation", namespace = %ns, name = %name, error = %e, "cannot store status");
+                    }
+                    let job = Job {
+                        automation: a,
+                        policies,
+                        message_template: a.spec.git.commit.message_template.clone(),
+                    };
+                    groups
+                        .entry(key)
+                        .or_insert_with(|| (spec, auth, Vec::new()))
+                        .2
+                        .push(job);
+                }
+                Err(e) => self.plan_failed(a, &e),
+            }
+        }
+        for ((url, branch), (spec, auth, jobs)) in groups {
+            let started = std::time::Instant::now();
+            let outcome = (|| -> anyhow::Result<tagpilot_git::RoundOutcome> {
+                let repo = WarmRepo::open_with_roots(git_cache, &url, auth.0, auth.1)?;
+                let scratch = repo.scratch_dir()?;
+                let scratch = scratch.as_path();
+                let mut changes: Vec<Change<'_>> = jobs
+                    .iter()
+                    .map(|job| -> Change<'_> {
+                        let a = job.automation;
+                        Box::new(move |root: &Path| {
+                            let dir = update_dir(root, a.spec.update.path.as_deref())?;
+                            let set = scan_tree(&dir, &job.policies).map_err(|e| e.to_string())?;
+                            if set.is_empty() {
+                                return Ok(None);
+                            }
+                            let data = commit_data(&MessageInput {
+                                automation: (&a.metadata.namespace, &a.metadata.name),
+                                values: &a.spec.git.commit.message_template_values,
+                                changes: &set,
+                                policies: &job.policies,
+                            });
+                            let message = render_message(job.message_template.as_deref(), &data)
+                                .map_err(|e| format!("failed to run template from spec: {e}"))?;
+                            write_changes_via(&dir, &set, Some(scratch))
+                                .map_err(|e| e.to_string())?;
+                            Ok(Some(message))
+                        })
+                    })
+                    .collect();
+                Ok(repo.round(&spec, &mut changes)?)
+            })();
+            for job in &jobs {
+                let a = job.automation;
+                let (ready, message, fields) = match &outcome {
+                    Ok(o) => {
+                        let checkout_branch = spec.checkout.branch().unwrap_or(&branch).to_owned();
+                        match &o.pushed_commit {
+                            Some(c) => (
+                                true,
+                                tagpilot_git::pushed_message(
+                                    c,
+                                    &branch,
+                                    o.messages.first().map_or("", String::as_str),
+                                ),
+                                json!({
+                                    "lastPushCommit": c,
+                                    "lastPushTime": now(),
+                                    "observedSourceRevision": if checkout_branch == branch {
+                                        tagpilot_git::source_revision(&branch, c)
+                                    } else {
+                                        tagpilot_git::source_revision(&checkout_branch, &o.checkout_commit)
+                                    },
+                                    "observedPolicies": job.policies.iter().map(|((_, n), l)| (n.clone(), l.clone())).collect::<BTreeMap<_, _>>(),
+                                }),
+                            ),
+                            None => (
+                                true,
+                                "repository up-to-date".to_owned(),
+                                json!({ "observedSourceRevision": tagpilot_git::source_revision(&checkout_branch, &o.checkout_commit) }),
+                            ),
+                        }
+                    }
+                    Err(e) => (false, format_chain(e), json!({})),
+                };
+                let mut fields = fields;
+                if let serde_json::Value::Object(f) = &mut fields {
+                    f.insert(
+                        "lastAutomationRunTime".into(),
+                        json!(tagpilot_api::rfc3339(now())),
+                    );
+                }
+                let labels = crate::metrics::object_labels(&a.metadata.namespace, &a.metadata.name);
+                let metrics = &self.shared.metrics;
+                match (&outcome, &fields["lastPushCommit"]) {
+                    (Ok(_), serde_json::Value::String(_)) => {
+                        metrics.inc("tagpilot_pushes_total", &labels);
+                        metrics.observe(
+                            "tagpilot_push_duration_seconds",
+                            &labels,
+                            started.elapsed(),
+                        );
+                    }
+                    (Ok(_), _) => {}
+                    (Err(_), _) => metrics.inc("tagpilot_push_failures_total", &labels),
+                }
+                match (&outcome, &fields["lastPushCommit"]) {
+                    (Ok(_), serde_json::Value::String(c)) => self.emit(
+                        a,
+                        None,
+                        message.clone(),
+                        BTreeMap::from([(
+                            "revision".to_owned(),
+                            tagpilot_git::source_revision(&branch, c),
+                        )]),
+                    ),
+                    (Ok(_), _) => self.emit_clear(a),
+                    (Err(_), _) => self.emit(a, Some(&message), message.clone(), BTreeMap::new()),
+                }
+                let outcome = match &outcome {
+                    _ if ready => Outcome::ready(message),
+                    Err(e)
+                        if matches!(
+                            e.downcast_ref::<tagpilot_git::GitError>(),
+                            Some(tagpilot_git::GitError::Apply(_))
+                        ) =>
+                    {
+                        Outcome::failed(reason::UPDATE_FAILED, message)
+                    }
+                    _ => Outcome::failed(reason::GIT_OPERATION_FAILED, message),
+                };
+                self.record_outcome(
+                    Kind::ImageUpdateAutomation,
+                    &a.metadata.namespace,
+                    &a.metadata.name,
+                    outcome,
+                    fields,
+                );
+            }
+        }
+    }
+
+    /// Everything a round needs for one automation: (remote, branch) key, spec, auth, policies.
+    #[allow(clippy::type_complexity)]
+    fn plan(
+        &self,
+        a: &ImageUpdateAutomation,
+    ) -> anyhow::Result<((String, String), RoundSpec, Access, Policies)> {
+        let ns = &a.metadata.namespace;
+        let src = &a.spec.source_ref;
+        let src_ns = src.namespace.as_deref().unwrap_or(ns);
+        let Some(gitrepo) = self.config.find::<GitRepository>(src_ns, &src.name) else {
+            anyhow::bail!(
+                "referenced GitRepository {src_ns}/{} does not exist",
+                src.name
+            );
+        };
+        let r = a
+            .spec
+            .git
+            .checkout
+            .as_ref()
+            .map(|c| c.reference.clone())
+            .or_else(|| gitrepo.spec.reference.clone())
+            .unwrap_or_default();
+        let checkout = CheckoutRef::from_fields(
+            r.branch.as_deref(),
+            r.tag.as_deref(),
+            r.semver.as_deref(),
+            r.name.as_deref(),
+            r.commit.as_deref(),
+        );
+        let push = a.spec.git.push.clone().unwrap_or_default();
+        let branch = tagpilot_git::push_branch(&checkout, push.branch.as_deref())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let url = gitrepo.spec.url.clone();
+        // First, so that a missing Secret is named as such (the auth keys below are optional
+        // lookups).
+        let roots = match &gitrepo.spec.secret_ref {
+            Some(sr) => match self.secrets().get(src_ns, &sr.name, "ca.crt")? {
+                Some(pem) => Some(ExtraRoots::from_pem(&pem).map_err(|e| anyhow::anyhow!("{e}"))?),
+                None => None,
+            },
+            None => None,
+        };
+        let auth = match &gitrepo.spec.secret_ref {
+            Some(s) => GitAuth::from_secret(&url, |k| {
+                self.secrets()
+                    .get(src_ns, &s.name, k)
+                    .ok()
+                    .flatten()
+                    .map(text)
+            })?,
+            None => GitAuth::None,
+        };
+        let signer = match &a.spec.git.commit.signing_key {
+            None => None,
+            Some(k) => {
+                let get = |key: &str| {
+                    self.secrets()
+                        .get(ns, &k.secret_ref.name, key)
+                        .map(|v| v.map(text))
+                };
+                Some(Arc::new(
+                    match k.key_type {
+                        SigningKeyType::Gpg => Signer::openpgp(
+                            &get("git.asc")?.ok_or_else(|| {
+                                anyhow::anyhow!("signing key secret has no 'git.asc'")
+                            })?,
+                            get("passphrase")?.as_deref(),
+                        ),
+                        SigningKeyType::Ssh => Signer::ssh(
+                            &get("identity")?.ok_or_else(|| {
+                                anyhow::anyhow!("signing key secret has no 'identity'")
+                            })?,
+                            get("password")?.as_deref(),
+                        ),
+                    }
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+                ))
+            }
+        };
+        // Flux's rule: every policy of the automation's namespace that the selector admits and
+        // that has resolved; a deleted policy's ref is never applied.
+        let policies: Policies = writers::applicable(&self.config, a, &self.lock_latest())
+            .into_iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let spec = RoundSpec {
+            checkout,
+            push_branch: branch.clone(),
+            push_refspec: push.refspec,
+            push_options: push
+                .options
+                .iter()
+                .map(|(k, v)| {
+                    if v.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{k}={v}")
+                    }
+                })
+                .collect(),
+            author_name: a.spec.git.commit.author.name.clone(),
+            author_email: a.spec.git.commit.author.email.clone(),
+            max_attempts: 5,
+            signer,
+        };
+        Ok(((url, branch), spec, (auth, roots), policies))
+    }
+}
+
+/// How to reach a Git remote: credentials and extra CAs.
+type Access = (GitAuth, Option<ExtraRoots>);
+
+/// The update path inside the work tree: `..` may not lead out of it, and neither may a
+/// symlink in the repository (the path is checked again after resolving links).
+fn update_dir(root: &Path, path: Option<&str>) -> Result<PathBuf, String> {
+    let dir = lexical_update_dir(root, path)?;
+    let shown = path.unwrap_or(".");
+    let real_root = root
+        .canonicalize()
+        .map_err(|e| format!("work tree {}: {e}", root.display()))?;
+    let real = dir
+        .canonicalize()
+        .map_err(|e| format!("update path '{shown}': {e}"))?;
+    if !real.starts_with(&real_root) {
+        return Err(format!(
+            "update path '{shown}' leads outside the repository through a symlink, refused"
+        ));
+    }
+    Ok(real)
+}
+
+fn lexical_update_dir(root: &Path, path: Option<&str>) -> Result<PathBuf, String> {
+    let mut dir = root.to_path_buf();
+    for c in Path::new(path.unwrap_or(".")).components() {
+        match c {
+            std::path::Component::Normal(p) => dir.push(p),
+            std::path::Component::CurDir => {}
+            _ => {
+                return Err(format!(
+                    "update path '{}' leaves the repository",
+                    path.unwrap_or_default()
+                ))
+            }
+        }
+    }
+    Ok(dir)
+}

@@ -1,0 +1,693 @@
+//! The reconciliation of one object of each kind, shared by `tagpilot run --once` and the
+//! daemon, with its I/O (Secrets, registries, the store, Git): one module per kind
+//! ([`repository`], [`policy`], [`automation`], [`receiver`]; Alerts and Providers in
+//! `crate::alerts`). This module holds what they share: the [`Engine`] of one configuration,
+//! the [`Shared`] state that outlives reloads, and the recording of Flux's status. Decisions
+//! that need no I/O are tagpilot-reconcile's.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::Context;
+use serde_json::json;
+use tagpilot_api::status::reason;
+use tagpilot_api::{
+    build_policy, Config, GitRepository, ImagePolicy, ImageRepository, ImageUpdateAutomation, Kind,
+    Object, Outcome, Provider, ReceiverType, Secrets, SigningKeyType, Status,
+};
+use tagpilot_git::{Change, CheckoutRef, ExtraRoots, GitAuth, RoundSpec, Signer, WarmRepo};
+use tagpilot_notifier::event::AUTOMATION_CONTROLLER;
+use tagpilot_notifier::{Event, InvolvedObject, Severity};
+use tagpilot_policy::Exclusions;
+use tagpilot_providers::{
+    Keyring, Policy as RefreshPolicy, Refresher, SystemClock, TokenSource as _,
+};
+use tagpilot_reconcile::{digest, events::Dedup, slots, writers};
+use tagpilot_registry::{
+    scan, ClientOptions, DockerConfig, Gates, ImageName, ProxySpec, RepoClient,
+};
+use tagpilot_setters::{scan_tree, write_changes_via, LatestRef, Policies};
+use tagpilot_store::Store;
+use tagpilot_template::{commit_data, render_message, MessageInput};
+
+mod automation;
+mod policy;
+mod receiver;
+mod repository;
+
+/// Scans running at once unless the settings say otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+
+/// The outcome of one object, as the summary shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// None for a configuration error without a known kind.
+    pub kind: Option<Kind>,
+    pub namespace: String,
+    pub name: String,
+    pub ready: bool,
+    pub message: String,
+}
+
+/// What outlives a configuration reload: credentials, scan slots, counters, pending reconcile
+/// requests, shared listings and the failures already reported. One per process.
+#[derive(Debug)]
+pub struct Shared {
+    /// Cloud registry credentials, one refresher per (provider, identity, registry).
+    pub keyring: Arc<Keyring>,
+    /// Scans running at once, across all registries (`concurrency`).
+    scan_slots: Arc<tokio::sync::Semaphore>,
+    concurrency: usize,
+    /// Per registry host: its share of the scan slots (a slow host holds at most that many).
+    host_slots: Mutex<BTreeMap<String, (usize, Arc<tokio::sync::Semaphore>)>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// `Kind/ns/name` → the `requestedAt` token of a reconcile request not yet started.
+    requested: Mutex<BTreeMap<String, String>>,
+    /// `Kind/ns/name` → the token of the request the running reconciliation handles.
+    handling: Mutex<BTreeMap<String, String>>,
+    /// Single flight: one tag listing at a time per image and credentials; repositories that
+    /// waited for it take its result.
+    listings: Mutex<BTreeMap<String, Arc<ListingCell>>>,
+    /// The last failure reported per automation, so a failing round alerts once, not on every
+    /// interval.
+    reported: Mutex<Dedup<(String, String)>>,
+    /// Resolved policies: (namespace, name) → latest ref, one map for every engine (persisted
+    /// in the store; a reload prunes deleted policies).
+    latest: Mutex<BTreeMap<(String, String), LatestRef>>,
+    /// Provider delivery counters: one read-modify-write at a time.
+    pub(crate) deliveries: Mutex<()>,
+    /// Per remote URL: held while a round works in its warm clone.
+    clones: Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
+}
+
+/// The last listing of one image with one set of credentials, while others wait for it.
+type ListingCell = tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<String>>)>>;
+
+impl Shared {
+    pub fn new(concurrency: usize) -> Self {
+        let concurrency = concurrency.max(1);
+        Shared {
+            keyring: Arc::new(Keyring::default()),
+            scan_slots: Arc::new(tokio::sync::Semaphore::new(concurrency)),
+            concurrency,
+            host_slots: Mutex::new(BTreeMap::new()),
+            metrics: Arc::default(),
+            requested: Mutex::new(BTreeMap::new()),
+            handling: Mutex::new(BTreeMap::new()),
+            listings: Mutex::new(BTreeMap::new()),
+            reported: Mutex::new(Dedup::new()),
+            latest: Mutex::new(BTreeMap::new()),
+            deliveries: Mutex::new(()),
+            clones: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The lock of `url`'s warm clone.
+    pub fn clone_lock(&self, url: &str) -> Arc<Mutex<()>> {
+        lock(&self.clones)
+            .entry(url.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// The slot semaphore of `host` for a share of `share` (remade when the share changed).
+    fn host_slot(&self, host: &str, share: usize) -> Arc<tokio::sync::Semaphore> {
+        let mut slots = lock(&self.host_slots);
+        let entry = slots
+            .entry(host.to_owned())
+            .or_insert_with(|| (share, Arc::new(tokio::sync::Semaphore::new(share))));
+        if entry.0 != share {
+            *entry = (share, Arc::new(tokio::sync::Semaphore::new(share)));
+        }
+        entry.1.clone()
+    }
+
+    fn listing_cell(&self, key: &str) -> Arc<ListingCell> {
+        lock(&self.listings)
+            .entry(key.to_owned())
+            .or_default()
+            .clone()
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared::new(DEFAULT_CONCURRENCY)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Everything a reconciliation needs, owned so that actors can share it.
+#[derive(Debug)]
+pub struct Engine {
+    config: Arc<Config>,
+    secrets_dir: Option<PathBuf>,
+    store: Arc<Store>,
+    gates: Arc<Gates>,
+    shared: Arc<Shared>,
+    /// Scan slots each registry host may hold (from the hosts in this configuration).
+    host_share: usize,
+    /// Load errors by `Kind/ns/name`, for objects running their last good version.
+    config_errors: BTreeMap<String, String>,
+    git_cache: PathBuf,
+    rows: Mutex<Vec<Report>>,
+    /// Events for Alerts, since the last `take_events`.
+    events: Mutex<Vec<Event>>,
+}
+
+pub(crate) fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Runs a store call off the async threads: redb commits fsync and must not hold up an actor.
+async fn off_thread<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, tagpilot_store::StoreError> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| anyhow::anyhow!("state store call did not complete: {e}"))?
+        .map_err(anyhow::Error::from)
+}
+
+/// `Kind/namespace/name` → its parts.
+fn split_key(key: &str) -> Option<(Kind, &str, &str)> {
+    let mut parts = key.splitn(3, '/');
+    Some((
+        parts.next().and_then(Kind::from_name)?,
+        parts.next()?,
+        parts.next()?,
+    ))
+}
+
+/// The `configError` status field of an object running its last good version.
+fn config_error_text(err: &str) -> String {
+    format!("running the last good version; the current manifest is invalid: {err}")
+}
+
+fn provider_name(p: Provider) -> &'static str {
+    match p {
+        Provider::Generic => "generic",
+        Provider::Aws => "aws",
+        Provider::Gcp => "gcp",
+        Provider::Azure => "azure",
+    }
+}
+
+/// The error and its causes on one line; a cause already quoted by its parent is not repeated.
+pub fn format_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line.replace('\n', " ")
+}
+
+/// A failed reconciliation: the error and how Flux reports it (its reason; Stalled when
+/// retrying cannot help until the object changes).
+#[derive(Debug)]
+pub struct Failure {
+    pub reason: &'static str,
+    pub stalled: bool,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn new(reason: &'static str, stalled: bool, error: anyhow::Error) -> Self {
+        Failure {
+            reason,
+            stalled,
+            error,
+        }
+    }
+
+    /// The status outcome, its message made from the error chain.
+    fn outcome(&self, message: impl FnOnce(&str) -> String) -> Outcome {
+        let text = message(&format_chain(&self.error));
+        if self.stalled {
+            Outcome::stalled(self.reason, text)
+        } else {
+            Outcome::failed(self.reason, text)
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format_chain(&self.error))
+    }
+}
+
+/// Gives an error its Flux reason at the place it happens.
+trait Because<T> {
+    /// A failure that is retried.
+    fn because(self, reason: &'static str) -> Result<T, Failure>;
+    /// A failure that waits for the object to change.
+    fn stalled(self, reason: &'static str) -> Result<T, Failure>;
+}
+
+impl<T, E: Into<anyhow::Error>> Because<T> for Result<T, E> {
+    fn because(self, reason: &'static str) -> Result<T, Failure> {
+        self.map_err(|e| Failure::new(reason, false, e.into()))
+    }
+    fn stalled(self, reason: &'static str) -> Result<T, Failure> {
+        self.map_err(|e| Failure::new(reason, true, e.into()))
+    }
+}
+
+impl Engine {
+    pub fn new(
+        config: Arc<Config>,
+        secrets_dir: Option<PathBuf>,
+        store: Arc<Store>,
+        gates: Arc<Gates>,
+        git_cache: PathBuf,
+    ) -> Self {
+        Self::with_shared(config, secrets_dir, store, gates, git_cache, Arc::default())
+    }
+
+    /// An engine for `config` that shares `shared` with the engines before it (a reload).
+    /// Reads and prunes the store: statuses and latest refs of objects that no longer exist
+    /// go, the errors of objects that do not load go into their status.
+    pub fn with_shared(
+        config: Arc<Config>,
+        secrets_dir: Option<PathBuf>,
+        store: Arc<Store>,
+        gates: Arc<Gates>,
+        git_cache: PathBuf,
+        shared: Arc<Shared>,
+    ) -> Self {
+        let rows = config
+            .errors
+            .iter()
+            .map(|e| Report {
+                kind: e.kind.as_deref().and_then(Kind::from_name),
+                namespace: e.namespace.clone().unwrap_or_default(),
+                name: e.name.clone().unwrap_or_else(|| e.source.to_string()),
+                ready: false,
+                message: e.to_string(),
+            })
+            .collect();
+        // Errors of objects that still run (their last good version was kept) go into their
+        // status beside the outcome; objects with nothing to run get the error as status.
+        let mut config_errors = BTreeMap::new();
+        for e in &config.errors {
+            let Some((kind, ns, name)) = e.object() else {
+                continue;
+            };
+            config_errors.insert(format!("{kind}/{ns}/{name}"), e.to_string());
+        }
+        let hosts: std::collections::BTreeSet<String> = config
+            .all::<ImageRepository>()
+            .filter_map(|r| ImageName::parse(&r.spec.image).ok())
+            .map(|n| n.registry)
+            .collect();
+        let engine = Engine {
+            host_share: slots::host_share(shared.concurrency, hosts.len()),
+            config,
+            secrets_dir,
+            store,
+            gates,
+            shared,
+            config_errors,
+            git_cache,
+            rows: Mutex::new(rows),
+            events: Mutex::new(Vec::new()),
+        };
+        engine.load_state();
+        engine
+    }
+
+    /// Statuses for objects that do not load, pruning of what no longer exists, and the
+    /// persisted latest refs of the policies that do.
+    fn load_state(&self) {
+        let now = tagpilot_api::rfc3339(now());
+        for (key, err) in &self.config_errors {
+            let Some((kind, ns, name)) = split_key(key) else {
+                continue;
+            };
+            let mut status = self.stored_status(key);
+            if self.config.get(kind, ns, name).is_none() {
+                status.finish(
+                    &Outcome::stalled(reason::INVALID_MANIFEST, err.clone()),
+                    None,
+                    &now,
+                );
+            } else {
+                // Still running: its last status stays, with the error beside it.
+                status.config_error = Some(config_error_text(err));
+            }
+            self.put_status(key, &status);
+        }
+        let exists = |key: &str| {
+            split_key(key).is_some_and(|(kind, ns, name)| self.config.get(kind, ns, name).is_some())
+        };
+        if let Err(e) = self
+            .store
+            .retain_statuses(|k| exists(k) || self.config_errors.contains_key(k))
+        {
+            tracing::warn!(error = %e, "cannot prune statuses");
+        }
+        fn policy<'k>(config: &Config, key: &'k str) -> Option<(&'k str, &'k str)> {
+            key.split_once('/')
+                .filter(|(ns, name)| config.find::<ImagePolicy>(ns, name).is_some())
+        }
+        let config = &*self.config;
+        match self.store.retain_latest(|k| policy(config, k).is_some()) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pruned = n, "latest refs of deleted policies removed"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune latest refs"),
+        }
+        self.lock_latest()
+            .retain(|(ns, name), _| config.find::<ImagePolicy>(ns, name).is_some());
+        match self.store.latest_refs() {
+            Ok(refs) => {
+                let mut latest = self.lock_latest();
+                for (key, value) in refs {
+                    let (Some((ns, name)), Ok(r)) = (
+                        policy(config, &key),
+                        serde_json::from_value::<LatestRef>(value),
+                    ) else {
+                        continue;
+                    };
+                    // A stored digest is checked like a fetched one before it can be written.
+                    if r.digest
+                        .as_deref()
+                        .is_some_and(|d| digest::validate(d).is_err())
+                    {
+                        tracing::warn!(kind = "ImagePolicy", %key, "stored latest ref has an invalid digest; resolving again");
+                        continue;
+                    }
+                    // What this process resolved since is newer than the store's copy.
+                    latest.entry((ns.to_owned(), name.to_owned())).or_insert(r);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read stored latest refs"),
+        }
+    }
+
+    fn stored_status(&self, key: &str) -> Status {
+        match self.store.status(key) {
+            Ok(Some(v)) => Status::from_value(v),
+            Ok(None) => Status::default(),
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "cannot read status");
+                Status::default()
+            }
+        }
+    }
+
+    fn put_status(&self, key: &str, status: &Status) {
+        if let Err(e) = self.store.put_status(key, &status.to_value()) {
+            tracing::warn!(%key, error = %e, "cannot store status");
+        }
+    }
+
+    pub fn config_arc(&self) -> Arc<Config> {
+        self.config.clone()
+    }
+
+    /// The state every engine of this process shares.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Remembers a reconcile request (`tagpilot reconcile`, a resume): the next reconciliation
+    /// of the object echoes `token` in `lastHandledReconcileAt`.
+    pub fn request(&self, kind: Kind, namespace: &str, name: &str, token: &str) {
+        lock(&self.shared.requested).insert(format!("{kind}/{namespace}/{name}"), token.to_owned());
+    }
+
+    /// A reconciliation of the object starts: the request pending now is the one it handles.
+    pub(crate) fn begin(&self, kind: Kind, namespace: &str, name: &str) {
+        let key = format!("{kind}/{namespace}/{name}");
+        if let Some(token) = lock(&self.shared.requested).remove(&key) {
+            lock(&self.shared.handling).insert(key, token);
+        }
+    }
+
+    /// The status of an object whose (slow) reconciliation starts: `Reconciling` True,
+    /// `Progressing`, Ready left as it was.
+    fn progressing(&self, kind: Kind, namespace: &str, name: &str) -> (String, serde_json::Value) {
+        let key = format!("{kind}/{namespace}/{name}");
+        let mut status = self.stored_status(&key);
+        status.progressing("reconciliation in progress", &tagpilot_api::rfc3339(now()));
+        (key, status.to_value())
+    }
+
+    pub fn keyring(&self) -> &Keyring {
+        &self.shared.keyring
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether an object is suspended: a runtime override (`tagpilot suspend|resume`) wins
+    /// over the manifest's `spec.suspend`.
+    pub fn is_suspended(&self, kind: Kind, meta: &tagpilot_api::ObjectMeta, spec: bool) -> bool {
+        let key = format!("{kind}/{}/{}", meta.namespace, meta.name);
+        match self.store.suspended(&key) {
+            Ok(o) => o.unwrap_or(spec),
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "cannot read the suspend override");
+                spec
+            }
+        }
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn secrets(&self) -> Secrets<'_> {
+        Secrets {
+            config: &self.config,
+            dir: self.secrets_dir.as_deref(),
+        }
+    }
+
+    fn lock_rows(&self) -> MutexGuard<'_, Vec<Report>> {
+        self.rows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_latest(&self) -> MutexGuard<'_, BTreeMap<(String, String), LatestRef>> {
+        lock(&self.shared.latest)
+    }
+
+    /// The events emitted since the last call, for Alerts.
+    pub fn take_events(&self) -> Vec<Event> {
+        std::mem::take(
+            &mut *self
+                .events
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Queues an event about an automation: every push, and a failure when it differs from the
+    /// last one reported for that automation.
+    fn emit(
+        &self,
+        a: &ImageUpdateAutomation,
+        failure: Option<&str>,
+        message: String,
+        metadata: BTreeMap<String, String>,
+    ) {
+        let key = (a.metadata.namespace.clone(), a.metadata.name.clone());
+        {
+            let mut reported = lock(&self.shared.reported);
+            match failure {
+                Some(f) if !reported.failure(key.clone(), f) => return,
+                Some(_) => {}
+                None => reported.success(&key),
+            }
+        }
+        let event = Event {
+            involved_object: InvolvedObject {
+                kind: Kind::ImageUpdateAutomation.to_string(),
+                namespace: a.metadata.namespace.clone(),
+                name: a.metadata.name.clone(),
+                api_version: a.api_version.clone(),
+            },
+            severity: if failure.is_some() {
+                Severity::Error
+            } else {
+                Severity::Info
+            },
+            timestamp: tagpilot_api::rfc3339(now()),
+            message,
+            reason: if failure.is_some() {
+                "ReconciliationFailed"
+            } else {
+                "Succeeded"
+            }
+            .to_owned(),
+            metadata,
+            reporting_controller: AUTOMATION_CONTROLLER.to_owned(),
+            reporting_instance: "tagpilot".to_owned(),
+        };
+        self.events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(event);
+    }
+
+    /// An automation is healthy again: its next failure is news.
+    fn emit_clear(&self, a: &ImageUpdateAutomation) {
+        lock(&self.shared.reported)
+            .success(&(a.metadata.namespace.clone(), a.metadata.name.clone()));
+    }
+
+    /// The reports recorded since the last call (configuration errors first).
+    pub fn take_reports(&self) -> Vec<Report> {
+        std::mem::take(&mut *self.lock_rows())
+    }
+}
+
+impl Engine {
+    pub(crate) fn record(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        ready: bool,
+        message: String,
+    ) {
+        self.record_with(kind, namespace, name, ready, message, json!({}));
+    }
+
+    /// Records a plain outcome: Ready, or a failure with Flux's generic reason.
+    pub(crate) fn record_with(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        ready: bool,
+        message: String,
+        fields: serde_json::Value,
+    ) {
+        let outcome = if ready {
+            Outcome::ready(message)
+        } else {
+            Outcome::failed(reason::FAILURE, message)
+        };
+        self.record_outcome(kind, namespace, name, outcome, fields);
+    }
+
+    /// Stores the object's status (Flux's model and field names) and adds a summary row. The
+    /// kind's fields given replace theirs; the others stay from the last record (a failed
+    /// scan keeps its last `lastScanResult`, as Flux's does).
+    pub(crate) fn record_outcome(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        outcome: Outcome,
+        fields: serde_json::Value,
+    ) {
+        let (key, status) = self.next_status(kind, namespace, name, outcome, fields);
+        self.put_status(&key, &status);
+    }
+
+    /// [`record_outcome`](Self::record_outcome) from async code: the store's commit (an fsync)
+    /// runs on a blocking thread, never on the actor's.
+    pub(crate) async fn record_outcome_async(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        outcome: Outcome,
+        fields: serde_json::Value,
+    ) {
+        let (key, status) = self.next_status(kind, namespace, name, outcome, fields);
+        let store = self.store.clone();
+        let value = status.to_value();
+        let k = key.clone();
+        if let Err(e) = off_thread(move || store.put_status(&k, &value)).await {
+            tracing::warn!(%key, error = %e, "cannot store status");
+        }
+    }
+
+    /// The object's status after `outcome`, and its summary row.
+    fn next_status(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        outcome: Outcome,
+        fields: serde_json::Value,
+    ) -> (String, Status) {
+        let key = format!("{kind}/{namespace}/{name}");
+        let now_secs = now();
+        let mut status = self.stored_status(&key);
+        let generation = self
+            .config
+            .get(kind, namespace, name)
+            .map(|l| match &l.object {
+                Object::ImageRepository(o) => o.generation(),
+                Object::ImagePolicy(o) => o.generation(),
+                Object::ImageUpdateAutomation(o) => o.generation(),
+                Object::GitRepository(o) => o.generation(),
+                Object::Receiver(o) => o.generation(),
+                Object::Provider(o) => o.generation(),
+                Object::Alert(o) => o.generation(),
+                Object::Secret(o) => tagpilot_api::generation_of(&o.body),
+            });
+        status.finish(&outcome, generation, &tagpilot_api::rfc3339(now_secs));
+        if outcome.is_ready() {
+            status.last_success_time = Some(now_secs);
+        }
+        if let serde_json::Value::Object(extra) = fields {
+            status.fields.extend(extra);
+        }
+        status.config_error = self.config_errors.get(&key).map(|e| config_error_text(e));
+        if let Some(token) = lock(&self.shared.handling).remove(&key) {
+            status.last_handled_reconcile_at = Some(token);
+        }
+        self.lock_rows().push(Report {
+            kind: Some(kind),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            ready: outcome.is_ready(),
+            message: outcome.message,
+        });
+        (key, status)
+    }
+
+    /// After a reload: objects whose manifest was fixed lose the `configError` the previous
+    /// engine put in their status (a kept actor may not reconcile again soon).
+    pub fn clear_fixed_config_errors(&self, old: &Engine) {
+        for key in old.config_errors.keys() {
+            if self.config_errors.contains_key(key) {
+                continue;
+            }
+            if let Ok(Some(mut status)) = self.store.status(key) {
+                if let Some(obj) = status.as_object_mut() {
+                    if obj.remove("configError").is_some() {
+                        if let Err(e) = self.store.put_status(key, &status) {
+                            tracing::warn!(%key, error = %e, "cannot store status");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
