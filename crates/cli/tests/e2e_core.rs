@@ -413,6 +413,33 @@ fn reloads_that_cannot_read_keep_every_object_running() {
     );
 }
 
+/// `tagpilot run` without a webhook server, its log in `state/daemon.log`.
+fn scan_only_daemon(
+    config: &std::path::Path,
+    state: &std::path::Path,
+    api: &str,
+) -> (Daemon, std::path::PathBuf) {
+    let log = state.join("daemon.log");
+    let daemon = Daemon(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tagpilot"))
+            .args([
+                "run",
+                "--webhook-address",
+                "",
+                "--api-address",
+                api,
+                "--config",
+            ])
+            .arg(config)
+            .arg("--state-dir")
+            .arg(state)
+            .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}")))
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    (daemon, log)
+}
+
 #[test]
 #[ignore = "needs docker-registry; run by tests/run.sh"]
 fn a_hung_registry_cannot_starve_a_healthy_one() {
@@ -439,24 +466,7 @@ fn a_hung_registry_cannot_starve_a_healthy_one() {
     std::fs::write(config.path().join("repos.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
     let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let api = format!("127.0.0.1:{}", free_port());
-    let log = state.path().join("daemon.log");
-    let _daemon = Daemon(
-        std::process::Command::new(env!("CARGO_BIN_EXE_tagpilot"))
-            .args([
-                "run",
-                "--webhook-address",
-                "",
-                "--api-address",
-                &api,
-                "--config",
-            ])
-            .arg(config.path())
-            .arg("--state-dir")
-            .arg(state.path())
-            .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}")))
-            .spawn()
-            .unwrap_or_else(|e| panic!("{e}")),
-    );
+    let (_daemon, log) = scan_only_daemon(config.path(), state.path(), &api);
     let logs = || std::fs::read_to_string(&log).unwrap_or_default();
     // Every scan time of the healthy repository over ~35 s.
     let mut times: Vec<u64> = Vec::new();
@@ -510,24 +520,7 @@ fn repositories_of_one_image_share_one_listing() {
     .unwrap_or_else(|e| panic!("{e}"));
     let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let api = format!("127.0.0.1:{}", free_port());
-    let log = state.path().join("daemon.log");
-    let _daemon = Daemon(
-        std::process::Command::new(env!("CARGO_BIN_EXE_tagpilot"))
-            .args([
-                "run",
-                "--webhook-address",
-                "",
-                "--api-address",
-                &api,
-                "--config",
-            ])
-            .arg(config.path())
-            .arg("--state-dir")
-            .arg(state.path())
-            .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}")))
-            .spawn()
-            .unwrap_or_else(|e| panic!("{e}")),
-    );
+    let (_daemon, log) = scan_only_daemon(config.path(), state.path(), &api);
     let count = |name: &str| {
         api_objects(&api)
             .get(&format!("ImageRepository/apps/{name}"))
