@@ -129,7 +129,7 @@ struct Supervisor {
     /// One worker per remote URL, never stopped: it alone owns that URL's warm clone.
     workers: BTreeMap<String, Addr<GitWorker>>,
     index: WriterIndex,
-    executor: Addr<GitExecutor>,
+    executor: Recipient<Round>,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
     shutting_down: bool,
@@ -147,7 +147,7 @@ impl Supervisor {
         shared.metrics = api.metrics.clone();
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         // Git rounds of different remotes run side by side; each remote's one at a time.
-        let executor = SyncArbiter::start(cores.clamp(2, 8), || GitExecutor);
+        let executor = SyncArbiter::start(cores.clamp(2, 8), || GitExecutor).recipient();
         Supervisor {
             gates: api.gates.clone(),
             shared: Arc::new(shared),
@@ -934,7 +934,7 @@ struct GitWorker {
     /// The debounce timer of a pending round.
     debounce: Option<SpawnHandle>,
     runs: Coalescer,
-    executor: Addr<GitExecutor>,
+    executor: Recipient<Round>,
     /// Shutting down: no new round starts; `drained` are told when the one in flight ended.
     draining: bool,
     drained: Vec<tokio::sync::oneshot::Sender<()>>,
@@ -1236,6 +1236,117 @@ fn shutdown_signal() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Stands in for the Git executor: counts rounds and ends each only when the test says.
+    struct FakeExecutor {
+        rounds: Arc<std::sync::atomic::AtomicUsize>,
+        release: Arc<tokio::sync::Semaphore>,
+    }
+
+    impl Actor for FakeExecutor {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Round> for FakeExecutor {
+        type Result = ResponseFuture<Result<(), String>>;
+        fn handle(&mut self, _: Round, _: &mut Context<Self>) -> Self::Result {
+            self.rounds.fetch_add(1, Ordering::SeqCst);
+            let release = self.release.clone();
+            Box::pin(async move {
+                release.acquire().await.map_err(|e| e.to_string())?.forget();
+                Ok(())
+            })
+        }
+    }
+
+    fn empty_engine(dir: &std::path::Path) -> Arc<Engine> {
+        let store = Store::open(&dir.join("s.redb")).unwrap_or_else(|e| panic!("{e}"));
+        Arc::new(Engine::new(
+            Arc::new(tagpilot_api::Config::default()),
+            None,
+            Arc::new(store),
+            Arc::new(Gates::new(Limits::default())),
+            dir.join("git"),
+        ))
+    }
+
+    /// Lets the actors run until nothing is ready (the paused clock does not move).
+    async fn settle() {
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[actix::test]
+    async fn wake_ups_during_a_round_make_exactly_one_follow_up() {
+        tokio::time::pause();
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let rounds = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let executor = FakeExecutor {
+            rounds: rounds.clone(),
+            release: release.clone(),
+        }
+        .start()
+        .recipient();
+        let worker = GitWorker {
+            engine: empty_engine(dir.path()),
+            url: "git://127.0.0.1/fleet.git".into(),
+            interval: None,
+            timer: None,
+            debounce: None,
+            runs: Coalescer::new(),
+            executor,
+            draining: false,
+            drained: Vec::new(),
+        }
+        .start();
+        worker.do_send(Tick(true));
+        settle().await;
+        tokio::time::advance(URGENT_DEBOUNCE * 2).await;
+        settle().await;
+        assert_eq!(rounds.load(Ordering::SeqCst), 1, "the webhook's round");
+        // While it runs: webhooks, ordinary wake-ups and interval rounds.
+        for i in 0..10 {
+            worker.do_send(Tick(i % 2 == 0));
+            worker.do_send(RunRound);
+        }
+        settle().await;
+        tokio::time::advance(DEBOUNCE * 3).await;
+        settle().await;
+        assert_eq!(rounds.load(Ordering::SeqCst), 1, "never two rounds at once");
+        release.add_permits(1);
+        settle().await;
+        assert_eq!(rounds.load(Ordering::SeqCst), 2, "one follow-up round");
+        release.add_permits(1);
+        settle().await;
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        settle().await;
+        assert_eq!(rounds.load(Ordering::SeqCst), 2, "and nothing after it");
+
+        // Shutdown during a round: the drain answers only once the round ended, and no
+        // follow-up starts.
+        worker.do_send(RunRound);
+        settle().await;
+        assert_eq!(rounds.load(Ordering::SeqCst), 3);
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        worker.do_send(Drain(tx));
+        worker.do_send(RunRound);
+        settle().await;
+        assert!(rx.try_recv().is_err(), "answered while the round ran");
+        release.add_permits(1);
+        settle().await;
+        assert!(rx.try_recv().is_ok(), "drained after the round");
+        worker.do_send(Tick(true));
+        settle().await;
+        tokio::time::advance(Duration::from_secs(10)).await;
+        settle().await;
+        assert_eq!(
+            rounds.load(Ordering::SeqCst),
+            3,
+            "nothing starts after a drain"
+        );
+    }
 
     #[test]
     fn restarts_back_off() {
