@@ -15,12 +15,15 @@ RUN apt-get update \
  && mkdir -p /var/lib/tagpilot && chown 65532:65532 /var/lib/tagpilot
 COPY --from=build /out/tagpilot /usr/local/bin/tagpilot
 USER 65532:65532
+# MALLOC_ARENA_MAX: two glibc heaps, not one per thread: less RSS for the same work (see the
+# systemd unit).
 ENV TAGPILOT_CONFIG_DIR=/config \
     TAGPILOT_STATE_DIR=/var/lib/tagpilot \
     TAGPILOT_SECRETS_DIR=/secrets \
     TAGPILOT_API_ADDRESS=0.0.0.0:9480 \
     TAGPILOT_WEBHOOK_ADDRESS=0.0.0.0:9292 \
-    RUST_LOG=info
+    RUST_LOG=info \
+    MALLOC_ARENA_MAX=2
 VOLUME ["/var/lib/tagpilot"]
 EXPOSE 9480 9292
 ENTRYPOINT ["/usr/local/bin/tagpilot"]

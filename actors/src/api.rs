@@ -197,7 +197,7 @@ async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     let mut pushes = String::from("# HELP tagpilot_automation_last_push_timestamp_seconds Time of the last push.\n# TYPE tagpilot_automation_last_push_timestamp_seconds gauge\n");
     for (key, status) in &statuses {
         let (kind, ns, name) = split_key(key);
-        let ready = tagpilot_api::Status::from_value(status.clone()).is_ready();
+        let ready = tagpilot_api::Status::value_is_ready(status);
         out.push_str(&format!(
             "tagpilot_object_ready{{kind=\"{}\",namespace=\"{}\",name=\"{}\"}} {}\n",
             label(kind),

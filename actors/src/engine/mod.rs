@@ -79,6 +79,8 @@ pub struct Shared {
     pub(crate) deliveries: Mutex<()>,
     /// Per remote URL: held while a round works in its warm clone.
     clones: Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
+    /// The store writer thread's queue.
+    writer: std::sync::mpsc::Sender<StoreJob>,
 }
 
 /// The last listing of one image with one set of credentials, while others wait for it.
@@ -100,7 +102,24 @@ impl Shared {
             latest: Mutex::new(BTreeMap::new()),
             deliveries: Mutex::new(()),
             clones: Mutex::new(BTreeMap::new()),
+            writer: store_writer(),
         }
+    }
+
+    /// Runs a store call on the store writer thread and waits for it without blocking.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, tagpilot_store::StoreError> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.writer
+            .send(Box::new(move || {
+                let _ = tx.send(f());
+            }))
+            .map_err(|_| anyhow::anyhow!("the store writer thread is gone"))?;
+        rx.await
+            .map_err(|_| anyhow::anyhow!("state store call did not complete"))?
+            .map_err(anyhow::Error::from)
     }
 
     /// The lock of `url`'s warm clone.
@@ -169,14 +188,25 @@ fn text(bytes: Vec<u8>) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// Runs a store call off the async threads: redb commits fsync and must not hold up an actor.
-async fn off_thread<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, tagpilot_store::StoreError> + Send + 'static,
-) -> anyhow::Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| anyhow::anyhow!("state store call did not complete: {e}"))?
-        .map_err(anyhow::Error::from)
+/// A store call for the store writer thread.
+type StoreJob = Box<dyn FnOnce() + Send>;
+
+/// Starts the thread that makes the store commits of async code, one after the other (redb
+/// commits fsync and must not hold up an actor; one thread, not a pool growing with the
+/// number of scans, keeps memory flat).
+fn store_writer() -> std::sync::mpsc::Sender<StoreJob> {
+    let (tx, rx) = std::sync::mpsc::channel::<StoreJob>();
+    let started = std::thread::Builder::new()
+        .name("tagpilot-store".into())
+        .spawn(move || {
+            for job in rx {
+                job();
+            }
+        });
+    if let Err(e) = started {
+        tracing::error!(error = %e, "cannot start the store writer thread; store writes will fail");
+    }
+    tx
 }
 
 /// `Kind/namespace/name` → its parts.
@@ -621,7 +651,11 @@ impl Engine {
         let store = self.store.clone();
         let value = status.to_value();
         let k = key.clone();
-        if let Err(e) = off_thread(move || store.put_status(&k, &value)).await {
+        if let Err(e) = self
+            .shared
+            .write(move || store.put_status(&k, &value))
+            .await
+        {
             tracing::warn!(%key, error = %e, "cannot store status");
         }
     }

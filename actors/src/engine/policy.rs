@@ -42,16 +42,20 @@ impl Engine {
             .stalled(INVALID_POLICY)?;
         let name = ImageName::parse(&repo.spec.image).stalled(IMAGE_URL_INVALID)?;
         let canonical = name.canonical();
-        let tags: Vec<String> = self
-            .store
-            .tags(&canonical)
-            .because(FAILURE)?
-            .ok_or_else(|| anyhow::anyhow!("no tags in database"))
-            .because(DEPENDENCY_NOT_READY)?
-            .into_iter()
-            .map(|t| t.tag)
-            .collect();
-        let selection = engine.select(&tags, &Exclusions::none()).because(FAILURE)?;
+        // The tag list is dropped before anything below awaits: a thousand policies resolving
+        // at once must not hold a thousand lists.
+        let selection = {
+            let tags: Vec<String> = self
+                .store
+                .tags(&canonical)
+                .because(FAILURE)?
+                .ok_or_else(|| anyhow::anyhow!("no tags in database"))
+                .because(DEPENDENCY_NOT_READY)?
+                .into_iter()
+                .map(|t| t.tag)
+                .collect();
+            engine.select(&tags, &Exclusions::none()).because(FAILURE)?
+        };
         let key = (ns.clone(), policy.metadata.name.clone());
         let previous = self.lock_latest().get(&key).cloned();
         let mut latest = LatestRef {
@@ -87,7 +91,11 @@ impl Engine {
             let stored = format!("{}/{}", key.0, key.1);
             let value = serde_json::to_value(&latest).ok();
             let store = self.store.clone();
-            if let Err(e) = off_thread(move || store.put_latest(&stored, value.as_ref())).await {
+            if let Err(e) = self
+                .shared
+                .write(move || store.put_latest(&stored, value.as_ref()))
+                .await
+            {
                 tracing::warn!(kind = "ImagePolicy", namespace = %key.0, name = %key.1, error = %e, "cannot store the latest ref");
             }
             self.lock_latest().insert(key, latest);

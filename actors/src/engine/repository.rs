@@ -15,13 +15,6 @@ impl Engine {
         let host = ImageName::parse(&repo.spec.image)
             .map(|n| n.registry)
             .unwrap_or_default();
-        if !self.is_suspended(Kind::ImageRepository, &repo.metadata, repo.spec.suspend) {
-            let (key, value) = self.progressing(Kind::ImageRepository, ns, name);
-            let store = self.store.clone();
-            if let Err(e) = off_thread(move || store.put_status(&key, &value)).await {
-                tracing::warn!(kind = "ImageRepository", namespace = %ns, name = %name, error = %e, "cannot store status");
-            }
-        }
         let host_slot = self.shared.host_slot(&host, self.host_share);
         let _host = host_slot.acquire().await.ok();
         let _slot = self.shared.scan_slots.acquire().await.ok();
@@ -165,7 +158,8 @@ impl Engine {
                 let count = tags.len();
                 let latest_tags: Vec<String> = tags.iter().take(10).cloned().collect();
                 let (store, c, r) = (self.store.clone(), canonical.clone(), revision.clone());
-                off_thread(move || store.record_scan(&c, &tags, &r, scan_time))
+                self.shared
+                    .write(move || store.record_scan(&c, &tags, &r, scan_time))
                     .await
                     .because(READ_OPERATION_FAILED)?;
                 let fields = json!({
@@ -186,7 +180,8 @@ impl Engine {
             }
             scan::Verdict::Hold { reason } => {
                 let (store, c, r) = (self.store.clone(), canonical.clone(), revision.clone());
-                off_thread(move || store.set_pending(&c, Some(&r)))
+                self.shared
+                    .write(move || store.set_pending(&c, Some(&r)))
                     .await
                     .because(READ_OPERATION_FAILED)?;
                 Err(Failure::new(

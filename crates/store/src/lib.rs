@@ -10,6 +10,10 @@ use std::path::Path;
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+/// redb's page cache (its default is 1 GiB, which a daemon's RSS would slowly fill with every
+/// page it ever touched). Reads past it come from the OS page cache.
+const CACHE_BYTES: usize = 16 << 20;
+
 /// Bumped when the layout changes; an unknown version is refused, never guessed at.
 pub const SCHEMA_VERSION: u64 = 1;
 
@@ -130,7 +134,10 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| open_err(&e))?;
         }
-        let db = Database::create(path).map_err(|e| open_err(&e))?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| open_err(&e))?;
         let store = Store { db };
         let tx = store.db.begin_write()?;
         {
