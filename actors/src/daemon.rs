@@ -348,8 +348,18 @@ impl Supervisor {
         }
         self.index = WriterIndex::build(&config);
         for (url, addr) in &self.workers {
-            let interval = self.index.workers.get(url).map(|w| w.interval);
-            addr.do_send(Configure(engine.clone(), interval));
+            let worker = self.index.workers.get(url);
+            addr.do_send(Configure(engine.clone(), worker.map(|w| w.interval)));
+            // A new or edited automation runs a round soon (Flux reconciles on a new
+            // generation), whatever its interval.
+            let edited = worker.is_some_and(|w| {
+                w.automations
+                    .iter()
+                    .any(|a| !unchanged(Kind::ImageUpdateAutomation, a))
+            });
+            if edited {
+                addr.do_send(Tick(false));
+            }
         }
         let new_urls: Vec<(String, Duration)> = self
             .index
@@ -372,6 +382,10 @@ impl Supervisor {
             };
             let addr = actix::Supervisor::start_in_arbiter(&self.arbiter(), move |_| worker);
             addr.do_send(Configure(engine.clone(), Some(interval)));
+            // A first round at start, as Flux reconciles every object when it starts: a latest
+            // ref resolved (and stored) just before a crash is applied now, not an interval
+            // later. A round with nothing to change commits nothing.
+            addr.do_send(Tick(false));
             self.workers.insert(url, addr);
             started += 1;
         }

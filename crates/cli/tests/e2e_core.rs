@@ -411,6 +411,54 @@ fn reloads_that_cannot_read_keep_every_object_running() {
         logs.contains("Too many open files") || logs.contains("os error 24"),
         "the test never reached EMFILE: {logs}"
     );
+
+    // Flux's status model on a policy whose repository does not exist: Ready False with
+    // DependencyNotReady, Reconciling True (retrying), the generation it saw.
+    std::fs::write(
+        f.config.path().join("orphan.yaml"),
+        "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {name: orphan, namespace: flux-system}\nspec: {imageRepositoryRef: {name: nowhere}, policy: {semver: {range: '>=1.0.0'}}}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut orphan = serde_json::Value::Null;
+    assert!(
+        eventually(20, || {
+            orphan = api_objects(&f.api)
+                .remove("ImagePolicy/flux-system/orphan")
+                .unwrap_or_default();
+            orphan["conditions"]
+                .as_array()
+                .is_some_and(|c| !c.is_empty())
+        }),
+        "{}",
+        f.logs()
+    );
+    let cond = |t: &str| {
+        orphan["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == t).cloned())
+            .unwrap_or_default()
+    };
+    assert_eq!(cond("Ready")["status"], "False", "{orphan}");
+    assert_eq!(cond("Ready")["reason"], "DependencyNotReady", "{orphan}");
+    assert_eq!(
+        cond("Reconciling")["reason"],
+        "ProgressingWithRetry",
+        "{orphan}"
+    );
+    assert!(cond("Stalled").is_null(), "{orphan}");
+    assert!(orphan["observedGeneration"].as_i64().is_some(), "{orphan}");
+    assert!(
+        cond("Ready")["lastTransitionTime"]
+            .as_str()
+            .and_then(tagpilot_api::parse_rfc3339)
+            .is_some(),
+        "{orphan}"
+    );
+    // The healthy policy carries Ready alone (Reconciling and Stalled only while True).
+    let app = &api_objects(&f.api)["ImagePolicy/flux-system/app"];
+    assert_eq!(app["conditions"][0]["type"], "Ready", "{app}");
+    assert_eq!(app["conditions"][0]["reason"], "Succeeded", "{app}");
+    assert_eq!(app["conditions"].as_array().map(Vec::len), Some(1), "{app}");
 }
 
 /// `tagpilot run` without a webhook server, its log in `state/daemon.log`.
