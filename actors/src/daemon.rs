@@ -672,8 +672,10 @@ struct RegistryScanner {
     urgent: Throttle<std::time::Instant, Duration>,
 }
 
-/// The window in which a repository's webhooks beyond the first make one scan together.
-const BURST_WINDOW: Duration = Duration::from_secs(1);
+/// The window in which a repository's webhooks beyond the first make one scan together: a
+/// burst (a CI retrying, many tags at once) arrives within milliseconds, while webhooks for
+/// separate pushes are further apart than a scan and a round (~200 ms) and are not delayed.
+const BURST_WINDOW: Duration = Duration::from_millis(250);
 
 impl Actor for RegistryScanner {
     type Context = Context<Self>;
