@@ -114,6 +114,7 @@ impl Engine {
         let what = || format!("failed fetching digest of {}:{tag}", repo.spec.image);
         let mut opts = self
             .client_options(repo)
+            .await
             .with_context(what)
             .because(reason::AUTHENTICATION_FAILED)?;
         opts.credentials = self

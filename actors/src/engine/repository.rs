@@ -67,7 +67,11 @@ impl Engine {
                 let Some(r) = &repo.spec.secret_ref else {
                     return Ok(None);
                 };
-                let config = DockerConfig::parse(&self.secrets().docker_config(ns, &r.name)?)?;
+                let (ns, secret) = (ns.clone(), r.name.clone());
+                let bytes = self
+                    .read_secrets(move |s| s.docker_config(&ns, &secret))
+                    .await??;
+                let config = DockerConfig::parse(&bytes)?;
                 let source = tagpilot_providers::generic::Generic {
                     config,
                     registry: registry.to_owned(),
@@ -93,33 +97,67 @@ impl Engine {
         Ok(refresher.get().await?)
     }
 
-    pub(super) fn client_options(&self, repo: &ImageRepository) -> anyhow::Result<ClientOptions> {
-        let ns = &repo.metadata.namespace;
-        let s = &repo.spec;
-        let mut opts = ClientOptions {
-            insecure: s.insecure,
-            timeout: s.effective_timeout(),
-            ..ClientOptions::default()
-        };
-        if let Some(r) = &s.cert_secret_ref {
-            opts.ca_pem = self.secrets().get(ns, &r.name, "ca.crt")?;
-            if let (Some(c), Some(k)) = (
-                self.secrets().get(ns, &r.name, "tls.crt")?,
-                self.secrets().get(ns, &r.name, "tls.key")?,
-            ) {
-                opts.client_cert = Some((c, k));
-            }
+    /// The client options of `repo` (CA, client certificate, proxy from its Secrets), read on a
+    /// blocking thread.
+    pub(super) async fn client_options(
+        &self,
+        repo: &ImageRepository,
+    ) -> anyhow::Result<ClientOptions> {
+        if repo.spec.cert_secret_ref.is_none() && repo.spec.proxy_secret_ref.is_none() {
+            // Nothing to read.
+            return client_options(self.secrets(), repo);
         }
-        if let Some(r) = &s.proxy_secret_ref {
-            opts.proxy = Some(ProxySpec {
-                address: text(self.secrets().require(ns, &r.name, "address")?),
-                username: self.secrets().get(ns, &r.name, "username")?.map(text),
-                password: self.secrets().get(ns, &r.name, "password")?.map(text),
-            });
-        }
-        Ok(opts)
+        let repo = repo.clone();
+        self.read_secrets(move |s| client_options(s, &repo)).await?
     }
 
+    /// Runs `f` on the Secrets of this configuration on a blocking thread (files of the secrets
+    /// directory are read there, never on an actor's thread).
+    async fn read_secrets<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(Secrets<'_>) -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let (config, dir) = (self.config.clone(), self.secrets_dir.clone());
+        tokio::task::spawn_blocking(move || {
+            f(Secrets {
+                config: &config,
+                dir: dir.as_deref(),
+            })
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("reading secrets did not complete: {e}"))
+    }
+}
+
+/// The client options of `repo` from its Secrets: CA, client certificate, proxy.
+fn client_options(secrets: Secrets<'_>, repo: &ImageRepository) -> anyhow::Result<ClientOptions> {
+    let ns = &repo.metadata.namespace;
+    let s = &repo.spec;
+    let mut opts = ClientOptions {
+        insecure: s.insecure,
+        timeout: s.effective_timeout(),
+        ..ClientOptions::default()
+    };
+    if let Some(r) = &s.cert_secret_ref {
+        opts.ca_pem = secrets.get(ns, &r.name, "ca.crt")?;
+        if let (Some(c), Some(k)) = (
+            secrets.get(ns, &r.name, "tls.crt")?,
+            secrets.get(ns, &r.name, "tls.key")?,
+        ) {
+            opts.client_cert = Some((c, k));
+        }
+    }
+    if let Some(r) = &s.proxy_secret_ref {
+        opts.proxy = Some(ProxySpec {
+            address: text(secrets.require(ns, &r.name, "address")?),
+            username: secrets.get(ns, &r.name, "username")?.map(text),
+            password: secrets.get(ns, &r.name, "password")?.map(text),
+        });
+    }
+    Ok(opts)
+}
+
+impl Engine {
     pub async fn scan(
         &self,
         repo: &ImageRepository,
@@ -245,7 +283,10 @@ impl Engine {
         warnings: &mut Vec<String>,
     ) -> Result<Vec<String>, Failure> {
         use reason::{AUTHENTICATION_FAILED, READ_OPERATION_FAILED};
-        let mut opts = self.client_options(repo).because(AUTHENTICATION_FAILED)?;
+        let mut opts = self
+            .client_options(repo)
+            .await
+            .because(AUTHENTICATION_FAILED)?;
         opts.credentials = self
             .credentials(repo, &name.registry, warnings)
             .await
