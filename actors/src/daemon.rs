@@ -529,8 +529,18 @@ impl Handler<ConfigTouched> for Supervisor {
 impl Handler<TagsScanned> for Supervisor {
     type Result = ();
     fn handle(&mut self, msg: TagsScanned, _: &mut Context<Self>) {
+        // Repositories of one image share one stored tag list: a change seen by one scan is
+        // news for the policies of all of them.
+        let canonical = |key: &Key| {
+            self.engine
+                .as_ref()
+                .and_then(|e| e.config().find::<ImageRepository>(&key.0, &key.1))
+                .and_then(|r| tagpilot_registry::ImageName::parse(&r.spec.image).ok())
+                .map(|n| n.canonical())
+        };
+        let scanned = canonical(&msg.0);
         for (repo, addr) in self.resolvers.values() {
-            if *repo == msg.0 {
+            if *repo == msg.0 || (scanned.is_some() && canonical(repo) == scanned) {
                 addr.do_send(Tick(msg.1));
             }
         }

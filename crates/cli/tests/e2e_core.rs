@@ -563,7 +563,11 @@ fn repositories_of_one_image_share_one_listing() {
     let config = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(
         config.path().join("repos.yaml"),
-        repo("stable", "-rc") + &repo("all", "^none$") + &repo("third", "^1\\."),
+        repo("stable", "-rc")
+            + &repo("all", "^none$")
+            + &repo("third", "^1\\.")
+            + &repo("all-too", "^none$")
+            + "---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {name: too, namespace: apps}\nspec: {imageRepositoryRef: {name: all-too}, policy: {semver: {range: '>=1.0.0'}}}\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -588,4 +592,36 @@ fn repositories_of_one_image_share_one_listing() {
     // …from one listing of the registry.
     let stats = front_stats(slow.port);
     assert_eq!(stats["requests"], 1, "{stats}");
+
+    // They also share the stored list: a new tag seen by a scan of `all` reaches the policy of
+    // `all-too` (whose own scan waits an hour), and `reconcile` waits for its own request.
+    push(
+        &format!("http://127.0.0.1:{}", reg.port),
+        "team/app",
+        &["1.2.0"],
+        None,
+    );
+    let o = tagpilot(&[
+        "reconcile",
+        "image",
+        "repository",
+        "all",
+        "-n",
+        "apps",
+        "--api-address",
+        &api,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("scan fetched 4 tags"), "{}", stderr(&o));
+    let latest = || {
+        api_objects(&api)
+            .get("ImagePolicy/apps/too")
+            .and_then(|s| s["latestRef"]["tag"].as_str().map(str::to_owned))
+    };
+    assert!(
+        eventually(20, || latest().as_deref() == Some("1.2.0")),
+        "{:?}: {}",
+        latest(),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
 }
