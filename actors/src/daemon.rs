@@ -126,6 +126,8 @@ struct Supervisor {
     fingerprint: Option<String>,
     scanners: BTreeMap<Key, Addr<RegistryScanner>>,
     resolvers: BTreeMap<Key, (Key, Addr<PolicyResolver>)>,
+    /// Each ImageRepository's canonical image: repositories of one image share a tag list.
+    images: BTreeMap<Key, String>,
     /// One worker per remote URL, never stopped: it alone owns that URL's warm clone.
     workers: BTreeMap<String, Addr<GitWorker>>,
     index: WriterIndex,
@@ -163,6 +165,7 @@ impl Supervisor {
             fingerprint: None,
             scanners: BTreeMap::new(),
             resolvers: BTreeMap::new(),
+            images: BTreeMap::new(),
             workers: BTreeMap::new(),
             index: WriterIndex::default(),
             executor,
@@ -301,6 +304,14 @@ impl Supervisor {
         for (_, addr) in old_scanners {
             addr.do_send(Stop);
         }
+        self.images = config
+            .all::<ImageRepository>()
+            .filter_map(|r| {
+                let image = tagpilot_registry::ImageName::parse(&r.spec.image).ok()?;
+                let key = (r.metadata.namespace.clone(), r.metadata.name.clone());
+                Some((key, image.canonical()))
+            })
+            .collect();
         let mut old_resolvers = std::mem::take(&mut self.resolvers);
         for p in config.all::<ImagePolicy>() {
             let key = (p.metadata.namespace.clone(), p.metadata.name.clone());
@@ -531,16 +542,9 @@ impl Handler<TagsScanned> for Supervisor {
     fn handle(&mut self, msg: TagsScanned, _: &mut Context<Self>) {
         // Repositories of one image share one stored tag list: a change seen by one scan is
         // news for the policies of all of them.
-        let canonical = |key: &Key| {
-            self.engine
-                .as_ref()
-                .and_then(|e| e.config().find::<ImageRepository>(&key.0, &key.1))
-                .and_then(|r| tagpilot_registry::ImageName::parse(&r.spec.image).ok())
-                .map(|n| n.canonical())
-        };
-        let scanned = canonical(&msg.0);
+        let scanned = self.images.get(&msg.0);
         for (repo, addr) in self.resolvers.values() {
-            if *repo == msg.0 || (scanned.is_some() && canonical(repo) == scanned) {
+            if *repo == msg.0 || (scanned.is_some() && self.images.get(repo) == scanned) {
                 addr.do_send(Tick(msg.1));
             }
         }
