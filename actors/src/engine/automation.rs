@@ -70,11 +70,7 @@ impl Engine {
             }
             match self.plan(a) {
                 Ok((key, spec, auth, policies)) => {
-                    let (status_key, value) =
-                        self.progressing(Kind::ImageUpdateAutomation, &ns, &name);
-                    if let Err(e) = self.store.put_status(&status_key, &value) {
-                        tracing::warn!(kind = "ImageUpdateAutomation", namespace = %ns, name = %name, error = %e, "cannot store status");
-                    }
+                    self.mark_progressing(Kind::ImageUpdateAutomation, &ns, &name);
                     let job = Job {
                         automation: a,
                         policies,

@@ -471,13 +471,13 @@ impl Engine {
         }
     }
 
-    /// The status of an object whose (slow) reconciliation starts: `Reconciling` True,
-    /// `Progressing`, Ready left as it was.
-    fn progressing(&self, kind: Kind, namespace: &str, name: &str) -> (String, serde_json::Value) {
+    /// A slow reconciliation of the object starts: `Reconciling` True (`Progressing`), Ready
+    /// left as it was.
+    fn mark_progressing(&self, kind: Kind, namespace: &str, name: &str) {
         let key = format!("{kind}/{namespace}/{name}");
         let mut status = self.stored_status(&key);
         status.progressing("reconciliation in progress", &tagpilot_api::rfc3339(now()));
-        (key, status.to_value())
+        self.put_status(&key, &status);
     }
 
     pub fn keyring(&self) -> &Keyring {
@@ -513,9 +513,7 @@ impl Engine {
     }
 
     fn lock_rows(&self) -> MutexGuard<'_, Vec<Report>> {
-        self.rows
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.rows)
     }
 
     fn lock_latest(&self) -> MutexGuard<'_, BTreeMap<(String, String), LatestRef>> {
@@ -524,12 +522,7 @@ impl Engine {
 
     /// The events emitted since the last call, for Alerts.
     pub fn take_events(&self) -> Vec<Event> {
-        std::mem::take(
-            &mut *self
-                .events
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
+        std::mem::take(&mut *lock(&self.events))
     }
 
     /// Queues an event about an automation: every push, and a failure when it differs from the
@@ -574,10 +567,7 @@ impl Engine {
             reporting_controller: AUTOMATION_CONTROLLER.to_owned(),
             reporting_instance: "tagpilot".to_owned(),
         };
-        self.events
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(event);
+        lock(&self.events).push(event);
     }
 
     /// An automation is healthy again: its next failure is news.
@@ -638,7 +628,7 @@ impl Engine {
     }
 
     /// [`record_outcome`](Self::record_outcome) from async code: the store's commit (an fsync)
-    /// runs on a blocking thread, never on the actor's.
+    /// runs on the store writer thread, never on the actor's.
     pub(crate) async fn record_outcome_async(
         &self,
         kind: Kind,
@@ -675,16 +665,7 @@ impl Engine {
         let generation = self
             .config
             .get(kind, namespace, name)
-            .map(|l| match &l.object {
-                Object::ImageRepository(o) => o.generation(),
-                Object::ImagePolicy(o) => o.generation(),
-                Object::ImageUpdateAutomation(o) => o.generation(),
-                Object::GitRepository(o) => o.generation(),
-                Object::Receiver(o) => o.generation(),
-                Object::Provider(o) => o.generation(),
-                Object::Alert(o) => o.generation(),
-                Object::Secret(o) => tagpilot_api::generation_of(&o.body),
-            });
+            .map(|l| l.object.generation());
         status.finish(&outcome, generation, &tagpilot_api::rfc3339(now_secs));
         if outcome.is_ready() {
             status.last_success_time = Some(now_secs);
@@ -713,14 +694,9 @@ impl Engine {
             if self.config_errors.contains_key(key) {
                 continue;
             }
-            if let Ok(Some(mut status)) = self.store.status(key) {
-                if let Some(obj) = status.as_object_mut() {
-                    if obj.remove("configError").is_some() {
-                        if let Err(e) = self.store.put_status(key, &status) {
-                            tracing::warn!(%key, error = %e, "cannot store status");
-                        }
-                    }
-                }
+            let mut status = self.stored_status(key);
+            if status.config_error.take().is_some() {
+                self.put_status(key, &status);
             }
         }
     }

@@ -23,6 +23,17 @@ pub enum ConditionStatus {
     Unknown,
 }
 
+impl ConditionStatus {
+    /// As Kubernetes spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionStatus::True => "True",
+            ConditionStatus::False => "False",
+            ConditionStatus::Unknown => "Unknown",
+        }
+    }
+}
+
 /// One condition, as Kubernetes prints it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -297,6 +308,23 @@ impl<S: Serialize> crate::Manifest<S> {
     /// See [`generation_of`].
     pub fn generation(&self) -> i64 {
         generation_of(&self.spec)
+    }
+}
+
+impl crate::Object {
+    /// The object's generation ([`generation_of`] its spec; a Secret's data).
+    pub fn generation(&self) -> i64 {
+        use crate::Object::*;
+        match self {
+            ImageRepository(o) => o.generation(),
+            ImagePolicy(o) => o.generation(),
+            ImageUpdateAutomation(o) => o.generation(),
+            GitRepository(o) => o.generation(),
+            Receiver(o) => o.generation(),
+            Provider(o) => o.generation(),
+            Alert(o) => o.generation(),
+            Secret(o) => generation_of(&o.body),
+        }
     }
 }
 

@@ -205,12 +205,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         for i in selected {
             let cond = i.status.condition(tagpilot_api::ConditionType::Ready);
             let message = i.message();
-            let ready = cond.map_or("Unknown", |c| match c.status {
-                tagpilot_api::ConditionStatus::True => "True",
-                tagpilot_api::ConditionStatus::False => "False",
-                tagpilot_api::ConditionStatus::Unknown => "Unknown",
-            });
-            let ready = ready.to_owned();
+            let ready = cond.map_or("Unknown", |c| c.status.as_str()).to_owned();
             let suspended = (i.status.message() == "suspended").to_string();
             let name = if prefix {
                 format!("{}/{}", kind.to_lowercase(), i.name)

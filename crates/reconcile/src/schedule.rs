@@ -18,8 +18,6 @@ pub struct Coalescer {
     running: bool,
     /// A follow-up is owed; `Some(urgent)`.
     follow_up: Option<bool>,
-    /// Requests merged since the current run started (for metrics and tests).
-    merged: u64,
 }
 
 impl Coalescer {
@@ -30,7 +28,6 @@ impl Coalescer {
     /// A request for a run.
     pub fn request(&mut self, urgent: bool) -> Request {
         if self.running {
-            self.merged += 1;
             self.follow_up = Some(self.follow_up.unwrap_or(false) || urgent);
             Request::Merged
         } else {
@@ -42,7 +39,6 @@ impl Coalescer {
     /// The run in flight ended. Returns the follow-up to start (its urgency), if one is owed;
     /// the coalescer then counts it as running.
     pub fn finish(&mut self) -> Option<bool> {
-        self.merged = 0;
         match self.follow_up.take() {
             Some(urgent) => {
                 self.running = true;
