@@ -323,12 +323,13 @@ type Access = (GitAuth, Option<ExtraRoots>);
 /// The update path inside the work tree: `..` may not lead out of it, and neither may a
 /// symlink in the repository (the path is checked again after resolving links).
 fn update_dir(root: &Path, path: Option<&str>) -> Result<PathBuf, String> {
-    let dir = lexical_update_dir(root, path)?;
     let shown = path.unwrap_or(".");
+    tagpilot_api::check_update_path(shown).map_err(|e| format!("update path {e}"))?;
     let real_root = root
         .canonicalize()
         .map_err(|e| format!("work tree {}: {e}", root.display()))?;
-    let real = dir
+    let real = root
+        .join(shown)
         .canonicalize()
         .map_err(|e| format!("update path '{shown}': {e}"))?;
     if !real.starts_with(&real_root) {
@@ -337,21 +338,4 @@ fn update_dir(root: &Path, path: Option<&str>) -> Result<PathBuf, String> {
         ));
     }
     Ok(real)
-}
-
-fn lexical_update_dir(root: &Path, path: Option<&str>) -> Result<PathBuf, String> {
-    let mut dir = root.to_path_buf();
-    for c in Path::new(path.unwrap_or(".")).components() {
-        match c {
-            std::path::Component::Normal(p) => dir.push(p),
-            std::path::Component::CurDir => {}
-            _ => {
-                return Err(format!(
-                    "update path '{}' leaves the repository",
-                    path.unwrap_or_default()
-                ))
-            }
-        }
-    }
-    Ok(dir)
 }

@@ -172,6 +172,8 @@ pub struct Engine {
     host_share: usize,
     /// Load errors by `Kind/ns/name`, for objects running their last good version.
     config_errors: BTreeMap<String, String>,
+    /// Ignored fields by `Kind/ns/name` (`field: why`).
+    config_warnings: BTreeMap<String, Vec<String>>,
     git_cache: PathBuf,
     rows: Mutex<Vec<Report>>,
     /// Events for Alerts, since the last `take_events`.
@@ -342,6 +344,18 @@ impl Engine {
             };
             config_errors.insert(format!("{kind}/{ns}/{name}"), e.to_string());
         }
+        let mut config_warnings: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for w in &config.warnings {
+            let Some((kind, ns, name)) = w.object() else {
+                continue;
+            };
+            let field = w.field.as_deref().unwrap_or_default();
+            tracing::warn!(kind = %kind, namespace = ns, name, field, source = %w.source, "{}", w.message);
+            config_warnings
+                .entry(format!("{kind}/{ns}/{name}"))
+                .or_default()
+                .push(format!("{field}: {}", w.message));
+        }
         let hosts: std::collections::BTreeSet<String> = config
             .all::<ImageRepository>()
             .filter_map(|r| ImageName::parse(&r.spec.image).ok())
@@ -355,6 +369,7 @@ impl Engine {
             gates,
             shared,
             config_errors,
+            config_warnings,
             git_cache,
             rows: Mutex::new(rows),
             events: Mutex::new(Vec::new()),
@@ -383,6 +398,13 @@ impl Engine {
                 status.config_error = Some(config_error_text(err));
             }
             self.put_status(key, &status);
+        }
+        for (key, warnings) in &self.config_warnings {
+            let mut status = self.stored_status(key);
+            if status.config_warnings != *warnings {
+                status.config_warnings.clone_from(warnings);
+                self.put_status(key, &status);
+            }
         }
         let exists = |key: &str| {
             split_key(key).is_some_and(|(kind, ns, name)| self.config.get(kind, ns, name).is_some())
@@ -674,6 +696,7 @@ impl Engine {
             status.fields.extend(extra);
         }
         status.config_error = self.config_errors.get(&key).map(|e| config_error_text(e));
+        status.config_warnings = self.config_warnings.get(&key).cloned().unwrap_or_default();
         if let Some(token) = lock(&self.shared.handling).remove(&key) {
             status.last_handled_reconcile_at = Some(token);
         }
@@ -696,6 +719,15 @@ impl Engine {
             }
             let mut status = self.stored_status(key);
             if status.config_error.take().is_some() {
+                self.put_status(key, &status);
+            }
+        }
+        for key in old.config_warnings.keys() {
+            if self.config_warnings.contains_key(key) {
+                continue;
+            }
+            let mut status = self.stored_status(key);
+            if !std::mem::take(&mut status.config_warnings).is_empty() {
                 self.put_status(key, &status);
             }
         }

@@ -11,7 +11,9 @@ mod types;
 
 pub use duration::{parse_rfc3339, rfc3339, DurationError, GoDuration, Timeout};
 pub use load::{load_dir, load_str, Config, LoadError, Loaded, Source};
-pub use object::{build_policy, validate_image, FieldError, Kind, Object, Typed};
+pub use object::{
+    build_policy, check_update_path, validate_image, FieldError, Kind, Object, Typed, MIN_INTERVAL,
+};
 pub use secrets::{SecretError, Secrets};
 pub use status::{
     generation_of, Condition, ConditionStatus, ConditionType, Ending, Outcome, Status,

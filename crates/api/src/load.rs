@@ -82,6 +82,9 @@ impl std::error::Error for LoadError {}
 pub struct Config {
     pub objects: Vec<Loaded>,
     pub errors: Vec<LoadError>,
+    /// Fields tagpilot does not know (misspellings, Flux fields it does not implement): the
+    /// object still loads. `validate --strict` makes them errors.
+    pub warnings: Vec<LoadError>,
 }
 
 impl Config {
@@ -334,7 +337,7 @@ fn load_str_into(text: &str, file: &Path, config: &mut Config) {
                 break;
             }
         };
-        match load_value(value, &source) {
+        match load_value(value, &source, &mut config.warnings) {
             Ok(None) => {}
             Ok(Some(object)) => {
                 let m = object.metadata();
@@ -358,8 +361,13 @@ fn load_str_into(text: &str, file: &Path, config: &mut Config) {
     }
 }
 
-/// Loads one document: `Ok(None)` for empty documents and kinds tagpilot does not read.
-fn load_value(value: Value, source: &Source) -> Result<Option<Object>, Vec<LoadError>> {
+/// Loads one document: `Ok(None)` for empty documents and kinds tagpilot does not read. Fields
+/// it ignores go to `warnings`.
+fn load_value(
+    value: Value,
+    source: &Source,
+    warnings: &mut Vec<LoadError>,
+) -> Result<Option<Object>, Vec<LoadError>> {
     if value.is_null() {
         return Ok(None);
     }
@@ -405,17 +413,48 @@ fn load_value(value: Value, source: &Source) -> Result<Option<Object>, Vec<LoadE
             ),
         )]);
     }
-    let object = match kind {
-        Kind::ImageRepository => typed(value).map(Object::ImageRepository),
-        Kind::ImagePolicy => typed(value).map(Object::ImagePolicy),
-        Kind::ImageUpdateAutomation => typed(value).map(Object::ImageUpdateAutomation),
-        Kind::GitRepository => typed(value).map(Object::GitRepository),
-        Kind::Receiver => typed(value).map(Object::Receiver),
-        Kind::Provider => typed(value).map(Object::Provider),
-        Kind::Alert => typed(value).map(Object::Alert),
-        Kind::Secret => typed(value).map(Object::Secret),
+    let mut ignored = Vec::new();
+    if kind == Kind::Secret {
+        // Its body is flattened, which hides unknown keys from serde: check the top level here.
+        ignored.extend(
+            value
+                .as_mapping()
+                .into_iter()
+                .flat_map(|m| m.keys())
+                .filter_map(|k| k.as_str())
+                .filter(|k| !SECRET_FIELDS.contains(k))
+                .map(str::to_owned),
+        );
     }
-    .map_err(|(field, message)| vec![error(Some(&field), message)])?;
+    let object = match kind {
+        Kind::ImageRepository => typed(value, &mut ignored).map(Object::ImageRepository),
+        Kind::ImagePolicy => typed(value, &mut ignored).map(Object::ImagePolicy),
+        Kind::ImageUpdateAutomation => {
+            typed(value, &mut ignored).map(Object::ImageUpdateAutomation)
+        }
+        Kind::GitRepository => typed(value, &mut ignored).map(Object::GitRepository),
+        Kind::Receiver => typed(value, &mut ignored).map(Object::Receiver),
+        Kind::Provider => typed(value, &mut ignored).map(Object::Provider),
+        Kind::Alert => typed(value, &mut ignored).map(Object::Alert),
+        Kind::Secret => typed(value, &mut ignored).map(Object::Secret),
+    };
+    // Also when the object fails: `intreval: 5m` explains "spec.interval: is required".
+    warnings.extend(ignored.into_iter().filter_map(|field| {
+        let message = unknown_field(kind, &field)?;
+        let mut w = error(Some(&field), message);
+        w.kind = Some(kind.to_string());
+        w.namespace.get_or_insert_with(default_namespace);
+        Some(w)
+    }));
+    let object = object.map_err(|(field, message)| {
+        // A parser quoting a Secret's content would put the secret into every channel.
+        let message = if kind == Kind::Secret {
+            redact_quoted(&message)
+        } else {
+            message
+        };
+        vec![error(Some(&field), message)]
+    })?;
     let problems = object.validate();
     if problems.is_empty() {
         Ok(Some(object))
@@ -435,11 +474,16 @@ fn load_value(value: Value, source: &Source) -> Result<Option<Object>, Vec<LoadE
     }
 }
 
-/// Deserializes with the path of the failing field.
-fn typed<T: DeserializeOwned>(value: Value) -> Result<T, (String, String)> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
+/// Deserializes with the path of the failing field; the paths of ignored fields go to `ignored`.
+fn typed<T: DeserializeOwned>(
+    value: Value,
+    ignored: &mut Vec<String>,
+) -> Result<T, (String, String)> {
+    let mut track = serde_path_to_error::Track::new();
+    let de = serde_path_to_error::Deserializer::new(value, &mut track);
+    serde_ignored::deserialize(de, |path| ignored.push(field_path(&path))).map_err(|e| {
+        let path = track.path().to_string();
+        let inner = e.to_string();
         // serde reports a missing field on its parent; name the field itself.
         let (path, message) = match missing_field(&inner) {
             Some(field) if path == "." => (field.to_owned(), "is required".to_owned()),
@@ -448,6 +492,118 @@ fn typed<T: DeserializeOwned>(value: Value) -> Result<T, (String, String)> {
         };
         (path, message)
     })
+}
+
+/// `spec.resources[0].nmae`, the way the other field errors name fields.
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => match field_path(parent) {
+            p if p.is_empty() => key.clone(),
+            p => format!("{p}.{key}"),
+        },
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
+    }
+}
+
+fn default_namespace() -> String {
+    "default".to_owned()
+}
+
+/// The top-level fields of a v1 Secret.
+const SECRET_FIELDS: [&str; 7] = [
+    "apiVersion",
+    "kind",
+    "metadata",
+    "type",
+    "data",
+    "stringData",
+    "immutable",
+];
+
+/// Kubernetes' ObjectMeta fields tagpilot has no use for (present in `kubectl get -o yaml`).
+const KUBERNETES_METADATA: [&str; 11] = [
+    "generateName",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+];
+
+/// Flux fields of each kind that tagpilot reads past: correct in a cluster, without effect here.
+fn flux_only(kind: Kind, field: &str) -> bool {
+    let fields: &[&str] = match kind {
+        Kind::GitRepository => &[
+            "spec.include",
+            "spec.verify",
+            "spec.ignore",
+            "spec.recurseSubmodules",
+            "spec.sparseCheckout",
+            "spec.serviceAccountName",
+        ],
+        Kind::Provider => &["spec.commitStatusExpr", "spec.serviceAccountName"],
+        _ => &[],
+    };
+    fields.iter().any(|f| {
+        field == *f
+            || field
+                .strip_prefix(f)
+                .is_some_and(|r| r.starts_with(['.', '[']))
+    })
+}
+
+/// The warning for an ignored field, or None where ignoring it is expected.
+fn unknown_field(kind: Kind, field: &str) -> Option<String> {
+    if field == "status" || field.starts_with("status.") || field.starts_with("status[") {
+        return None;
+    }
+    if let Some(meta) = field.strip_prefix("metadata.") {
+        let top = meta.split(['.', '[']).next().unwrap_or(meta);
+        if KUBERNETES_METADATA.contains(&top) {
+            return None;
+        }
+    }
+    Some(if flux_only(kind, field) {
+        "not supported by tagpilot, ignored".to_owned()
+    } else {
+        "unknown field, ignored (misspelled?)".to_owned()
+    })
+}
+
+/// A parser message with every quoted part replaced, for errors about Secret content
+/// (serde quotes the offending value: `invalid type: integer `12345`, expected a string`).
+pub fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quote = None;
+    for c in message.chars() {
+        match quote {
+            None if c == '"' || c == '`' => {
+                quote = Some(c);
+                out.push(c);
+                out.push_str("<redacted>");
+            }
+            None => out.push(c),
+            Some(q) if c == q => {
+                quote = None;
+                out.push(c);
+            }
+            Some(_) => {}
+        }
+    }
+    if quote.is_some() {
+        out.push_str(" (truncated)");
+    }
+    out
 }
 
 fn missing_field(message: &str) -> Option<&str> {
@@ -837,5 +993,106 @@ spec: {image: alpine, interval: 5 minutes}
         assert_eq!(s.get("user").as_deref(), Some(&b"bob"[..]));
         let c = load_str(&text.replace("dG9rZW4=", "not*base64"), Path::new("s.yaml"));
         assert_eq!(c.errors[0].field.as_deref(), Some("data.token"));
+    }
+
+    fn warnings_of(c: &Config) -> Vec<String> {
+        c.warnings
+            .iter()
+            .map(|w| {
+                format!(
+                    "{}/{} {}",
+                    w.kind.as_deref().unwrap_or(""),
+                    w.name.as_deref().unwrap_or(""),
+                    w.field.as_deref().unwrap_or("")
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn unknown_fields_are_warnings() {
+        let text = "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {name: p, namespace: apps, uid: x, creationTimestamp: null, labels: {a: b}, annotaions: {}}\nspec:\n  imageRepositoryRef: {name: r}\n  suspnd: true\n  policy: {semver: {range: '1.x', rnage: '2.x'}}\nstatus: {latestRef: {tag: x}}\n---\napiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {name: g}\nspec: {url: 'ssh://h/r', interval: 1m, include: [{repository: {name: x}}]}\n";
+        let c = load_str(text, Path::new("p.yaml"));
+        assert_eq!(c.objects.len(), 2, "{:?}", c.errors);
+        assert_eq!(
+            warnings_of(&c),
+            [
+                "ImagePolicy/p metadata.annotaions",
+                "ImagePolicy/p spec.suspnd",
+                "ImagePolicy/p spec.policy.semver.rnage",
+                "GitRepository/g spec.include",
+            ]
+        );
+        assert!(c.warnings[0].message.contains("unknown field"));
+        assert_eq!(c.warnings[3].message, "not supported by tagpilot, ignored");
+        assert_eq!(c.warnings[0].namespace.as_deref(), Some("apps"));
+    }
+
+    #[test]
+    fn a_misspelling_explains_a_missing_field() {
+        let text = "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {name: r}\nspec: {image: alpine, intreval: 5m}\n";
+        let c = load_str(text, Path::new("r.yaml"));
+        assert_eq!(c.errors[0].field.as_deref(), Some("spec.interval"));
+        assert_eq!(warnings_of(&c), ["ImageRepository/r spec.intreval"]);
+        assert_eq!(c.warnings[0].namespace.as_deref(), Some("default"));
+    }
+
+    #[test]
+    fn secret_top_level_and_redacted_errors() {
+        let text = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: Opaque\nimmutable: true\nstrinData: {a: b}\ndata: {token: dG9rZW4=}\n";
+        let c = load_str(text, Path::new("s.yaml"));
+        assert_eq!(c.objects.len(), 1);
+        assert_eq!(warnings_of(&c), ["Secret/s strinData"]);
+        // serde would quote the value: `invalid type: integer `918273645`, expected a string`.
+        let c = load_str(
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {password: 918273645}\n",
+            Path::new("s.yaml"),
+        );
+        let msg = c.errors[0].to_string();
+        assert!(msg.contains("invalid type"), "{msg}");
+        assert!(!msg.contains("918273645"), "{msg}");
+    }
+
+    #[test]
+    fn redaction() {
+        assert_eq!(
+            redact_quoted("invalid type: string \"s3cr3t\", expected a map at `x` and \"open"),
+            "invalid type: string \"<redacted>\", expected a map at `<redacted>` and \"<redacted> (truncated)"
+        );
+    }
+
+    #[test]
+    fn update_paths_and_intervals() {
+        let auto = |path: &str, interval: &str| {
+            format!("apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageUpdateAutomation\nmetadata: {{name: a}}\nspec:\n  interval: {interval}\n  sourceRef: {{kind: GitRepository, name: g}}\n  git: {{commit: {{author: {{email: a@b}}}}}}\n  update: {{path: '{path}'}}\n")
+        };
+        for ok in ["./apps", "apps/b", ".", "./"] {
+            let c = load_str(&auto(ok, "1m"), Path::new("a.yaml"));
+            assert!(c.errors.is_empty(), "{ok}: {:?}", c.errors);
+        }
+        for bad in ["../../", "/etc", "apps/../b", ".."] {
+            let c = load_str(&auto(bad, "1m"), Path::new("a.yaml"));
+            assert_eq!(c.errors.len(), 1, "{bad}");
+            assert_eq!(
+                c.errors[0].field.as_deref(),
+                Some("spec.update.path"),
+                "{bad}"
+            );
+        }
+        for bad in ["0s", "500ms", "0h0m"] {
+            let c = load_str(&auto("./", bad), Path::new("a.yaml"));
+            assert_eq!(c.errors[0].field.as_deref(), Some("spec.interval"), "{bad}");
+            assert!(
+                c.errors[0].message.starts_with("must be at least 1s"),
+                "{bad}"
+            );
+        }
+        let repo = "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {name: r}\nspec: {image: alpine, interval: 0s}\n";
+        assert_eq!(
+            load_str(repo, Path::new("r.yaml")).errors[0]
+                .field
+                .as_deref(),
+            Some("spec.interval")
+        );
     }
 }

@@ -272,10 +272,42 @@ pub fn validate_image(image: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The shortest interval tagpilot accepts: below it a loop of scans or rounds would only
+/// hammer the registry or the Git server (`0s` used to mean "twice a second forever").
+pub const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn validate_interval(v: &mut Validator, field: &str, d: crate::duration::GoDuration) {
+    if d.0 < MIN_INTERVAL {
+        v.err(field, format!("must be at least 1s, is {d}"));
+    }
+}
+
+/// An `update.path` must name a directory inside the repository: relative, without `..`.
+/// (Symlinks are checked when the clone exists: the resolved path must stay inside it.)
+pub fn check_update_path(path: &str) -> Result<(), String> {
+    for c in std::path::Path::new(path).components() {
+        match c {
+            std::path::Component::Normal(_) | std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                return Err(format!(
+                    "'{path}' leaves the repository: '..' is not allowed"
+                ))
+            }
+            std::path::Component::RootDir | std::path::Component::Prefix(_) => {
+                return Err(format!(
+                    "'{path}' is absolute: give a path relative to the repository root"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 fn validate_image_repository(v: &mut Validator, s: &ImageRepositorySpec) {
     if let Err(e) = validate_image(&s.image) {
         v.err("spec.image", e);
     }
+    validate_interval(v, "spec.interval", s.interval);
     if s.exclusion_list.len() > 25 {
         v.err(
             "spec.exclusionList",
@@ -336,6 +368,9 @@ fn validate_image_policy(v: &mut Validator, s: &ImagePolicySpec) {
     if let Err(e) = build_policy(s) {
         v.errors.push(e);
     }
+    if let Some(i) = s.interval {
+        validate_interval(v, "spec.interval", i);
+    }
     match (s.digest_reflection_policy, s.interval) {
         (DigestReflectionPolicy::Always, None) => v.err(
             "spec.interval",
@@ -361,6 +396,12 @@ fn validate_automation(v: &mut Validator, s: &ImageUpdateAutomationSpec) {
     }
     if s.source_ref.name.is_empty() {
         v.err("spec.sourceRef.name", "is required");
+    }
+    validate_interval(v, "spec.interval", s.interval);
+    if let Some(path) = &s.update.path {
+        if let Err(e) = check_update_path(path) {
+            v.err("spec.update.path", e);
+        }
     }
     if s.git.commit.author.email.is_empty() {
         v.err("spec.git.commit.author.email", "is required");
@@ -390,6 +431,7 @@ fn validate_selector(v: &mut Validator, field: &str, sel: &LabelSelector) {
 }
 
 fn validate_git_repository(v: &mut Validator, s: &GitRepositorySpec) {
+    validate_interval(v, "spec.interval", s.interval);
     const SCHEMES: [&str; 5] = ["http://", "https://", "ssh://", "git://", "file://"];
     if !SCHEMES.iter().any(|p| s.url.starts_with(p)) {
         v.err(
@@ -403,6 +445,7 @@ fn validate_git_repository(v: &mut Validator, s: &GitRepositorySpec) {
 }
 
 fn validate_receiver(v: &mut Validator, s: &ReceiverSpec) {
+    validate_interval(v, "spec.interval", s.interval);
     if s.resources.is_empty() {
         v.err("spec.resources", "at least one resource is required");
     }

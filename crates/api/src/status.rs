@@ -154,6 +154,9 @@ pub struct Status {
     /// Set while the object runs its last good version because the manifest on disk is invalid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_error: Option<String>,
+    /// Fields of the manifest that tagpilot ignores (`spec.intreval: unknown field, …`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_warnings: Vec<String>,
     /// The fields of one kind, with Flux's names (`lastScanResult`, `latestRef`, …).
     #[serde(flatten)]
     pub fields: serde_json::Map<String, serde_json::Value>,

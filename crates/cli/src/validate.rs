@@ -1,4 +1,5 @@
-//! `tagpilot validate DIR`: one line per object, one per error; exit 1 if any error.
+//! `tagpilot validate [--strict] DIR`: one line per object, one per error or warning; exit 1 if
+//! any error (with `--strict`, any warning too).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +8,9 @@ use std::process::ExitCode;
 pub struct Args {
     /// Directory of Flux manifests (multi-document YAML, searched recursively).
     pub dir: PathBuf,
+    /// Treat warnings (unknown or unsupported fields) as errors.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -27,14 +31,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for e in &config.errors {
         println!("error  {e}");
     }
+    let label = if args.strict { "error  " } else { "warning" };
+    for w in &config.warnings {
+        println!("{label} {w}");
+    }
     eprintln!(
-        "{} object(s) valid, {} error(s)",
+        "{} object(s) valid, {} error(s), {} warning(s)",
         config.objects.len(),
-        config.errors.len()
+        config.errors.len(),
+        config.warnings.len()
     );
-    Ok(if config.errors.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(
+        if config.errors.is_empty() && !(args.strict && !config.warnings.is_empty()) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }

@@ -210,14 +210,33 @@ pub fn write_changes_via(
     set: &ChangeSet,
     scratch: Option<&Path>,
 ) -> Result<(), TreeError> {
+    let real_root = root.canonicalize().map_err(|e| TreeError::Io {
+        path: root.display().to_string(),
+        message: e.to_string(),
+    })?;
     for f in &set.files {
+        let escapes = |message: &str| TreeError::Io {
+            path: f.path.clone(),
+            message: message.to_owned(),
+        };
         if f.path.split('/').any(|c| c == ".." || c.is_empty()) {
-            return Err(TreeError::Io {
-                path: f.path.clone(),
-                message: "path escapes the update path".to_owned(),
-            });
+            return Err(escapes("path escapes the update path"));
         }
-        let target = root.join(&f.path);
+        let target = real_root.join(&f.path);
+        // The tree may have changed since it was scanned: resolve again right before writing,
+        // so neither a directory nor the file itself can be a link out of the update path.
+        let inside = target
+            .parent()
+            .and_then(|p| p.canonicalize().ok())
+            .is_some_and(|p| p.starts_with(&real_root));
+        if !inside {
+            return Err(escapes(
+                "leads outside the update path through a symlink, refused",
+            ));
+        }
+        if fs::symlink_metadata(&target).is_ok_and(|m| !m.file_type().is_file()) {
+            return Err(escapes("is no longer a regular file, refused"));
+        }
         write_atomic(&target, f.content.as_bytes(), scratch).map_err(|e| TreeError::Io {
             path: f.path.clone(),
             message: e.to_string(),
