@@ -32,6 +32,13 @@ pub enum SecretError {
         name: String,
         key: String,
     },
+    /// The Secret's manifest is there but did not load (e.g. `data.token: is not valid base64`).
+    #[error("secret '{namespace}/{name}' is invalid: {message}")]
+    Invalid {
+        namespace: String,
+        name: String,
+        message: String,
+    },
     #[error("secret '{name}': invalid name or key '{key}'")]
     InvalidPath { name: String, key: String },
     #[error("secret '{name}' key '{key}': {message}")]
@@ -128,6 +135,22 @@ impl Secrets<'_> {
         if let Some(s) = self.manifest(namespace, name) {
             return Ok(s.get(key));
         }
+        if let Some(e) = self
+            .config
+            .errors
+            .iter()
+            .find(|e| e.object() == Some((Kind::Secret, namespace, name)))
+        {
+            // Load errors of Secrets never quote the content (see `load`).
+            return Err(SecretError::Invalid {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                message: match &e.field {
+                    Some(f) => format!("{f}: {}", e.message),
+                    None => e.message.clone(),
+                },
+            });
+        }
         let file = match self.dir_of(namespace, name) {
             Some(dir) => dir.join(key),
             None => match self.flat(namespace, name, key) {
@@ -180,6 +203,23 @@ impl Secrets<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_invalid_manifest_is_not_reported_missing() {
+        let cfg = crate::load_str(
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: token, namespace: apps}\ndata: {token: 'c2VjcmV0*not-base64'}\n",
+            Path::new("s.yaml"),
+        );
+        let s = Secrets {
+            config: &cfg,
+            dir: None,
+        };
+        let e = s.get("apps", "token", "token").err().map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("secret 'apps/token' is invalid: data.token: is not valid base64")
+        );
+    }
 
     #[test]
     fn manifest_then_directory() {

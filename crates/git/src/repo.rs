@@ -123,6 +123,49 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// An HTTP(S) URL's `user:password@` taken out: the remote is stored without it (so no token
+/// sits in `.git/config`) and the credentials go through the callbacks, unless the Secret gave
+/// some (then the Secret's win, as in Flux). SSH URLs keep their user name, which is no secret.
+fn take_userinfo(url: &str, auth: GitAuth) -> (String, GitAuth) {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return (url.to_owned(), auth);
+    };
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.username().is_empty() {
+        return (url.to_owned(), auth);
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let username = decode(parsed.username());
+    let password = parsed.password().map(decode).unwrap_or_default();
+    // Cannot fail for http(s) URLs, which have a host.
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    let auth = match auth {
+        GitAuth::None => GitAuth::Basic { username, password },
+        given => given,
+    };
+    (parsed.to_string(), auth)
+}
+
+/// Makes `dir` (and its parents) and restricts it to the owner: a clone holds the remote's
+/// content, and its `.git` what libgit2 writes.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    set_mode(dir, 0o700)
+}
+
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
 fn msg(e: &git2::Error) -> String {
     let m = e.message();
     if m.contains("ssh hostkey") {
@@ -224,8 +267,13 @@ impl WarmRepo {
                 ));
             }
         }
+        // The directory stays keyed by the URL as given, so that a clone made before
+        // credentials were taken out of the URL is found, fails its origin check and is
+        // replaced (with the token it kept in .git/config).
         let key = format!("{:x}", sha2::Sha256::digest(url.as_bytes()));
         let dir = cache_dir.join(&key[..16]);
+        let (url, auth) = take_userinfo(url, auth);
+        let url = url.as_str();
         let clone_err = |m: String| GitError::Clone {
             url: redact(url),
             message: m,
@@ -233,6 +281,9 @@ impl WarmRepo {
         if dir.exists() {
             match Self::check(&dir, url) {
                 Ok(repo) => {
+                    // Clones made by older versions may be world-readable.
+                    let _ = set_mode(&dir, 0o700);
+                    let _ = set_mode(&dir.join(".git").join("config"), 0o600);
                     let warm = WarmRepo {
                         repo,
                         dir,
@@ -249,10 +300,13 @@ impl WarmRepo {
                 }
             }
         }
-        std::fs::create_dir_all(&dir).map_err(|e| clone_err(format!("{}: {e}", dir.display())))?;
+        private_dir(cache_dir).map_err(|e| clone_err(format!("{}: {e}", cache_dir.display())))?;
+        private_dir(&dir).map_err(|e| clone_err(format!("{}: {e}", dir.display())))?;
         let repo = Repository::init(&dir).map_err(|e| clone_err(msg(&e)))?;
         repo.remote_with_fetch("origin", url, "+refs/heads/*:refs/remotes/origin/*")
             .map_err(|e| clone_err(msg(&e)))?;
+        set_mode(&dir.join(".git").join("config"), 0o600)
+            .map_err(|e| clone_err(format!(".git/config: {e}")))?;
         let warm = WarmRepo {
             repo,
             dir,

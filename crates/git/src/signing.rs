@@ -25,16 +25,50 @@ impl fmt::Debug for Signer {
     }
 }
 
+/// What is wrong with `git.asc`, never quoting it: the parser's own messages carry the bytes
+/// it choked on (`armor header Error { input: [108, 70, …] }`), which are the key.
+fn openpgp_problem(armored: &str, e: &pgp::errors::Error) -> String {
+    const BEGIN: &str = "-----BEGIN PGP PRIVATE KEY BLOCK-----";
+    if !armored.contains(BEGIN) {
+        return if armored.contains("-----BEGIN PGP PUBLIC KEY BLOCK-----") {
+            "git.asc holds a public key: the private key is needed to sign".to_owned()
+        } else {
+            format!("git.asc is not an OpenPGP private key: missing armor header ({BEGIN})")
+        };
+    }
+    let after_begin = armored.split(BEGIN).nth(1).unwrap_or_default();
+    let blank_after_headers = after_begin
+        .lines()
+        .skip(1)
+        .find(|l| !l.contains(": "))
+        .is_some_and(|l| l.trim().is_empty());
+    if !blank_after_headers {
+        return "git.asc is not a valid OpenPGP private key: the armor needs a blank line after \
+                the BEGIN line (and after any header lines)"
+            .to_owned();
+    }
+    // The variant name only (`Armor`, `InvalidInput`, …): a fixed identifier from the code.
+    let debug = format!("{e:?}");
+    let kind: String = debug
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    format!(
+        "git.asc is not a valid OpenPGP private key ({kind}): check the armor's base64 lines \
+         and its END line"
+    )
+}
+
 impl Signer {
     /// An armored OpenPGP secret key with exactly one key (Flux's `git.asc`).
     pub fn openpgp(armored: &str, passphrase: Option<&str>) -> Result<Self, String> {
         let mut keys = SignedSecretKey::from_armor_many(std::io::Cursor::new(armored.as_bytes()))
-            .map_err(|e| format!("invalid OpenPGP key: {e}"))?
+            .map_err(|e| openpgp_problem(armored, &e))?
             .0;
         let key = keys
             .next()
             .ok_or("no OpenPGP secret key in git.asc")?
-            .map_err(|e| format!("invalid OpenPGP key: {e}"))?;
+            .map_err(|e| openpgp_problem(armored, &e))?;
         if keys.next().is_some() {
             return Err("git.asc must hold exactly one OpenPGP key".into());
         }

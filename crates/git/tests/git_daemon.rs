@@ -570,6 +570,32 @@ fn smart_http_with_basic_auth() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(!e.is_empty() && !e.contains("gitpass"), "{e}");
+
+    // Credentials in the URL authenticate (through the callbacks), but the warm clone keeps
+    // the URL without them, in a directory only its owner can read.
+    let in_url = d.url.replace("http://", "http://gituser:gitpass@");
+    let state = cache();
+    let root = state.path().join("git");
+    let repo = WarmRepo::open(&root, &in_url, Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    let config =
+        std::fs::read_to_string(repo.dir().join(".git/config")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.contains(&d.url), "{config}");
+    assert!(!config.contains("gitpass"), "{config}");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert_eq!(mode(repo.dir()), 0o700);
+    assert_eq!(mode(&repo.dir().join(".git/config")), 0o600);
+    assert_eq!(mode(&root), 0o700);
+    let marker = std::fs::read_dir(repo.dir().join(".git"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("gitpass")));
+    assert!(!marker, "no file in .git keeps the password");
 }
 
 /// Debian's sshd on a loopback port with a key-only user whose shell is git-shell. Adds a
@@ -747,6 +773,26 @@ fn openpgp_signed_commits_verify_with_git() {
         "never",
     ]);
     let armored = gpg(&["--armor", "--export-secret-keys"]);
+    // Slightly wrong armor (no blank line after BEGIN): the error must not quote the key,
+    // neither as text nor as the byte list the parser prints.
+    let broken = armored.replacen("-----\n\n", "-----\n", 1);
+    assert_ne!(broken, armored);
+    let body: Vec<&str> = armored
+        .lines()
+        .filter(|l| l.len() > 40 && !l.starts_with("-----"))
+        .collect();
+    assert!(!body.is_empty());
+    for key in [&broken, &armored.replace("PRIVATE KEY BLOCK", "KEY")] {
+        let e = tagpilot_git::Signer::openpgp(key, Some("s3cr3t-pass"))
+            .err()
+            .unwrap_or_default();
+        assert!(e.starts_with("git.asc is not"), "{e}");
+        for line in &body {
+            let bytes: Vec<String> = line.bytes().take(4).map(|b| b.to_string()).collect();
+            assert!(!e.contains(&line[..16]), "{e}");
+            assert!(!e.contains(&bytes.join(", ")), "{e}");
+        }
+    }
     assert!(
         tagpilot_git::Signer::openpgp(&armored, Some("wrong")).is_err(),
         "a wrong passphrase is refused up front"

@@ -81,6 +81,29 @@ impl fmt::Debug for DockerConfig {
     }
 }
 
+/// A JSON error about credentials, without the content: serde's own message quotes the
+/// offending value (`invalid type: string "dXNlcjpwYXNz…"`), which is the secret itself. Only
+/// the position and what was expected (a type description from the code) are kept.
+fn shape_error(what: &str, e: &serde_json::Error) -> RegistryError {
+    use serde_json::error::Category;
+    let at = format!("line {} column {}", e.line(), e.column());
+    let message = match e.classify() {
+        Category::Syntax | Category::Eof => format!("{what} is not valid JSON ({at})"),
+        Category::Io => format!("{what} cannot be read"),
+        Category::Data => {
+            let text = e.to_string();
+            match text.rsplit_once(", expected ") {
+                Some((_, expected)) => {
+                    let expected = expected.split(" at line ").next().unwrap_or(expected);
+                    format!("invalid {what} at {at}: expected {expected}")
+                }
+                None => format!("invalid {what} at {at}: unexpected value"),
+            }
+        }
+    };
+    RegistryError::Config(message)
+}
+
 /// The registry host a config key names: `https://index.docker.io/v1/` → `index.docker.io`.
 fn normalize_host(key: &str) -> String {
     let host = key.split_once("://").map_or(key, |(_, rest)| rest);
@@ -97,17 +120,17 @@ impl DockerConfig {
     /// Parses `config.json` / `.dockerconfigjson` (`{"auths": …}`) or a legacy `.dockercfg`
     /// (the auths map at the top level).
     pub fn parse(json: &[u8]) -> Result<Self, RegistryError> {
-        let value: serde_json::Value = serde_json::from_slice(json)
-            .map_err(|e| RegistryError::Config(format!("docker config is not valid JSON: {e}")))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(json).map_err(|e| shape_error("docker config", &e))?;
         let modern = value.get("auths").is_some()
             || value.get("credHelpers").is_some()
             || value.get("credsStore").is_some();
+        // From the bytes, not the value: its errors have a line and a column to point at.
         let file: ConfigFile = if modern {
-            serde_json::from_value(value)
-                .map_err(|e| RegistryError::Config(format!("invalid docker config: {e}")))?
+            serde_json::from_slice(json).map_err(|e| shape_error("docker config", &e))?
         } else {
-            let auths: BTreeMap<String, AuthEntry> = serde_json::from_value(value)
-                .map_err(|e| RegistryError::Config(format!("invalid legacy .dockercfg: {e}")))?;
+            let auths: BTreeMap<String, AuthEntry> =
+                serde_json::from_slice(json).map_err(|e| shape_error("legacy .dockercfg", &e))?;
             ConfigFile {
                 auths,
                 ..Default::default()
@@ -309,6 +332,36 @@ fn parse_params(s: &str) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn malformed_configs_never_quote_credentials() {
+        let planted = "dXNlcjpQbGFudGVkU2VjcmV0OTE3";
+        for (json, want) in [
+            (
+                format!(r#"{{"auths": "{planted}"}}"#),
+                "invalid docker config at line 1 column 40: expected a map",
+            ),
+            (
+                format!(r#"{{"auths": {{"h": {{"auth": ["{planted}"]}}}}}}"#),
+                "invalid docker config at line 1 column 25: expected a string",
+            ),
+            (
+                format!(r#"{{"h": "{planted}"}}"#),
+                "invalid legacy .dockercfg at line 1 column 36: expected struct AuthEntry",
+            ),
+            (
+                format!(r#"{{"auths": {{"h": "{planted}"#),
+                "docker config is not valid JSON (line 1 column 45)",
+            ),
+        ] {
+            let e = DockerConfig::parse(json.as_bytes())
+                .err()
+                .map(|e| e.to_string());
+            let e = e.unwrap_or_default();
+            assert!(!e.contains(planted) && !e.contains("PlantedSecret"), "{e}");
+            assert!(e.ends_with(want), "{e}");
+        }
+    }
 
     #[test]
     fn challenges() {
