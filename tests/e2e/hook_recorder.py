@@ -2,7 +2,7 @@
 """FIXTURE: records the notifications tagpilot posts after a push, the way a Flux Receiver of type
 generic-hmac and a Slack incoming webhook would see them (neither exists as a local server here).
 
-Every POST is appended to LOG as one JSON line {path, headers, body, signature}. On the paths
+Every POST (and GET) is appended to LOG as one JSON line {path, headers, body, signature}. On the paths
 given with --hmac PATH, the `X-Signature: sha256=<hex>` header is verified independently of
 tagpilot (Python's hmac module, key from --key) and a bad or missing signature is answered 400,
 as notification-controller does. --fail PATH=N answers the first N requests to PATH with 500
@@ -63,6 +63,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(code)
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+    # A GET is recorded the same way (e.g. a token realm that must never be asked).
+    do_GET = do_POST
 
     def log_message(self, *a):
         pass

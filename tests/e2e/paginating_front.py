@@ -7,7 +7,7 @@ Everything else is proxied to the real registry unchanged.
 usage: paginating_front.py UPSTREAM_URL PORT MODE [PAGE_SIZE]
 
 MODE: plain | absolute-links | ignore-n | rate-limit | flaky | truncated | slow | reject-n |
-      garbage | html | redirect-away | huge | loop | drip (tag lists of any repository answered
+      garbage | html | redirect-away | redirect-loop | huge | loop | drip (tag lists of any repository answered
       one byte every half second: a hung registry)
 GET /__stats returns {"requests": N, "statuses": {...}, "times": [...]} (tags/list requests).
 """
@@ -108,6 +108,8 @@ class H(BaseHTTPRequestHandler):
             return self.reply(200, b'{"name": "x", "tags": [1, 2')
         if MODE == "html":
             return self.reply(200, b"<html>login</html>", ctype="text/html")
+        if MODE == "redirect-loop":
+            return self.reply(302, b"", {"Location": f"/v2/{repo}/tags/list?hop={total}"})
         if MODE == "redirect-away":
             return self.reply(302, b"", {"Location": "http://127.0.0.2:9/v2/elsewhere/tags/list"})
         if MODE == "huge":

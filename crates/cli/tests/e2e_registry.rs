@@ -285,6 +285,42 @@ fn token_auth() {
     );
 }
 
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn an_http_token_realm_of_an_https_registry_gets_no_credentials() {
+    // The realm is a recorder: whatever reaches it is logged.
+    let realm = hook_recorder(&[]);
+    let reg = registry(Auth::TokenTls {
+        token_port: realm.port,
+    });
+    let image = format!("127.0.0.1:{}/app", reg.port);
+    let cfg = reg.dir.path().join("config.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"auths":{{"127.0.0.1:{}":{{"username":"testuser","password":"Cleartext-s3cr3t"}}}}}}"#,
+            reg.port
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let o = tagpilot(&[
+        "scan",
+        &image,
+        "--ca-file",
+        &reg.dir.path().join("ca.pem").to_string_lossy(),
+        "--docker-config",
+        &cfg.to_string_lossy(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("the token realm is plain http while the registry is https"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("Cleartext-s3cr3t"));
+    assert_eq!(recorded(&realm), Vec::<serde_json::Value>::new());
+}
+
 /// Pushes through a token-auth registry with a ready bearer token.
 fn seeded_registry(repo: &str, n: usize) -> Server {
     let reg = registry(Auth::None);
@@ -420,6 +456,7 @@ fn politeness_and_faults() {
         ("garbage", "not a tag list"),
         ("html", "unexpected content type 'text/html'"),
         ("redirect-away", "redirect to another host refused"),
+        ("redirect-loop", "more than 5 redirects within the registry"),
         ("huge", "response body larger than"),
         ("loop", "pagination loops back"),
     ] {

@@ -181,7 +181,9 @@ impl RepoClient {
             // Same-origin redirects only: credentials must never follow a redirect elsewhere.
             .redirect(reqwest::redirect::Policy::custom(|attempt| {
                 let origin = attempt.previous().first().map(Url::origin);
-                if attempt.previous().len() >= 5 || Some(attempt.url().origin()) != origin {
+                if attempt.previous().len() >= MAX_REDIRECTS
+                    || Some(attempt.url().origin()) != origin
+                {
                     attempt.stop()
                 } else {
                     attempt.follow()
@@ -517,6 +519,16 @@ impl RepoClient {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("")
                     .to_owned();
+                // The policy stops at another origin or after too many hops: say which.
+                let same_origin = final_url
+                    .join(&location)
+                    .is_ok_and(|to| to.origin() == final_url.origin());
+                if same_origin {
+                    return Err(RegistryError::TooManyRedirects {
+                        url: url.to_string(),
+                        hops: MAX_REDIRECTS,
+                    });
+                }
                 return Err(RegistryError::Redirect {
                     url: url.to_string(),
                     location,
@@ -615,6 +627,17 @@ impl RepoClient {
                 message: "token realm must be http(s)".into(),
             });
         }
+        // The realm gets the credentials: never in cleartext for a registry reached over TLS
+        // (a hostile or misconfigured registry could name any plain-HTTP listener).
+        if url.scheme() == "http" && self.base.scheme() == "https" {
+            return Err(RegistryError::Unauthorized {
+                url: realm.to_owned(),
+                status: 401,
+                message: "the token realm is plain http while the registry is https: \
+                          credentials are never sent in cleartext (spec.insecure: true allows it)"
+                    .into(),
+            });
+        }
         let default_scope = format!("repository:{}:pull", self.name.repository);
         let scope = scope.unwrap_or(&default_scope);
         let req = match &self.opts.credentials {
@@ -671,6 +694,9 @@ impl RepoClient {
             })
     }
 }
+
+/// Same-origin redirects followed per request before it counts as a loop.
+const MAX_REDIRECTS: usize = 5;
 
 /// OCI tag grammar: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
 pub fn valid_tag(t: &str) -> bool {

@@ -29,6 +29,8 @@ pub enum RegistryError {
     InvalidResponse { url: String, message: String },
     #[error("GET {url}: redirect to another host refused: {location}")]
     Redirect { url: String, location: String },
+    #[error("GET {url}: more than {hops} redirects within the registry (a redirect loop?)")]
+    TooManyRedirects { url: String, hops: usize },
     /// The listing stopped part way; what was listed is not the whole truth.
     #[error("tag listing incomplete after {pages} page(s) and {tags} tags: {cause}")]
     Truncated {

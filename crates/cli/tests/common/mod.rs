@@ -65,6 +65,11 @@ pub enum Auth {
     Token {
         token_port: u16,
     },
+    /// TLS (self-signed, `ca.pem`) with token auth whose realm is plain
+    /// `http://127.0.0.1:<token_port>/token`.
+    TokenTls {
+        token_port: u16,
+    },
     /// TLS that requires a client certificate signed by the test CA (`client.pem`,
     /// `client.key` are made alongside).
     MutualTls,
@@ -110,6 +115,18 @@ fn registry_with(dir: tempfile::TempDir, auth: Auth) -> Server {
                 d.join("key.pem").display(),
                 d.join("ca.pem").display()
             ));
+        }
+        Auth::TokenTls { token_port } => {
+            tls_files(d, None);
+            http.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                d.join("cert.pem").display(),
+                d.join("key.pem").display()
+            ));
+            auth_cfg = format!(
+                "auth:\n  token:\n    realm: http://127.0.0.1:{token_port}/token\n    service: test-registry\n    issuer: test-issuer\n    rootcertbundle: {}\n",
+                d.join("cert.pem").display()
+            );
         }
         Auth::Token { token_port } => {
             auth_cfg = format!(
