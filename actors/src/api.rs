@@ -1,6 +1,13 @@
 //! The HTTP API: health, readiness, Prometheus metrics and every object's status as JSON, from
 //! the state store; and the controls `tagpilot suspend|resume|reconcile` use:
 //! `POST /api/v1/{suspend,resume,reconcile}/{Kind}/{namespace}/{name}`.
+//!
+//! Every `/api/v1` route is guarded so that a web page cannot drive or read the daemon: the
+//! `Host` must be an IP literal, a loopback name or the listen host (a DNS-rebinding page
+//! sends its own name), the token is required when one is configured, and controls need
+//! `Content-Type: application/json` or the `X-Tagpilot-Client` header (neither can be sent
+//! cross-origin without a CORS preflight, which this server never grants). `/healthz`,
+//! `/readyz` and `/metrics` stay open for probes and scrapers; they carry no secret.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -26,8 +33,83 @@ pub struct ApiState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Per registry host politeness, with request and 429 counts.
     pub gates: Arc<tagpilot_registry::Gates>,
-    /// When set, the controls (POST) need `Authorization: Bearer <token>`.
+    /// When set, every `/api/v1` route needs `Authorization: Bearer <token>`.
     pub control_token: Option<Vec<u8>>,
+    /// The host part of the listen address (accepted as `Host` besides loopback names and IP
+    /// literals).
+    pub listen_host: Option<String>,
+}
+
+/// The header the CLI sends with controls; a browser cannot add it cross-origin unasked.
+pub const CLIENT_HEADER: &str = "x-tagpilot-client";
+
+/// The host of a `Host` header value or listen address: `[::1]:9480` → `::1`, `a:1` → `a`.
+fn host_of(value: &str) -> &str {
+    if let Some(rest) = value.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match value.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => value,
+    }
+}
+
+/// The host of a listen address (`127.0.0.1:9480` → `127.0.0.1`).
+pub fn listen_host(address: &str) -> &str {
+    host_of(address)
+}
+
+/// Why a request to `/api/v1` is refused, if it is.
+fn refused(req: &actix_web::HttpRequest, state: &ApiState, control: bool) -> Option<HttpResponse> {
+    use actix_web::http::header;
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(host_of)
+        .unwrap_or("");
+    let host_ok = host.parse::<std::net::IpAddr>().is_ok()
+        || host.eq_ignore_ascii_case("localhost")
+        || state
+            .listen_host
+            .as_deref()
+            .is_some_and(|h| h.eq_ignore_ascii_case(host));
+    if !host_ok {
+        tracing::warn!(
+            host,
+            path = req.path(),
+            "API request with a foreign Host header refused"
+        );
+        return Some(
+            HttpResponse::Forbidden()
+                .body("Host must be the listen address, a loopback name or an IP address\n"),
+        );
+    }
+    if let Some(token) = &state.control_token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !tagpilot_webhook::constant_time_eq(given.trim().as_bytes(), token) {
+            return Some(HttpResponse::Unauthorized().body("a valid API token is required\n"));
+        }
+    }
+    if control {
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !json && !req.headers().contains_key(CLIENT_HEADER) {
+            return Some(HttpResponse::UnsupportedMediaType().body(
+                "controls need Content-Type: application/json (or the X-Tagpilot-Client header)\n",
+            ));
+        }
+    }
+    None
 }
 
 impl ApiState {
@@ -40,6 +122,7 @@ impl ApiState {
             metrics: Arc::default(),
             gates,
             control_token: None,
+            listen_host: None,
         }
     }
 
@@ -66,16 +149,8 @@ async fn control(
     path: web::Path<(String, String, String, String)>,
     state: web::Data<ApiState>,
 ) -> HttpResponse {
-    if let Some(token) = &state.control_token {
-        let given = req
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !tagpilot_webhook::constant_time_eq(given.trim().as_bytes(), token) {
-            return HttpResponse::Unauthorized().body("a valid API token is required\n");
-        }
+    if let Some(no) = refused(&req, &state, true) {
+        return no;
     }
     let (action, kind, namespace, name) = path.into_inner();
     let Some(kind) = Kind::ALL
@@ -167,7 +242,10 @@ fn split_key(key: &str) -> (&str, &str, &str) {
     )
 }
 
-async fn objects(state: web::Data<ApiState>) -> HttpResponse {
+async fn objects(req: actix_web::HttpRequest, state: web::Data<ApiState>) -> HttpResponse {
+    if let Some(no) = refused(&req, &state, false) {
+        return no;
+    }
     match state.store.statuses() {
         Ok(list) => {
             let items: Vec<serde_json::Value> = list

@@ -1170,6 +1170,10 @@ pub fn run(settings: Settings) -> std::io::Result<()> {
     let mut api_state =
         crate::api::ApiState::new(store.clone(), Arc::new(Gates::new(settings.limits)));
     api_state.control_token = settings.api_token.clone();
+    api_state.listen_host = settings
+        .api_address
+        .as_deref()
+        .map(|a| crate::api::listen_host(a).to_owned());
     if let Some(addr) = &settings.api_address {
         let loopback =
             addr.starts_with("127.") || addr.starts_with("[::1]") || addr.starts_with("localhost:");

@@ -17,9 +17,6 @@ pub struct Args {
     pub what: Target,
     #[command(flatten)]
     pub daemon: crate::get::Daemon,
-    /// A file holding the daemon's API token (its `--api-token-file`).
-    #[arg(long, global = true, env = "TAGPILOT_API_TOKEN_FILE")]
-    pub api_token_file: Option<std::path::PathBuf>,
     /// How long to wait for the reconciliation (resume, reconcile), in seconds.
     #[arg(long, global = true, default_value_t = 60)]
     pub timeout: u64,
@@ -48,18 +45,16 @@ pub enum Action {
     Reconcile,
 }
 
-fn post(api: &str, path: &str, token: Option<&str>) -> anyhow::Result<serde_json::Value> {
+fn post(daemon: &crate::get::Daemon, path: &str) -> anyhow::Result<serde_json::Value> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let req = daemon
+        .request(reqwest::Method::POST, path)?
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body("{}");
+    let api = &daemon.api_address;
     runtime.block_on(async {
-        let url = format!("http://{api}{path}");
-        let mut req = reqwest::Client::new()
-            .post(&url)
-            .timeout(Duration::from_secs(10));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
         let resp = req.send().await.with_context(|| {
             format!("cannot reach the tagpilot API at {api} (is `tagpilot run` running?)")
         })?;
@@ -111,16 +106,7 @@ pub fn run(action: Action, args: Args) -> anyhow::Result<ExitCode> {
             Action::Reconcile => "reconcile",
         }
     );
-    let token = match &args.api_token_file {
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .with_context(|| format!("reading the API token {}", p.display()))?
-                .trim()
-                .to_owned(),
-        ),
-        None => None,
-    };
-    let answer = match post(&args.daemon.api_address, &path, token.as_deref()) {
+    let answer = match post(&args.daemon, &path) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("✗ {}", crate::format_chain(&e));
@@ -140,7 +126,7 @@ pub fn run(action: Action, args: Args) -> anyhow::Result<ExitCode> {
     eprintln!("◎ waiting for {kind} reconciliation");
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     loop {
-        let item = fetch(&args.daemon.api_address)?.into_iter().find(|i| {
+        let item = fetch(&args.daemon)?.into_iter().find(|i| {
             i.kind == kind
                 && &i.namespace == ns
                 && &i.name == name

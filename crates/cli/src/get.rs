@@ -20,6 +20,40 @@ pub struct Daemon {
     /// The namespace.
     #[arg(short = 'n', long, global = true, default_value = "flux-system")]
     pub namespace: String,
+    /// A file holding the daemon's API token (its `--api-token-file`).
+    #[arg(long, global = true, env = "TAGPILOT_API_TOKEN_FILE")]
+    pub api_token_file: Option<std::path::PathBuf>,
+}
+
+impl Daemon {
+    /// The API token, when a file is given.
+    pub fn token(&self) -> anyhow::Result<Option<String>> {
+        self.api_token_file
+            .as_ref()
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .map(|t| t.trim().to_owned())
+                    .with_context(|| format!("reading the API token {}", p.display()))
+            })
+            .transpose()
+    }
+
+    /// A request to the API, with the token and the header the daemon wants of controls.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> anyhow::Result<reqwest::RequestBuilder> {
+        let url = format!("http://{}{path}", self.api_address);
+        let mut req = reqwest::Client::new()
+            .request(method, url)
+            .timeout(std::time::Duration::from_secs(10))
+            .header("X-Tagpilot-Client", "cli");
+        if let Some(t) = self.token()? {
+            req = req.bearer_auth(t);
+        }
+        Ok(req)
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -85,24 +119,24 @@ impl Item {
     }
 }
 
-pub(crate) fn fetch(api: &str) -> anyhow::Result<Vec<Item>> {
+pub(crate) fn fetch(daemon: &Daemon) -> anyhow::Result<Vec<Item>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let req = daemon.request(reqwest::Method::GET, "/api/v1/objects")?;
+    let api = &daemon.api_address;
     let body: serde_json::Value = runtime.block_on(async {
-        let url = format!("http://{api}/api/v1/objects");
-        let resp = reqwest::Client::new()
-            .get(&url)
-            .timeout(std::time::Duration::from_secs(10))
-            .send()
-            .await
-            .with_context(|| {
-                format!("cannot reach the tagpilot API at {api} (is `tagpilot run` running?)")
-            })?;
-        if !resp.status().is_success() {
-            bail!("{url}: {}", resp.status());
-        }
+        let resp = req.send().await.with_context(|| {
+            format!("cannot reach the tagpilot API at {api} (is `tagpilot run` running?)")
+        })?;
+        let status = resp.status();
         let bytes = resp.bytes().await?;
+        if !status.is_success() {
+            bail!(
+                "http://{api}/api/v1/objects: {status}: {}",
+                String::from_utf8_lossy(&bytes).trim()
+            );
+        }
         Ok::<_, anyhow::Error>(serde_json::from_slice(&bytes)?)
     })?;
     Ok(body["items"]
@@ -149,7 +183,7 @@ fn print(rows: Vec<Vec<String>>) {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let items = fetch(&args.daemon.api_address)?;
+    let items = fetch(&args.daemon)?;
     let (kinds, only_name, prefix): (Vec<&str>, Option<String>, bool) = match &args.what {
         What::Images { which } if which == "all" => (
             vec!["ImageRepository", "ImagePolicy", "ImageUpdateAutomation"],

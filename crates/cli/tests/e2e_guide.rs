@@ -1399,13 +1399,114 @@ spec:
     g.stop(&mut daemon);
 }
 
+/// What a browser could send: a page on another origin, or a DNS-rebinding page whose name
+/// resolves to 127.0.0.1. Without a token (the default), neither may drive or read the daemon.
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn the_api_cannot_be_driven_from_a_browser() {
+    let g = Guide::new();
+    g.configure_hourly("5.0.x", "");
+    let port = free_port();
+    let api = format!("127.0.0.1:{port}");
+    let mut daemon = g.daemon(&["--api-address", &api, "--webhook-address", ""]);
+    g.wait_for_tag("5.0.3");
+    let code = |args: &[&str], url: &str| {
+        let o = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(args)
+            .arg(url)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        stdout(&o)
+    };
+    let suspend =
+        format!("http://{api}/api/v1/suspend/ImageUpdateAutomation/flux-system/flux-system");
+    // A cross-origin HTML form: urlencoded (or text/plain) body, no custom header.
+    for ctype in [
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "multipart/form-data; boundary=x",
+    ] {
+        let c = code(
+            &[
+                "-X",
+                "POST",
+                "-H",
+                "Origin: http://evil.example",
+                "-H",
+                &format!("Content-Type: {ctype}"),
+                "--data",
+                "a=b",
+            ],
+            &suspend,
+        );
+        assert_eq!(c, "415", "{ctype}");
+    }
+    // A rebinding page: the request reaches 127.0.0.1 with the page's own Host.
+    let objects = format!("http://{api}/api/v1/objects");
+    assert_eq!(
+        code(&["-H", &format!("Host: evil.example:{port}")], &objects),
+        "403"
+    );
+    assert_eq!(
+        code(
+            &[
+                "-X",
+                "POST",
+                "-H",
+                "Host: evil.example",
+                "-H",
+                "Content-Type: application/json",
+                "--data",
+                "{}"
+            ],
+            &suspend
+        ),
+        "403"
+    );
+    assert_eq!(
+        code(&["-H", &format!("Host: localhost:{port}")], &objects),
+        "200"
+    );
+    assert_eq!(code(&[], &objects), "200");
+    // Nothing was suspended by the refused requests; the CLI's own request is accepted.
+    let row = || {
+        let o = tagpilot(&[
+            "get",
+            "image",
+            "update",
+            "--api-address",
+            &api,
+            "--no-header",
+        ]);
+        stdout(&o).split_whitespace().nth(2).map(str::to_owned)
+    };
+    assert_eq!(row().as_deref(), Some("false"));
+    let o = tagpilot(&[
+        "suspend",
+        "image",
+        "update",
+        "flux-system",
+        "-n",
+        "flux-system",
+        "--api-address",
+        &api,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(eventually(10, || row().as_deref() == Some("true")), "{:?}", row());
+    // Metrics stay open and never carry a receiver path.
+    let metrics = http_get(&format!("http://{api}/metrics")).unwrap_or_default();
+    assert!(metrics.contains("tagpilot_object_ready") && !metrics.contains("/hook/"));
+    g.stop(&mut daemon);
+}
+
 #[test]
 #[ignore = "needs docker-registry; run by tests/run.sh"]
 fn suspend_resume_and_reconcile_through_the_daemon() {
     let g = Guide::new();
     g.configure_hourly("5.0.x", "");
     let api = format!("127.0.0.1:{}", free_port());
-    // The controls need the token; reading (get) does not.
+    // Every /api/v1 route needs the token (reading too: it lists Receiver paths).
     let token = g.state.path().join("api-token");
     std::fs::write(&token, "t0ken-for-controls\n").unwrap_or_else(|e| panic!("{e}"));
     let token = token.to_string_lossy().into_owned();
@@ -1466,10 +1567,44 @@ fn suspend_resume_and_reconcile_through_the_daemon() {
             "update",
             "--api-address",
             &api,
+            "--api-token-file",
+            &token,
             "--no-header",
         ]);
         stdout(&o).split_whitespace().nth(2).map(str::to_owned)
     };
+    let status_of = |args: &[&str], url: &str| {
+        let o = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(args)
+            .arg(url)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        stdout(&o)
+    };
+    let objects = format!("http://{api}/api/v1/objects");
+    assert_eq!(status_of(&[], &objects), "401");
+    assert_eq!(
+        status_of(
+            &["-H", "Authorization: Bearer t0ken-for-controls"],
+            &objects
+        ),
+        "200"
+    );
+    let o = tagpilot(&["get", "image", "update", "--api-address", &api]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("a valid API token is required"),
+        "{}",
+        stderr(&o)
+    );
+    for open in ["healthz", "readyz", "metrics"] {
+        assert_eq!(
+            status_of(&[], &format!("http://{api}/{open}")),
+            "200",
+            "{open}"
+        );
+    }
     assert!(
         eventually(10, || suspended_row().as_deref() == Some("true")),
         "{:?}",
