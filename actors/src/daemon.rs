@@ -65,10 +65,11 @@ type Key = (String, String);
 fn log_reports(engine: &Engine) {
     for r in engine.take_reports() {
         let kind = r.kind.map_or("config", Kind::as_str);
+        // `status`, not `message`: JSON logs already use `message` for the event itself.
         if r.ready {
-            tracing::info!(kind, namespace = %r.namespace, name = %r.name, message = %r.message.lines().next().unwrap_or(""), "reconciled");
+            tracing::info!(kind, namespace = %r.namespace, name = %r.name, status = %r.message.lines().next().unwrap_or(""), "reconciled");
         } else {
-            tracing::warn!(kind, namespace = %r.namespace, name = %r.name, message = %r.message, "reconciliation failed");
+            tracing::warn!(kind, namespace = %r.namespace, name = %r.name, status = %r.message, "reconciliation failed");
         }
     }
 }

@@ -49,6 +49,8 @@ impl Engine {
             automation: &'c ImageUpdateAutomation,
             policies: Policies,
             message_template: Option<String>,
+            /// Files the setters skipped or could not edit in the last attempt, with why.
+            skipped: Mutex<Vec<String>>,
         }
         let mut groups: BTreeMap<(String, String), (RoundSpec, Access, Vec<Job<'_>>)> =
             BTreeMap::new();
@@ -75,6 +77,7 @@ impl Engine {
                         automation: a,
                         policies,
                         message_template: a.spec.git.commit.message_template.clone(),
+                        skipped: Mutex::new(Vec::new()),
                     };
                     groups
                         .entry(key)
@@ -98,6 +101,8 @@ impl Engine {
                         Box::new(move |root: &Path| {
                             let dir = update_dir(root, a.spec.update.path.as_deref())?;
                             let set = scan_tree(&dir, &job.policies).map_err(|e| e.to_string())?;
+                            *lock(&job.skipped) =
+                                set.errors.iter().chain(&set.warnings).cloned().collect();
                             if set.is_empty() {
                                 return Ok(None);
                             }
@@ -151,6 +156,19 @@ impl Engine {
                     Err(e) => (false, format_chain(e), json!({})),
                 };
                 let mut fields = fields;
+                // On the first line, which logs, `get` and `run --once` show: "up-to-date" must
+                // not hide a file that was never looked at.
+                let skipped = std::mem::take(&mut *lock(&job.skipped));
+                let message = match (outcome.is_ok(), skipped_note(&skipped)) {
+                    (true, Some(note)) => match message.split_once('\n') {
+                        Some((first, rest)) => format!("{first} ({note})\n{rest}"),
+                        None => format!("{message} ({note})"),
+                    },
+                    _ => message,
+                };
+                if let (serde_json::Value::Object(f), false) = (&mut fields, skipped.is_empty()) {
+                    f.insert("skippedFiles".into(), json!(skipped));
+                }
                 if let serde_json::Value::Object(f) = &mut fields {
                     f.insert(
                         "lastAutomationRunTime".into(),
@@ -322,6 +340,17 @@ type Access = (GitAuth, Option<ExtraRoots>);
 
 /// The update path inside the work tree: `..` may not lead out of it, and neither may a
 /// symlink in the repository (the path is checked again after resolving links).
+/// `not updated: a.yaml: not UTF-8, skipped; …`, or None when the setters skipped nothing.
+fn skipped_note(skipped: &[String]) -> Option<String> {
+    const SHOWN: usize = 3;
+    let (first, rest) = skipped.split_at(skipped.len().min(SHOWN));
+    let more = match rest.len() {
+        0 => String::new(),
+        n => format!("; and {n} more in status.skippedFiles"),
+    };
+    (!first.is_empty()).then(|| format!("not updated: {}{more}", first.join("; ")))
+}
+
 fn update_dir(root: &Path, path: Option<&str>) -> Result<PathBuf, String> {
     let shown = path.unwrap_or(".");
     tagpilot_api::check_update_path(shown).map_err(|e| format!("update path {e}"))?;

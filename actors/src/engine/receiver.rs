@@ -16,7 +16,19 @@ impl Engine {
                 Some(s) => self
                     .secrets()
                     .require(ns, &s.name, "token")
-                    .map_err(|e| format!("unable to read token: {e}")),
+                    .map_err(|e| format!("unable to read token: {e}"))
+                    .and_then(|t| {
+                        // The path is a hash of token, name and namespace: with no token,
+                        // anyone who knows the object can compute it.
+                        if String::from_utf8_lossy(&t).trim().is_empty() {
+                            Err(format!(
+                                "unable to read token: secret '{ns}/{}' key 'token' is empty",
+                                s.name
+                            ))
+                        } else {
+                            Ok(t)
+                        }
+                    }),
                 None => Err("spec.secretRef is required".to_owned()),
             };
             // gcr: the ID token's expected audience and email, from the same Secret.

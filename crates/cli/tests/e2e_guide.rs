@@ -1493,7 +1493,11 @@ fn the_api_cannot_be_driven_from_a_browser() {
         &api,
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(eventually(10, || row().as_deref() == Some("true")), "{:?}", row());
+    assert!(
+        eventually(10, || row().as_deref() == Some("true")),
+        "{:?}",
+        row()
+    );
     // Metrics stay open and never carry a receiver path.
     let metrics = http_get(&format!("http://{api}/metrics")).unwrap_or_default();
     assert!(metrics.contains("tagpilot_object_ready") && !metrics.contains("/hook/"));
@@ -1926,4 +1930,367 @@ fn sigterm_during_a_round_lets_it_finish() {
         "{}",
         String::from_utf8_lossy(&fsck.stderr)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile input (issue 13): symlinks out of the clone, files the setters skip, planted secrets.
+
+/// Commits what `edit` does to a working copy of the fleet repository, as a human would.
+fn commit_to_fleet(g: &Guide, message: &str, edit: impl FnOnce(&std::path::Path)) {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("file://{}", g.git.bare.display());
+    git_cmd(tmp.path(), &["clone", "-q", &url, "w"]);
+    let w = tmp.path().join("w");
+    edit(&w);
+    git_cmd(&w, &["add", "-A"]);
+    git_cmd(&w, &["commit", "-q", "-m", message]);
+    git_cmd(&w, &["push", "-q", "origin", "main"]);
+}
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn symlinks_out_of_the_clone_are_refused_and_skipped_files_reported() {
+    let g = Guide::new();
+    let outside = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let marked = format!(
+        "image: {}/stefanprodan/podinfo:5.0.0 # {{\"$imagepolicy\": \"flux-system:podinfo\"}}\n",
+        g.reg
+    );
+    std::fs::create_dir_all(outside.path().join("sub")).unwrap_or_else(|e| panic!("{e}"));
+    for f in ["inner.yaml", "sub/inner.yaml"] {
+        std::fs::write(outside.path().join(f), &marked).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let untouched = || {
+        ["inner.yaml", "sub/inner.yaml"].iter().all(|f| {
+            std::fs::read_to_string(outside.path().join(f))
+                .ok()
+                .as_deref()
+                == Some(&marked)
+        })
+    };
+    let out = outside.path().to_path_buf();
+    commit_to_fleet(&g, "links and odd files", |w| {
+        std::os::unix::fs::symlink(&out, w.join("clusters/linked"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let c = w.join("clusters/my-cluster");
+        std::os::unix::fs::symlink(out.join("inner.yaml"), c.join("out.yaml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Latin-1 (é as 0xE9) and a Helm-style template: neither can be edited safely.
+        let mut latin = marked.clone().into_bytes();
+        latin.extend(b"# caf\xe9\n");
+        std::fs::write(c.join("latin1.yaml"), latin).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            c.join("broken.yaml"),
+            format!("{marked}{{{{ if .x }}}}: [\n"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    });
+    let head = || git_cmd(&g.git.bare, &["rev-parse", "main"]);
+    let before = head();
+    let with_path = |path: &str| {
+        let text = manifests(&g.reg, &g.git.url, "5.0.x", "")
+            .replace("path: ./clusters/my-cluster", &format!("path: {path}"));
+        std::fs::write(g.config.path().join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    };
+    for path in ["./clusters/linked", "./clusters/linked/sub"] {
+        with_path(path);
+        let o = g.run_once();
+        assert_eq!(o.status.code(), Some(1), "{path}");
+        let text = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(
+            text.contains(&format!(
+                "update path '{path}' leads outside the repository through a symlink, refused"
+            )),
+            "{path}: {text}"
+        );
+        assert!(untouched(), "{path}: a file outside the clone was written");
+        assert_eq!(head(), before, "{path}: nothing is pushed");
+    }
+    // `validate` refuses what leaves the repository without a clone to look at.
+    with_path("../../");
+    let o = tagpilot(&["validate", &g.config.path().to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("spec.update.path: '../../' leaves the repository"),
+        "{}",
+        stdout(&o)
+    );
+
+    // The guide's path: the good files are updated, the skipped ones named with the reason.
+    with_path("./clusters/my-cluster");
+    let o = g.run_once();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let line = stdout(&o)
+        .lines()
+        .find(|l| l.starts_with("imageupdateautomation/"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(line.contains("pushed commit"), "{line}");
+    for reason in [
+        "latin1.yaml: not UTF-8, skipped",
+        "out.yaml: symlink leads outside the update path, refused",
+        "broken.yaml: ",
+    ] {
+        assert!(line.contains(reason), "{reason}: {line}");
+    }
+    assert!(g.deployment().contains("podinfo:5.0.3 #"));
+    assert!(untouched());
+
+    // The daemon refuses the symlinked path too, in the automation's status.
+    with_path("./clusters/linked");
+    let api = format!("127.0.0.1:{}", free_port());
+    let mut daemon = g.daemon(&["--api-address", &api, "--webhook-address", ""]);
+    let message = || {
+        api_objects(&api)
+            .get("ImageUpdateAutomation/flux-system/flux-system")
+            .and_then(|o| {
+                o["conditions"]
+                    .as_array()
+                    .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+                    .and_then(|c| c["message"].as_str().map(str::to_owned))
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        eventually(30, || message()
+            .contains("leads outside the repository through a symlink")),
+        "{}: {}",
+        message(),
+        g.logs()
+    );
+    assert!(untouched());
+    g.stop(&mut daemon);
+}
+
+/// Distinctive secrets, planted in every kind of Secret tagpilot reads, each one made to fail
+/// in a way that used to quote it; then every channel is searched for them.
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn planted_secrets_appear_in_no_channel() {
+    const PLANTED: [&str; 9] = [
+        "PlantedArmorZq7Xw3",
+        // "Planted" as the byte list the OpenPGP parser's Debug output printed.
+        "80, 108, 97, 110, 116, 101, 100",
+        "PlantedDockerAuthQ9v",
+        "PlantedB64Bad",
+        "918273645501",
+        "PlantedUrlPassM2",
+        "PlantedReceiverTokK5",
+        "PlantedAddrPathH3",
+        "PlantedHmacKeyJ8",
+    ];
+    let g = Guide::new();
+    let recorder = hook_recorder(&[]);
+    let closed = free_port();
+    let reg = &g.reg;
+    let url = &g.git.url;
+    let extra = format!(
+        r#"---
+apiVersion: v1
+kind: Secret
+metadata: {{name: signing, namespace: flux-system}}
+stringData:
+  git.asc: |
+    -----BEGIN PGP PRIVATE KEY BLOCK-----
+    PlantedArmorZq7Xw3LineOfKeyMaterialAAAAAAAAAAAAAAAAAAAAAAAAAAAAA
+    =abcd
+    -----END PGP PRIVATE KEY BLOCK-----
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: regcred, namespace: flux-system}}
+type: kubernetes.io/dockerconfigjson
+stringData: {{.dockerconfigjson: '{{"auths": "PlantedDockerAuthQ9v"}}'}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: badb64, namespace: flux-system}}
+data: {{.dockerconfigjson: 'PlantedB64Bad!!'}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: intval, namespace: flux-system}}
+stringData: {{token: 918273645501}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {{name: private, namespace: flux-system}}
+spec: {{image: {reg}/stefanprodan/podinfo, interval: 1h, insecure: true, secretRef: {{name: regcred}}}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {{name: b64, namespace: flux-system}}
+spec: {{image: {reg}/stefanprodan/podinfo, interval: 1h, insecure: true, secretRef: {{name: badb64}}}}
+---
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {{name: leaky, namespace: flux-system}}
+spec:
+  interval: 1h
+  url: http://bob:PlantedUrlPassM2@127.0.0.1:{closed}/fleet.git
+  ref: {{branch: main}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageUpdateAutomation
+metadata: {{name: leaky, namespace: flux-system}}
+spec:
+  interval: 1h
+  sourceRef: {{kind: GitRepository, name: leaky}}
+  git: {{commit: {{author: {{name: bot, email: bot@example.com}}}}}}
+  update: {{path: ./, strategy: Setters}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: hooktoken, namespace: flux-system}}
+stringData: {{token: PlantedReceiverTokK5}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata: {{name: generic, namespace: flux-system}}
+spec:
+  type: generic
+  secretRef: {{name: hooktoken}}
+  resources: [{{kind: ImageRepository, name: podinfo}}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: emptytoken, namespace: flux-system}}
+stringData: {{token: ''}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata: {{name: empty, namespace: flux-system}}
+spec:
+  type: generic
+  secretRef: {{name: emptytoken}}
+  resources: [{{kind: ImageRepository, name: podinfo}}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: hmac, namespace: flux-system}}
+stringData:
+  address: http://127.0.0.1:{closed}/PlantedAddrPathH3
+  token: PlantedHmacKeyJ8
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {{name: leakhook, namespace: flux-system}}
+spec: {{type: generic-hmac, secretRef: {{name: hmac}}}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {{name: recorder, namespace: flux-system}}
+spec: {{type: generic, address: 'http://127.0.0.1:{rec}/events'}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {{name: all, namespace: flux-system}}
+spec:
+  providerRef: {{name: recorder}}
+  eventSources: [{{kind: ImageUpdateAutomation, name: '*'}}]
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {{name: leak, namespace: flux-system}}
+spec:
+  providerRef: {{name: leakhook}}
+  eventSources: [{{kind: ImageUpdateAutomation, name: '*'}}]
+"#,
+        rec = recorder.port
+    );
+    let text = manifests(reg, url, "5.0.x", &extra)
+        .replace("1m0s", "1h0m0s")
+        .replace(
+            "        name: fluxcdbot\n",
+            "        name: fluxcdbot\n      signingKey:\n        secretRef:\n          name: signing\n",
+        );
+    std::fs::write(g.config.path().join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    let clean = |channel: &str, text: &str| {
+        for p in PLANTED {
+            assert!(!text.contains(p), "{channel} leaks {p}: {text}");
+        }
+    };
+
+    let o = g.run_once();
+    let once = format!("{}{}", stdout(&o), stderr(&o));
+    // Each planted failure is reported (so the search below covers real messages).
+    for said in [
+        "git.asc is not a valid OpenPGP private key",
+        "invalid docker config at line 1",
+        "secret 'flux-system/badb64' is invalid: data..dockerconfigjson: is not valid base64",
+        "failed to fetch from http://127.0.0.1:",
+        "invalid type",
+    ] {
+        assert!(
+            once.contains(said),
+            "run --once does not say {said:?}: {once}"
+        );
+    }
+    clean("run --once", &once);
+
+    let api = format!("127.0.0.1:{}", free_port());
+    let hooks = format!("127.0.0.1:{}", free_port());
+    let mut daemon = g.daemon(&[
+        "--api-address",
+        &api,
+        "--webhook-address",
+        &hooks,
+        "--log-format",
+        "json",
+    ]);
+    let failed_delivery = || {
+        api_objects(&api)
+            .get("Provider/flux-system/leakhook")
+            .and_then(|o| o["deliveries"]["failed"].as_u64())
+            .unwrap_or(0)
+            > 0
+    };
+    assert!(
+        eventually(60, || failed_delivery() && !recorded(&recorder).is_empty()),
+        "{}",
+        g.logs()
+    );
+    let objects = http_get(&format!("http://{api}/api/v1/objects")).unwrap_or_default();
+    assert!(
+        objects.contains("git.asc is not a valid OpenPGP private key"),
+        "{objects}"
+    );
+    clean("GET /api/v1/objects", &objects);
+    clean(
+        "/metrics",
+        &http_get(&format!("http://{api}/metrics")).unwrap_or_default(),
+    );
+    for args in [
+        &["images", "all", "-A"][..],
+        &["receivers", "-A"],
+        &["alerts", "-A"],
+        &["alert-providers", "-A"],
+    ] {
+        let mut all = vec!["get"];
+        all.extend(args);
+        all.extend(["--api-address", api.as_str()]);
+        let o = tagpilot(&all);
+        clean(
+            &format!("get {args:?}"),
+            &format!("{}{}", stdout(&o), stderr(&o)),
+        );
+    }
+    let events: String = recorded(&recorder)
+        .iter()
+        .map(|r| r["body"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(events.contains("OpenPGP"), "{events}");
+    clean("events", &events);
+    g.stop(&mut daemon);
+    let logs = g.logs();
+    clean("daemon log", &logs);
+    // JSON logs: one object per line, one `message` key in it.
+    for line in logs.lines().filter(|l| l.starts_with('{')) {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "{line}"
+        );
+        assert_eq!(line.matches("\"message\":").count(), 1, "{line}");
+    }
+    assert!(logs.contains("\"message\":\"reconciled\""), "{logs}");
 }
