@@ -31,7 +31,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for e in &config.errors {
         println!("error  {e}");
     }
-    let label = if args.strict { "error  " } else { "warning" };
+    let label = if args.strict { "error " } else { "warning" };
     for w in &config.warnings {
         println!("{label} {w}");
     }
@@ -41,11 +41,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         config.errors.len(),
         config.warnings.len()
     );
-    Ok(
-        if config.errors.is_empty() && !(args.strict && !config.warnings.is_empty()) {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        },
-    )
+    let failed = !config.errors.is_empty() || (args.strict && !config.warnings.is_empty());
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -415,6 +415,48 @@ fn validate_reports_objects_and_errors() {
     assert!(out.contains("error  repos.yaml (document 2): ImageRepository default/bad: spec.image: image 'https://x.io/a' should not include URL scheme; remove 'https://'"), "{out}");
 }
 
+#[test]
+fn validate_warns_of_unknown_fields_and_strict_refuses_them() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {name: p, namespace: apps}\nspec:\n  imageRepositoryRef: {name: r}\n  suspnd: true\n  policy: {semver: {range: '1.x'}}\n---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {name: r, namespace: apps}\nspec: {image: alpine, interval: 0s}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let d = dir.path().to_string_lossy().into_owned();
+    let o = tagpilot(&["validate", &d]);
+    assert_eq!(o.status.code(), Some(1), "interval 0s is an error");
+    let out = stdout(&o);
+    assert!(
+        out.contains("error  a.yaml (document 2): ImageRepository apps/r: spec.interval: must be at least 1s, is 0s"),
+        "{out}"
+    );
+    assert!(
+        out.contains("warning a.yaml (document 1): ImagePolicy apps/p: spec.suspnd: unknown field, ignored (misspelled?)"),
+        "{out}"
+    );
+    assert!(
+        stderr(&o).contains("1 object(s) valid, 1 error(s), 1 warning(s)"),
+        "{}",
+        stderr(&o)
+    );
+    // Without the error, warnings alone pass; --strict makes them fail.
+    let text = std::fs::read_to_string(dir.path().join("a.yaml")).unwrap_or_default();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        text.replace("interval: 0s", "interval: 1m"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(tagpilot(&["validate", &d]).status.code(), Some(0));
+    let o = tagpilot(&["validate", "--strict", &d]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("error  a.yaml (document 1): ImagePolicy apps/p: spec.suspnd"),
+        "{}",
+        stdout(&o)
+    );
+}
+
 fn symlink(target: &Path, link: &Path) {
     #[cfg(unix)]
     std::os::unix::fs::symlink(target, link).unwrap_or_else(|e| panic!("{e}"));
