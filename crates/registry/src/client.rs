@@ -209,7 +209,8 @@ impl RepoClient {
         }
         if let Some(p) = &opts.proxy {
             let mut proxy = reqwest::Proxy::all(&p.address)
-                .map_err(|e| RegistryError::Config(format!("proxy address: {e}")))?;
+                // Not quoted: a proxy address may carry user:password.
+                .map_err(|_| RegistryError::Config("proxy address is not a valid URL".into()))?;
             if let Some(u) = &p.username {
                 proxy = proxy.basic_auth(u, p.password.as_deref().unwrap_or(""));
             }
