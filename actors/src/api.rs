@@ -44,19 +44,17 @@ pub struct ApiState {
 pub const CLIENT_HEADER: &str = "x-tagpilot-client";
 
 /// The host of a `Host` header value or listen address: `[::1]:9480` → `::1`, `a:1` → `a`.
-fn host_of(value: &str) -> &str {
+pub fn host_of(value: &str) -> &str {
     if let Some(rest) = value.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
+    }
+    if value.parse::<std::net::IpAddr>().is_ok() {
+        return value;
     }
     match value.rsplit_once(':') {
         Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
         _ => value,
     }
-}
-
-/// The host of a listen address (`127.0.0.1:9480` → `127.0.0.1`).
-pub fn listen_host(address: &str) -> &str {
-    host_of(address)
 }
 
 /// Why a request to `/api/v1` is refused, if it is.
@@ -405,4 +403,19 @@ pub fn start(address: &str, state: Arc<ApiState>) -> std::io::Result<actix_web::
     .bind(address)?
     .run();
     Ok(server)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn hosts_of_header_values_and_addresses() {
+        assert_eq!(host_of("127.0.0.1:9480"), "127.0.0.1");
+        assert_eq!(host_of("[::1]:9480"), "::1");
+        assert_eq!(host_of("[::1]"), "::1");
+        assert_eq!(host_of("localhost"), "localhost");
+        assert_eq!(host_of("evil.example:80"), "evil.example");
+        assert_eq!(host_of("::1"), "::1");
+    }
 }

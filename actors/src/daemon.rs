@@ -1174,7 +1174,7 @@ pub fn run(settings: Settings) -> std::io::Result<()> {
     api_state.listen_host = settings
         .api_address
         .as_deref()
-        .map(|a| crate::api::listen_host(a).to_owned());
+        .map(|a| crate::api::host_of(a).to_owned());
     if let Some(addr) = &settings.api_address {
         let loopback =
             addr.starts_with("127.") || addr.starts_with("[::1]") || addr.starts_with("localhost:");

@@ -338,8 +338,6 @@ impl Engine {
 /// How to reach a Git remote: credentials and extra CAs.
 type Access = (GitAuth, Option<ExtraRoots>);
 
-/// The update path inside the work tree: `..` may not lead out of it, and neither may a
-/// symlink in the repository (the path is checked again after resolving links).
 /// `not updated: a.yaml: not UTF-8, skipped; …`, or None when the setters skipped nothing.
 fn skipped_note(skipped: &[String]) -> Option<String> {
     const SHOWN: usize = 3;
@@ -351,6 +349,8 @@ fn skipped_note(skipped: &[String]) -> Option<String> {
     (!first.is_empty()).then(|| format!("not updated: {}{more}", first.join("; ")))
 }
 
+/// The update path inside the work tree: `..` may not lead out of it, and neither may a
+/// symlink in the repository (the path is checked again after resolving links).
 fn update_dir(root: &Path, path: Option<&str>) -> Result<PathBuf, String> {
     let shown = path.unwrap_or(".");
     tagpilot_api::check_update_path(shown).map_err(|e| format!("update path {e}"))?;
