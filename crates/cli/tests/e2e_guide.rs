@@ -2067,8 +2067,10 @@ fn symlinks_out_of_the_clone_are_refused_and_skipped_files_reported() {
 #[test]
 #[ignore = "needs docker-registry; run by tests/run.sh"]
 fn planted_secrets_appear_in_no_channel() {
-    const PLANTED: [&str; 9] = [
+    const PLANTED: [&str; 11] = [
         "PlantedArmorZq7Xw3",
+        "PlantedSshSignKeyV5",
+        "PlantedGitSecretPw",
         // "Planted" as the byte list the OpenPGP parser's Debug output printed.
         "80, 108, 97, 110, 116, 101, 100",
         "PlantedDockerAuthQ9v",
@@ -2137,6 +2139,50 @@ spec:
   interval: 1h
   sourceRef: {{kind: GitRepository, name: leaky}}
   git: {{commit: {{author: {{name: bot, email: bot@example.com}}}}}}
+  update: {{path: ./, strategy: Setters}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: gitcreds, namespace: flux-system}}
+stringData: {{username: bob, password: PlantedGitSecretPw}}
+---
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {{name: leaky2, namespace: flux-system}}
+spec:
+  interval: 1h
+  url: http://127.0.0.1:{closed}/other.git
+  ref: {{branch: main}}
+  secretRef: {{name: gitcreds}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageUpdateAutomation
+metadata: {{name: leaky2, namespace: flux-system}}
+spec:
+  interval: 1h
+  sourceRef: {{kind: GitRepository, name: leaky2}}
+  git: {{commit: {{author: {{name: bot, email: bot@example.com}}}}}}
+  update: {{path: ./, strategy: Setters}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: sshsign, namespace: flux-system}}
+stringData:
+  identity: |
+    -----BEGIN OPENSSH PRIVATE KEY-----
+    PlantedSshSignKeyV5AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA
+    -----END OPENSSH PRIVATE KEY-----
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageUpdateAutomation
+metadata: {{name: sshsigned, namespace: flux-system}}
+spec:
+  interval: 1h
+  sourceRef: {{kind: GitRepository, name: flux-system}}
+  git:
+    commit:
+      author: {{name: bot, email: bot@example.com}}
+      signingKey: {{type: ssh, secretRef: {{name: sshsign}}}}
   update: {{path: ./, strategy: Setters}}
 ---
 apiVersion: v1
@@ -2219,6 +2265,7 @@ spec:
         "invalid docker config at line 1",
         "secret 'flux-system/badb64' is invalid: data..dockerconfigjson: is not valid base64",
         "failed to fetch from http://127.0.0.1:",
+        "invalid SSH signing key",
         "invalid type",
     ] {
         assert!(
