@@ -2036,8 +2036,19 @@ fn symlinks_out_of_the_clone_are_refused_and_skipped_files_reported() {
     assert!(g.deployment().contains("podinfo:5.0.3 #"));
     assert!(untouched());
 
-    // The daemon refuses the symlinked path too, in the automation's status.
+    // The daemon refuses the symlinked path too, in the automation's status; a misspelled
+    // field is a warning in the policy's status and the log.
     with_path("./clusters/linked");
+    let text = std::fs::read_to_string(g.config.path().join("flux.yaml")).unwrap_or_default();
+    std::fs::write(
+        g.config.path().join("flux.yaml"),
+        text.replacen(
+            "  imageRepositoryRef:\n",
+            "  suspnd: false\n  imageRepositoryRef:\n",
+            1,
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let api = format!("127.0.0.1:{}", free_port());
     let mut daemon = g.daemon(&["--api-address", &api, "--webhook-address", ""]);
     let message = || {
@@ -2059,6 +2070,15 @@ fn symlinks_out_of_the_clone_are_refused_and_skipped_files_reported() {
         g.logs()
     );
     assert!(untouched());
+    let warnings = api_objects(&api)
+        .get("ImagePolicy/flux-system/podinfo")
+        .map(|o| o["configWarnings"].to_string())
+        .unwrap_or_default();
+    assert_eq!(
+        warnings, r#"["spec.suspnd: unknown field, ignored (misspelled?)"]"#,
+        "{warnings}"
+    );
+    assert!(g.logs().contains("unknown field, ignored"), "{}", g.logs());
     g.stop(&mut daemon);
 }
 
