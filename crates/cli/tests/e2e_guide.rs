@@ -1410,15 +1410,7 @@ fn the_api_cannot_be_driven_from_a_browser() {
     let api = format!("127.0.0.1:{port}");
     let mut daemon = g.daemon(&["--api-address", &api, "--webhook-address", ""]);
     g.wait_for_tag("5.0.3");
-    let code = |args: &[&str], url: &str| {
-        let o = std::process::Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
-            .args(args)
-            .arg(url)
-            .output()
-            .unwrap_or_else(|e| panic!("{e}"));
-        stdout(&o)
-    };
+    let code = http_status;
     let suspend =
         format!("http://{api}/api/v1/suspend/ImageUpdateAutomation/flux-system/flux-system");
     // A cross-origin HTML form: urlencoded (or text/plain) body, no custom header.
@@ -1577,15 +1569,7 @@ fn suspend_resume_and_reconcile_through_the_daemon() {
         ]);
         stdout(&o).split_whitespace().nth(2).map(str::to_owned)
     };
-    let status_of = |args: &[&str], url: &str| {
-        let o = std::process::Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
-            .args(args)
-            .arg(url)
-            .output()
-            .unwrap_or_else(|e| panic!("{e}"));
-        stdout(&o)
-    };
+    let status_of = http_status;
     let objects = format!("http://{api}/api/v1/objects");
     assert_eq!(status_of(&[], &objects), "401");
     assert_eq!(

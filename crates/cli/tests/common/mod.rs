@@ -80,6 +80,23 @@ pub fn registry(auth: Auth) -> Server {
     registry_with(tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")), auth)
 }
 
+/// The registry config's TLS lines for the certificate `tls_files` made in `d`.
+fn tls_section(d: &Path) -> String {
+    format!(
+        "  tls:\n    certificate: {}\n    key: {}\n",
+        d.join("cert.pem").display(),
+        d.join("key.pem").display()
+    )
+}
+
+/// Token auth with a plain-HTTP realm on `token_port`, tokens signed by `bundle`'s key.
+fn token_section(token_port: u16, bundle: &Path) -> String {
+    format!(
+        "auth:\n  token:\n    realm: http://127.0.0.1:{token_port}/token\n    service: test-registry\n    issuer: test-issuer\n    rootcertbundle: {}\n",
+        bundle.display()
+    )
+}
+
 /// Starts docker-registry in `dir` (which may already hold files its config names).
 fn registry_with(dir: tempfile::TempDir, auth: Auth) -> Server {
     let port = free_port();
@@ -96,11 +113,7 @@ fn registry_with(dir: tempfile::TempDir, auth: Auth) -> Server {
             let out = run(Command::new("htpasswd").args(["-Bbn", user, pass]));
             std::fs::write(d.join("htpasswd"), out.stdout).unwrap_or_else(|e| panic!("{e}"));
             tls_files(d, dns);
-            http.push_str(&format!(
-                "  tls:\n    certificate: {}\n    key: {}\n",
-                d.join("cert.pem").display(),
-                d.join("key.pem").display()
-            ));
+            http.push_str(&tls_section(d));
             auth_cfg = format!(
                 "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
                 d.join("htpasswd").display()
@@ -118,21 +131,11 @@ fn registry_with(dir: tempfile::TempDir, auth: Auth) -> Server {
         }
         Auth::TokenTls { token_port } => {
             tls_files(d, None);
-            http.push_str(&format!(
-                "  tls:\n    certificate: {}\n    key: {}\n",
-                d.join("cert.pem").display(),
-                d.join("key.pem").display()
-            ));
-            auth_cfg = format!(
-                "auth:\n  token:\n    realm: http://127.0.0.1:{token_port}/token\n    service: test-registry\n    issuer: test-issuer\n    rootcertbundle: {}\n",
-                d.join("cert.pem").display()
-            );
+            http.push_str(&tls_section(d));
+            auth_cfg = token_section(token_port, &d.join("cert.pem"));
         }
         Auth::Token { token_port } => {
-            auth_cfg = format!(
-                "auth:\n  token:\n    realm: http://127.0.0.1:{token_port}/token\n    service: test-registry\n    issuer: test-issuer\n    rootcertbundle: {}\n",
-                d.join("signing-cert.pem").display()
-            );
+            auth_cfg = token_section(token_port, &d.join("signing-cert.pem"));
         }
     }
     let config = format!(
@@ -539,6 +542,17 @@ pub fn http_get(url: &str) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The HTTP status curl gets for `url` with extra `args` ("000" when it could not connect).
+pub fn http_status(args: &[&str], url: &str) -> String {
+    let o = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(args)
+        .arg(url)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// POSTs `body` with `headers` through curl; the HTTP status code (0 when curl failed).
