@@ -475,7 +475,14 @@ fn rewrite_hyphen_ranges(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if let Some((a_end, b_start, b_end)) = hyphen_at(s, i) {
-            out.push_str(&s[copied..i]);
+            // Masterminds' pattern starts with `\s*`: the whitespace before the range is part
+            // of the match and replaced with it, so `>=1.0.0 1.2 - 1.4` becomes
+            // `>=1.0.0>= 1.2, <= 1.4 ` (an improper constraint), as in Flux.
+            let mut start = i;
+            while start > copied && is_ws(b[start - 1]) {
+                start -= 1;
+            }
+            out.push_str(&s[copied..start]);
             out.push_str(">= ");
             out.push_str(&s[i..a_end]);
             out.push_str(", <= ");

@@ -1,11 +1,19 @@
 //! Go's `strconv.ParseFloat(s, 64)`, which Flux's numerical policy uses: decimal and hex
-//! floats, an optional sign, `Inf`/`Infinity`/`NaN` in any case; no spaces, no underscores
-//! without a base prefix, and out-of-range values are errors (Go returns `ErrRange`).
+//! floats, an optional sign, `Inf`/`Infinity`/`NaN` in any case, underscores between digits as
+//! in Go literals (`1_000`, `1e1_0`; not `_1`, `1__0`, `1_`); no spaces, and out-of-range
+//! values are errors (Go returns `ErrRange`).
 
 /// Parses `s` as Go's `strconv.ParseFloat(s, 64)` would; `None` where Go returns an error.
 pub fn parse_go_float(s: &str) -> Option<f64> {
     if let Some(v) = special(s) {
         return Some(v);
+    }
+    if s.contains('_') {
+        // Go skips underscores in the digit loops, then checks them all at once.
+        if !underscore_ok(s) {
+            return None;
+        }
+        return parse_go_float(&s.replace('_', ""));
     }
     let (negative, body) = match s.as_bytes().first()? {
         b'+' => (false, &s[1..]),
@@ -81,22 +89,46 @@ fn parse_decimal(body: &str) -> Option<f64> {
     body.parse::<f64>().ok()
 }
 
-/// Hex mantissa (after `0x`) with a mandatory binary exponent: `1.8p3`. Underscores may
-/// separate digits, as Go allows after a base prefix.
-fn parse_hex(body: &str) -> Option<f64> {
-    let b = body.as_bytes();
-    // Go's underscoreOK: '_' must sit between digits (or right after the prefix).
-    for (i, &c) in b.iter().enumerate() {
-        if c == b'_' {
-            let prev_ok = i == 0 || b[i - 1].is_ascii_hexdigit();
-            let next_ok = b.get(i + 1).is_some_and(|n| n.is_ascii_hexdigit());
-            if !prev_ok || !next_ok {
-                return None;
+/// Go's `strconv.underscoreOK`: an underscore only between two digits, or between a base
+/// prefix (`0x`, `0b`, `0o`) and a digit; never first or last.
+fn underscore_ok(s: &str) -> bool {
+    let b = s.strip_prefix(['+', '-']).unwrap_or(s).as_bytes();
+    // What came last: start, a digit (or the base prefix), an underscore, anything else.
+    #[derive(PartialEq)]
+    enum Saw {
+        Start,
+        Digit,
+        Underscore,
+        Other,
+    }
+    let mut saw = Saw::Start;
+    let mut i = 0;
+    let mut hex = false;
+    if b.len() >= 2 && b[0] == b'0' && matches!(b[1].to_ascii_lowercase(), b'b' | b'o' | b'x') {
+        i = 2;
+        saw = Saw::Digit;
+        hex = b[1].to_ascii_lowercase() == b'x';
+    }
+    for &c in &b[i..] {
+        if c.is_ascii_digit() || (hex && c.is_ascii_hexdigit()) {
+            saw = Saw::Digit;
+        } else if c == b'_' {
+            if saw != Saw::Digit {
+                return false;
             }
+            saw = Saw::Underscore;
+        } else if saw == Saw::Underscore {
+            return false;
+        } else {
+            saw = Saw::Other;
         }
     }
-    let cleaned: String = body.chars().filter(|&c| c != '_').collect();
-    let (mantissa, exponent) = cleaned.split_once(['p', 'P'])?;
+    saw != Saw::Underscore
+}
+
+/// Hex mantissa (after `0x`) with a mandatory binary exponent: `1.8p3`.
+fn parse_hex(body: &str) -> Option<f64> {
+    let (mantissa, exponent) = body.split_once(['p', 'P'])?;
     let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     if int_part.is_empty() && frac_part.is_empty() {
         return None;
@@ -134,6 +166,14 @@ mod tests {
             ("0X1.8P1", 3.0),
             ("0x_1p4", 16.0),
             ("1e-400", 0.0),
+            // Underscores between digits, as Go literals allow (strconv.underscoreOK).
+            ("1_000", 1000.0),
+            ("1e1_0", 1e10),
+            ("1_000.5", 1000.5),
+            ("-1_0", -10.0),
+            ("2026_05_28", 20260528.0),
+            ("0x1_0p0", 16.0),
+            ("0x1p1_0", 1024.0),
         ];
         for &(s, want) in cases {
             assert_eq!(parse_go_float(s), Some(want), "{s}");
@@ -150,7 +190,13 @@ mod tests {
             "",
             " 1",
             "1 ",
-            "1_000",
+            "_1",
+            "1_",
+            "1._5",
+            "1_.5",
+            "1_e5",
+            "1e_5",
+            "+_1",
             "0x10",
             "20260528-153652",
             "1e",

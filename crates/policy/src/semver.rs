@@ -1,9 +1,10 @@
 //! Semantic versions as Flux reads image tags, and their SemVer 2.0 precedence.
 //!
-//! Flux (fluxcd/pkg `version.ParseVersion`) accepts a tag only when it has three dot-separated
-//! parts, then parses it with Masterminds/semver's coercing parser: an optional lowercase `v`,
-//! leading zeros in the numeric parts allowed (`v2025.07.03` is 2025.7.3), SemVer 2.0
-//! pre-release and build identifiers.
+//! Flux (fluxcd/pkg `version.ParseVersion`) accepts a tag only when it splits into three parts
+//! on its first two dots, then parses it with Masterminds/semver's coercing parser: an optional
+//! lowercase `v`, one to three numeric parts with leading zeros allowed (`v2025.07.03` is
+//! 2025.7.3), SemVer 2.0 pre-release and build identifiers. The split counts dots anywhere, so
+//! `3.1-rc.2` (3.1.0-rc.2) and `v1.5+build.7` (1.5.0+build.7) are versions while `1.2` is not.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -26,7 +27,7 @@ pub struct Version<'a> {
 pub enum VersionError {
     #[error("empty string")]
     Empty,
-    #[error("must have exactly three numeric parts (major.minor.patch)")]
+    #[error("must split into three parts on its first two dots (major.minor.patch)")]
     NotThreeParts,
     #[error("invalid character {0:?} in the numeric part")]
     InvalidNumeric(char),
@@ -41,14 +42,14 @@ pub enum VersionError {
 }
 
 impl<'a> Version<'a> {
-    /// Parses an image tag as Flux does: exactly `major.minor.patch` (optionally `v`-prefixed,
-    /// leading zeros coerced), then optional `-pre` and `+build`.
+    /// Parses an image tag as current Flux does: at least two dots anywhere in the tag
+    /// (`strings.SplitN(tag, ".", 3)` must give three parts), then Masterminds' coercing
+    /// parse: `v?MAJOR[.MINOR[.PATCH]][-pre][+build]`, missing parts zero.
     pub fn parse_tag(tag: &'a str) -> Result<Self, VersionError> {
-        let (v, complete) = parse_loose(tag)?;
-        if !complete {
+        if tag.bytes().filter(|&b| b == b'.').count() < 2 {
             return Err(VersionError::NotThreeParts);
         }
-        Ok(v)
+        parse_loose(tag).map(|(v, _)| v)
     }
 
     pub fn is_prerelease(&self) -> bool {
@@ -238,6 +239,31 @@ mod tests {
         }
         let c = v("v2025.07.03");
         assert_eq!((c.major, c.minor, c.patch), (2025, 7, 3));
+    }
+
+    #[test]
+    fn short_tags_with_two_dots_are_versions_as_in_current_flux() {
+        // fluxcd/pkg version.ParseVersion (v0.10+): SplitN on ".", then the coercing parse.
+        for (tag, want) in [
+            ("3.1-rc.2", "3.1.0-rc.2"),
+            ("v2-rc.1.2", "2.0.0-rc.1.2"),
+            ("v1.5+build.7", "1.5.0+build.7"),
+            ("1-a.b.c", "1.0.0-a.b.c"),
+            ("2+x.y.z", "2.0.0+x.y.z"),
+        ] {
+            assert_eq!(v(tag).to_string(), want, "{tag}");
+        }
+        for tag in [
+            "1.2",
+            "v1",
+            "1.2.3.4",
+            "1.2-rc",
+            "1.2+b",
+            "3.1-rc.02",
+            "1.2.x",
+        ] {
+            assert!(Version::parse_tag(tag).is_err(), "{tag:?} should not parse");
+        }
     }
 
     #[test]
