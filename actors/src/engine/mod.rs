@@ -688,8 +688,18 @@ impl Engine {
             .config
             .get(kind, namespace, name)
             .map(|l| l.object.generation());
-        status.finish(&outcome, generation, &tagpilot_api::rfc3339(now_secs));
-        if outcome.is_ready() {
+        let suspension = outcome.is_suspension();
+        // Suspended, as in Flux: nothing is reconciled and the last conditions stay; only an
+        // object that never ran gets a Ready condition saying so.
+        if !suspension
+            || status
+                .condition(tagpilot_api::ConditionType::Ready)
+                .is_none()
+        {
+            status.finish(&outcome, generation, &tagpilot_api::rfc3339(now_secs));
+        }
+        status.suspended = suspension;
+        if outcome.is_ready() && !suspension {
             status.last_success_time = Some(now_secs);
         }
         if let serde_json::Value::Object(extra) = fields {
@@ -731,5 +741,101 @@ impl Engine {
                 self.put_status(key, &status);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MANIFESTS: &str = "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {name: app, namespace: apps}\nspec: {image: 127.0.0.1:5000/app, interval: 1h}\n---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {name: app, namespace: apps}\nspec:\n  imageRepositoryRef: {name: app}\n  policy: {semver: {range: '>=1.0.0'}}\n";
+
+    fn engine(dir: &Path, store: &Arc<Store>, manifests: &str) -> Engine {
+        Engine::with_shared(
+            Arc::new(tagpilot_api::load_str(manifests, Path::new("m.yaml"))),
+            None,
+            store.clone(),
+            Arc::new(Gates::new(tagpilot_registry::Limits::default())),
+            dir.join("git"),
+            Arc::new(Shared::new(2)),
+        )
+    }
+
+    fn status(store: &Store) -> Status {
+        Status::from_value(
+            store
+                .status("ImagePolicy/apps/app")
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_suspended_policy_keeps_its_last_status_and_resolves_nothing() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store =
+            Arc::new(Store::open(&dir.path().join("s.redb")).unwrap_or_else(|e| panic!("{e}")));
+        let tags = |t: &[&str]| t.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let scan = |t: &[&str]| {
+            store
+                .record_scan("127.0.0.1:5000/app", &tags(t), "r", 1)
+                .unwrap_or_else(|e| panic!("{e}"));
+        };
+        scan(&["1.0.0", "1.1.0"]);
+        let e = engine(dir.path(), &store, MANIFESTS);
+        let p = e.policies()[0].clone();
+        e.reconcile_policy(&p).await;
+        let before = status(&store);
+        assert!(!before.suspended);
+        assert!(
+            before.message().ends_with("resolved to 1.1.0"),
+            "{before:?}"
+        );
+
+        // spec.suspend: true, and a new tag: nothing is resolved, the last status stays.
+        scan(&["1.0.0", "1.1.0", "1.2.0"]);
+        let suspended = MANIFESTS.replace(
+            "  imageRepositoryRef",
+            "  suspend: true\n  imageRepositoryRef",
+        );
+        let e = engine(dir.path(), &store, &suspended);
+        let p = e.policies()[0].clone();
+        e.reconcile_policy(&p).await;
+        let during = status(&store);
+        assert!(during.suspended, "{during:?}");
+        assert_eq!(during.message(), before.message());
+        assert_eq!(during.conditions, before.conditions);
+        assert_eq!(during.field("latestRef")["tag"], "1.1.0");
+        assert_eq!(
+            e.lock_latest()
+                .get(&("apps".to_owned(), "app".to_owned()))
+                .map(|l| l.tag.clone()),
+            Some("1.1.0".to_owned())
+        );
+
+        // Resumed: resolved again, the flag is gone.
+        let e = engine(dir.path(), &store, MANIFESTS);
+        let p = e.policies()[0].clone();
+        e.reconcile_policy(&p).await;
+        let after = status(&store);
+        assert!(!after.suspended);
+        assert!(after.message().ends_with("resolved to 1.2.0"), "{after:?}");
+    }
+
+    #[tokio::test]
+    async fn a_policy_suspended_before_it_ever_ran_says_so() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store =
+            Arc::new(Store::open(&dir.path().join("s.redb")).unwrap_or_else(|e| panic!("{e}")));
+        let suspended = MANIFESTS.replace(
+            "  imageRepositoryRef",
+            "  suspend: true\n  imageRepositoryRef",
+        );
+        let e = engine(dir.path(), &store, &suspended);
+        let p = e.policies()[0].clone();
+        e.reconcile_policy(&p).await;
+        let s = status(&store);
+        assert!(s.suspended && s.message() == "suspended", "{s:?}");
     }
 }

@@ -17,5 +17,6 @@ pub use object::{
 pub use secrets::{SecretError, Secrets};
 pub use status::{
     generation_of, Condition, ConditionStatus, ConditionType, Ending, Outcome, Status,
+    SUSPENDED_MESSAGE,
 };
 pub use types::*;

@@ -105,7 +105,15 @@ pub struct Outcome {
     pub message: String,
 }
 
+/// The message of a reconciliation skipped because the object is suspended.
+pub const SUSPENDED_MESSAGE: &str = "suspended";
+
 impl Outcome {
+    /// Whether this outcome only says the object is suspended (nothing was reconciled).
+    pub fn is_suspension(&self) -> bool {
+        self.ending == Ending::Ready && self.message == SUSPENDED_MESSAGE
+    }
+
     pub fn ready(message: impl Into<String>) -> Self {
         Outcome {
             ending: Ending::Ready,
@@ -154,6 +162,10 @@ pub struct Status {
     /// Set while the object runs its last good version because the manifest on disk is invalid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_error: Option<String>,
+    /// Suspended (`spec.suspend` or `tagpilot suspend`): not reconciled, the conditions of
+    /// the last reconciliation stay, as Flux's do.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspended: bool,
     /// Fields of the manifest that tagpilot ignores (`spec.intreval: unknown field, …`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub config_warnings: Vec<String>,

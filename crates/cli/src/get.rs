@@ -240,7 +240,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let cond = i.status.condition(tagpilot_api::ConditionType::Ready);
             let message = i.message();
             let ready = cond.map_or("Unknown", |c| c.status.as_str()).to_owned();
-            let suspended = (i.status.message() == "suspended").to_string();
+            let suspended = (i.status.suspended
+                || i.status.message() == tagpilot_api::SUSPENDED_MESSAGE)
+                .to_string();
             let name = if prefix {
                 format!("{}/{}", kind.to_lowercase(), i.name)
             } else {
