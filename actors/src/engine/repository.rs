@@ -283,6 +283,17 @@ impl Engine {
         warnings: &mut Vec<String>,
     ) -> Result<Vec<String>, Failure> {
         use reason::{AUTHENTICATION_FAILED, READ_OPERATION_FAILED};
+        // A cloud provider that cannot serve this host: no retry can help until the object
+        // changes (Flux's message; Flux 2.7 requires the provider to match the host).
+        let host_ok = match repo.spec.provider {
+            Provider::Generic => Ok(()),
+            Provider::Aws => tagpilot_providers::aws_registry(&name.registry).map(|_| ()),
+            Provider::Gcp => tagpilot_providers::gcp_registry(&name.registry),
+            Provider::Azure => tagpilot_providers::azure_registry(&name.registry).map(|_| ()),
+        };
+        host_ok
+            .map_err(|e| anyhow::anyhow!("failed to configure authentication options: {e}"))
+            .stalled(AUTHENTICATION_FAILED)?;
         let mut opts = self
             .client_options(repo)
             .await

@@ -240,9 +240,24 @@ fn a_host_that_is_not_ecr_is_named_with_the_expected_form() {
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(
-        out.contains("invalid AWS registry: 'ghcr.io'. must match"),
+        out.contains(
+            "scan failed: failed to configure authentication options: invalid AWS registry: 'ghcr.io'. must match"
+        ),
         "{out}"
     );
+    // Stalled: retrying cannot help until the manifest changes.
+    let store = tagpilot_store::Store::open(&state.path().join("tagpilot.redb"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = store
+        .status("ImageRepository/apps/app")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_default();
+    let stalled = status["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Stalled").cloned())
+        .unwrap_or_default();
+    assert_eq!(stalled["status"], "True", "{status}");
+    assert_eq!(stalled["reason"], "AuthenticationFailed", "{status}");
 }
 
 const GCP_HOST: &str = "europe-docker.pkg.dev";
