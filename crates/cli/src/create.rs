@@ -1,6 +1,7 @@
-//! `tagpilot create image repository|policy|update NAME … --export`: flux's generators. They
-//! print v1 YAML (a `---` line, keys sorted, durations as Go prints them) to save into the
-//! configuration directory; there is no cluster to apply them to.
+//! `tagpilot create image repository|policy|update`, `create source git`, `create secret
+//! git|oci`, `create receiver` NAME … `--export`: flux's generators. They print v1 YAML (a `---`
+//! line, keys sorted, durations as Go prints them) to save into the configuration directory;
+//! there is no cluster to apply them to.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -17,15 +18,123 @@ use tagpilot_api::{
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
-    pub what: Image,
+    pub what: What,
 }
 
 #[derive(Debug, clap::Subcommand)]
-pub enum Image {
+pub enum What {
     /// Generators for image automation objects.
     Image {
         #[command(subcommand)]
         kind: Kind,
+    },
+    /// Generators for sources.
+    Source {
+        #[command(subcommand)]
+        kind: SourceKind,
+    },
+    /// Generators for Secrets.
+    Secret {
+        #[command(subcommand)]
+        kind: SecretKind,
+    },
+    /// A webhook Receiver.
+    Receiver {
+        name: String,
+        #[command(flatten)]
+        common: Plain,
+        /// github, gitlab, bitbucket, harbor, dockerhub, quay, gcr, nexus, acr, generic,
+        /// generic-hmac, cdevents.
+        #[arg(long = "type")]
+        receiver_type: Option<String>,
+        /// An event to handle (github: push, ping, …); repeatable.
+        #[arg(long = "event")]
+        events: Vec<String>,
+        /// A resource to reconcile, `Kind/name` or `Kind/namespace/name`; repeatable.
+        #[arg(long = "resource")]
+        resources: Vec<String>,
+        /// The Secret whose `token` key authenticates the webhook.
+        #[arg(long)]
+        secret_ref: Option<String>,
+    },
+}
+
+/// Namespace, labels and `--export`, for generators without an interval.
+#[derive(Debug, clap::Args)]
+pub struct Plain {
+    /// Namespace of the object.
+    #[arg(short = 'n', long, default_value = "flux-system")]
+    pub namespace: String,
+    /// Labels, `key=value`; repeatable.
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Print the YAML instead of applying it (required: tagpilot has no cluster to apply to).
+    #[arg(long)]
+    pub export: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SourceKind {
+    /// A GitRepository.
+    Git {
+        name: String,
+        #[command(flatten)]
+        common: Common,
+        /// ssh://, https://, http://, git:// or file:// URL of the repository.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        branch: Option<String>,
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(long = "tag-semver")]
+        semver: Option<String>,
+        #[arg(long)]
+        commit: Option<String>,
+        /// The Secret with the Git credentials.
+        #[arg(long)]
+        secret_ref: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SecretKind {
+    /// Git credentials: `--username`/`--password` (HTTPS) or `--private-key-file` with
+    /// `--known-hosts-file` (SSH).
+    Git {
+        name: String,
+        #[command(flatten)]
+        common: Plain,
+        /// The repository URL (its scheme decides which credentials are needed).
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(short = 'u', long)]
+        username: Option<String>,
+        #[arg(short = 'p', long)]
+        password: Option<String>,
+        #[arg(long)]
+        bearer_token: Option<String>,
+        #[arg(long)]
+        private_key_file: Option<std::path::PathBuf>,
+        /// The SSH key's password, if it is encrypted.
+        #[arg(long)]
+        ssh_key_password: Option<String>,
+        /// OpenSSH known_hosts lines for the server (tagpilot does not scan the host).
+        #[arg(long)]
+        known_hosts_file: Option<std::path::PathBuf>,
+    },
+    /// Registry credentials as a `kubernetes.io/dockerconfigjson` Secret.
+    Oci {
+        name: String,
+        #[command(flatten)]
+        common: Plain,
+        /// The registry host, e.g. ghcr.io.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(short = 'u', long)]
+        username: Option<String>,
+        #[arg(short = 'p', long)]
+        password: Option<String>,
     },
 }
 
@@ -61,6 +170,15 @@ pub enum Kind {
         cert_ref: Option<String>,
         #[arg(long)]
         scan_timeout: Option<String>,
+        /// Plain HTTP (and TLS without verification is never offered).
+        #[arg(long)]
+        insecure: bool,
+        /// generic, aws, azure or gcp.
+        #[arg(long, default_value = "generic")]
+        provider: String,
+        /// Regular expressions of tags to leave out; repeatable (replaces the default `^.*\.sig$`).
+        #[arg(long = "exclusion-list")]
+        exclusion_list: Vec<String>,
     },
     /// An ImagePolicy.
     Policy {
@@ -139,7 +257,28 @@ fn manifest<S>(kind: &str, metadata: ObjectMeta, spec: S) -> Manifest<S> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let Image::Image { kind } = args.what;
+    let kind = match args.what {
+        What::Image { kind } => kind,
+        What::Source { kind } => return print(source(kind)?),
+        What::Secret { kind } => return print(secret(kind)?),
+        What::Receiver {
+            name,
+            common,
+            receiver_type,
+            events,
+            resources,
+            secret_ref,
+        } => {
+            return print(receiver(
+                name,
+                common,
+                receiver_type,
+                events,
+                resources,
+                secret_ref,
+            )?)
+        }
+    };
     let (export, object) = match kind {
         Kind::Repository {
             name,
@@ -148,7 +287,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             secret_ref,
             cert_ref,
             scan_timeout,
+            insecure,
+            provider,
+            exclusion_list,
         } => {
+            let provider = match provider.as_str() {
+                "generic" => Provider::Generic,
+                "aws" => Provider::Aws,
+                "azure" => Provider::Azure,
+                "gcp" => Provider::Gcp,
+                other => {
+                    bail!("invalid --provider '{other}': must be one of generic, aws, azure, gcp")
+                }
+            };
+            let exclusion_list = if exclusion_list.is_empty() {
+                vec![tagpilot_policy::DEFAULT_EXCLUSION.to_owned()]
+            } else {
+                exclusion_list
+            };
             let image = image
                 .ok_or_else(|| anyhow::anyhow!("an image repository (--image) is required"))?;
             tagpilot_registry::ImageName::parse(&image)
@@ -167,9 +323,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 cert_secret_ref: cert_ref.map(|name| LocalObjectReference { name }),
                 proxy_secret_ref: None,
                 service_account_name: None,
-                provider: Provider::Generic,
-                exclusion_list: vec![tagpilot_policy::DEFAULT_EXCLUSION.to_owned()],
-                insecure: false,
+                provider,
+                exclusion_list,
+                insecure,
                 access_from: None,
                 suspend: false,
             };
@@ -319,6 +475,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             )
         }
     };
+    print((export, object))
+}
+
+/// Validates the object and prints it as flux's `--export` does.
+fn print((export, object): (bool, Object)) -> anyhow::Result<ExitCode> {
     let problems = object.validate();
     if let Some(p) = problems.first() {
         bail!("{p}");
@@ -331,6 +492,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Object::ImageRepository(o) => serde_json::to_value(o)?,
         Object::ImagePolicy(o) => serde_json::to_value(o)?,
         Object::ImageUpdateAutomation(o) => serde_json::to_value(o)?,
+        Object::GitRepository(o) => serde_json::to_value(o)?,
+        Object::Receiver(o) => serde_json::to_value(o)?,
+        Object::Secret(o) => serde_json::to_value(o)?,
         _ => bail!("unsupported object"),
     };
     // Like flux, print only what the flags set: CRD defaults stay implicit.
@@ -346,7 +510,226 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if spec.get("update") == Some(&serde_json::json!({"strategy": "Setters"})) {
             spec.remove("update");
         }
+        if matches!(object, Object::Receiver(_)) && spec.get("interval") == Some(&"10m0s".into()) {
+            spec.remove("interval");
+        }
     }
     print!("---\n{}", serde_yaml::to_string(&value)?);
     Ok(ExitCode::SUCCESS)
+}
+
+fn plain_meta(name: &str, c: &Plain) -> anyhow::Result<ObjectMeta> {
+    meta(
+        name,
+        &Common {
+            namespace: c.namespace.clone(),
+            interval: None,
+            labels: c.labels.clone(),
+            export: c.export,
+        },
+    )
+}
+
+fn source(kind: SourceKind) -> anyhow::Result<(bool, Object)> {
+    let SourceKind::Git {
+        name,
+        common,
+        url,
+        branch,
+        tag,
+        semver,
+        commit,
+        secret_ref,
+    } = kind;
+    let url = url.ok_or_else(|| anyhow::anyhow!("url is required"))?;
+    if branch.is_none() && tag.is_none() && semver.is_none() && commit.is_none() {
+        bail!("a Git ref is required, use one of the following: --branch, --tag, --commit or --tag-semver");
+    }
+    let spec = tagpilot_api::GitRepositorySpec {
+        url,
+        interval: interval(&common)?,
+        reference: Some(GitRepositoryRef {
+            branch,
+            tag,
+            semver,
+            name: None,
+            commit,
+        }),
+        secret_ref: secret_ref.map(|name| LocalObjectReference { name }),
+        proxy_secret_ref: None,
+        timeout: None,
+        provider: None,
+        suspend: false,
+    };
+    let object = Manifest {
+        api_version: "source.toolkit.fluxcd.io/v1".into(),
+        kind: "GitRepository".into(),
+        metadata: meta(&name, &common)?,
+        spec,
+    };
+    Ok((common.export, Object::GitRepository(object)))
+}
+
+fn secret(kind: SecretKind) -> anyhow::Result<(bool, Object)> {
+    use base64::Engine as _;
+    let read = |p: &std::path::Path, what: &str| {
+        std::fs::read_to_string(p)
+            .map_err(|e| anyhow::anyhow!("reading {what} {}: {e}", p.display()))
+    };
+    let (name, common, secret_type, data) = match kind {
+        SecretKind::Git {
+            name,
+            common,
+            url,
+            username,
+            password,
+            bearer_token,
+            private_key_file,
+            ssh_key_password,
+            known_hosts_file,
+        } => {
+            let url = url.ok_or_else(|| anyhow::anyhow!("url is required"))?;
+            let mut data = BTreeMap::new();
+            match url.split_once("://").map(|(scheme, _)| scheme) {
+                Some("ssh") => {
+                    let key = private_key_file.ok_or_else(|| {
+                        anyhow::anyhow!("--private-key-file is required for ssh:// URLs (tagpilot does not generate keys)")
+                    })?;
+                    let hosts = known_hosts_file.ok_or_else(|| {
+                        anyhow::anyhow!("--known-hosts-file is required for ssh:// URLs (tagpilot does not scan hosts)")
+                    })?;
+                    data.insert("identity".to_owned(), read(&key, "the private key")?);
+                    let public = key.with_extension("pub");
+                    if let Ok(p) = std::fs::read_to_string(&public) {
+                        data.insert("identity.pub".to_owned(), p);
+                    }
+                    data.insert("known_hosts".to_owned(), read(&hosts, "known_hosts")?);
+                    if let Some(p) = ssh_key_password {
+                        data.insert("password".to_owned(), p);
+                    }
+                }
+                Some("http" | "https") => match (username, password, bearer_token) {
+                    (Some(u), Some(p), None) => {
+                        data.insert("username".to_owned(), u);
+                        data.insert("password".to_owned(), p);
+                    }
+                    (None, None, Some(t)) => {
+                        data.insert("bearerToken".to_owned(), t);
+                    }
+                    (_, _, Some(_)) => {
+                        bail!("--bearer-token cannot be combined with --username/--password")
+                    }
+                    _ => bail!("for Git over HTTP/S the username and password are required"),
+                },
+                _ => bail!("git URL scheme '{url}' not supported, can be: ssh, http and https"),
+            }
+            (name, common, None, data)
+        }
+        SecretKind::Oci {
+            name,
+            common,
+            url,
+            username,
+            password,
+        } => {
+            let url = url.ok_or_else(|| anyhow::anyhow!("--url is required"))?;
+            let (Some(username), Some(password)) = (username, password) else {
+                bail!("--username and --password are required");
+            };
+            let auth =
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+            // In the field order of flux's (Go's) struct, not sorted.
+            #[derive(serde::Serialize)]
+            struct Entry {
+                username: String,
+                password: String,
+                auth: String,
+            }
+            #[derive(serde::Serialize)]
+            struct Config {
+                auths: BTreeMap<String, Entry>,
+            }
+            let config = serde_json::to_string(&Config {
+                auths: BTreeMap::from([(
+                    url,
+                    Entry {
+                        username,
+                        password,
+                        auth,
+                    },
+                )]),
+            })?;
+            let data = BTreeMap::from([(".dockerconfigjson".to_owned(), config)]);
+            (
+                name,
+                common,
+                Some("kubernetes.io/dockerconfigjson".to_owned()),
+                data,
+            )
+        }
+    };
+    let object = tagpilot_api::Secret {
+        api_version: "v1".into(),
+        kind: "Secret".into(),
+        metadata: plain_meta(&name, &common)?,
+        body: tagpilot_api::SecretBody {
+            secret_type,
+            data: BTreeMap::new(),
+            string_data: data,
+        },
+    };
+    Ok((common.export, Object::Secret(object)))
+}
+
+fn receiver(
+    name: String,
+    common: Plain,
+    receiver_type: Option<String>,
+    events: Vec<String>,
+    resources: Vec<String>,
+    secret_ref: Option<String>,
+) -> anyhow::Result<(bool, Object)> {
+    let receiver_type =
+        receiver_type.ok_or_else(|| anyhow::anyhow!("Receiver type is required"))?;
+    let receiver_type: tagpilot_api::ReceiverType =
+        serde_json::from_value(serde_json::Value::String(receiver_type.clone()))
+            .map_err(|_| anyhow::anyhow!("invalid --type '{receiver_type}'"))?;
+    if resources.is_empty() {
+        bail!("at least one resource is required");
+    }
+    let secret_ref = secret_ref.ok_or_else(|| anyhow::anyhow!("secret ref is required"))?;
+    let resources = resources
+        .iter()
+        .map(|r| {
+            let parts: Vec<&str> = r.split('/').collect();
+            let (kind, namespace, name) = match parts[..] {
+                [k, n] => (k, None, n),
+                [k, ns, n] => (k, Some(ns.to_owned()), n),
+                _ => bail!("invalid event source '{r}', must be in format <kind>/<name>"),
+            };
+            Ok(tagpilot_api::ReceiverResource {
+                api_version: None,
+                kind: kind.to_owned(),
+                name: name.to_owned(),
+                namespace,
+                match_labels: BTreeMap::new(),
+                filter: None,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let object = Manifest {
+        api_version: "notification.toolkit.fluxcd.io/v1".into(),
+        kind: "Receiver".into(),
+        metadata: plain_meta(&name, &common)?,
+        spec: tagpilot_api::ReceiverSpec {
+            receiver_type,
+            interval: GoDuration::from_secs(600),
+            events,
+            resources,
+            resource_filter: None,
+            secret_ref: Some(LocalObjectReference { name: secret_ref }),
+            suspend: false,
+        },
+    };
+    Ok((common.export, Object::Receiver(object)))
 }

@@ -463,6 +463,135 @@ fn symlink(target: &Path, link: &Path) {
 }
 
 #[test]
+fn create_source_secret_and_receiver_load_back() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = dir.path();
+    std::fs::write(
+        d.join("id"),
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(d.join("id.pub"), "ssh-ed25519 AAAA test\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(d.join("kh"), "github.com ssh-ed25519 AAAA\n").unwrap_or_else(|e| panic!("{e}"));
+    let key = d.join("id").to_string_lossy().into_owned();
+    let kh = d.join("kh").to_string_lossy().into_owned();
+    let out = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cases: [(&str, Vec<&str>, &str); 6] = [
+        (
+            "source",
+            vec!["create", "source", "git", "podinfo", "--url=https://github.com/stefanprodan/podinfo", "--branch=master", "--interval=1m", "--export"],
+            "---\napiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: podinfo\n  namespace: flux-system\nspec:\n  interval: 1m0s\n  ref:\n    branch: master\n  url: https://github.com/stefanprodan/podinfo\n",
+        ),
+        (
+            "https",
+            vec!["create", "secret", "git", "podinfo-auth", "--url=https://github.com/stefanprodan/podinfo", "--username=git", "--password=t0ken", "--export"],
+            "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: podinfo-auth\n  namespace: flux-system\nstringData:\n  password: t0ken\n  username: git\n",
+        ),
+        (
+            "ssh",
+            vec!["create", "secret", "git", "ssh-auth", "--url=ssh://git@github.com/org/fleet", "--private-key-file", &key, "--known-hosts-file", &kh, "--export"],
+            "  identity.pub: |\n    ssh-ed25519 AAAA test\n  known_hosts: |\n    github.com ssh-ed25519 AAAA\n",
+        ),
+        (
+            "oci",
+            vec!["create", "secret", "oci", "ghcr-auth", "--url=ghcr.io", "--username=user", "--password=pass", "--export"],
+            "stringData:\n  .dockerconfigjson: '{\"auths\":{\"ghcr.io\":{\"username\":\"user\",\"password\":\"pass\",\"auth\":\"dXNlcjpwYXNz\"}}}'\ntype: kubernetes.io/dockerconfigjson\n",
+        ),
+        (
+            "receiver",
+            vec!["create", "receiver", "github-receiver", "--type", "github", "--event", "ping", "--event", "push", "--secret-ref", "webhook-token", "--resource", "GitRepository/webapp", "--export"],
+            "---\napiVersion: notification.toolkit.fluxcd.io/v1\nkind: Receiver\nmetadata:\n  name: github-receiver\n  namespace: flux-system\nspec:\n  events:\n  - ping\n  - push\n  resources:\n  - kind: GitRepository\n    name: webapp\n  secretRef:\n    name: webhook-token\n  type: github\n",
+        ),
+        (
+            "repository",
+            vec!["create", "image", "repository", "app", "--image=127.0.0.1:5000/app", "--insecure", "--provider=generic", "--exclusion-list=^dev-", "--interval=5m", "--export"],
+            "spec:\n  exclusionList:\n  - ^dev-\n  image: 127.0.0.1:5000/app\n  insecure: true\n  interval: 5m0s\n",
+        ),
+    ];
+    for (file, args, want) in cases {
+        let o = tagpilot(&args);
+        assert!(o.status.success(), "{file}: {}", stderr(&o));
+        let text = stdout(&o);
+        assert!(text.ends_with(want), "{file}: {text}");
+        std::fs::write(out.path().join(format!("{file}.yaml")), text)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    // Everything loads back, without a warning.
+    let o = tagpilot(&["validate", "--strict", &out.path().to_string_lossy()]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains("6 object(s) valid, 0 error(s), 0 warning(s)"),
+        "{}",
+        stderr(&o)
+    );
+    // Refusals name what is missing.
+    for (args, said) in [
+        (
+            vec![
+                "create",
+                "secret",
+                "git",
+                "x",
+                "--url=ssh://h/r",
+                "--export",
+            ],
+            "--private-key-file is required",
+        ),
+        (
+            vec![
+                "create",
+                "secret",
+                "git",
+                "x",
+                "--url=https://h/r",
+                "--username=u",
+                "--export",
+            ],
+            "username and password are required",
+        ),
+        (
+            vec![
+                "create",
+                "source",
+                "git",
+                "x",
+                "--url=https://h/r",
+                "--export",
+            ],
+            "a Git ref is required",
+        ),
+        (
+            vec![
+                "create",
+                "receiver",
+                "x",
+                "--type=nope",
+                "--secret-ref=t",
+                "--resource=GitRepository/w",
+                "--export",
+            ],
+            "invalid --type 'nope'",
+        ),
+        (
+            vec![
+                "create",
+                "image",
+                "repository",
+                "x",
+                "--image=a/b",
+                "--provider=ibm",
+                "--export",
+            ],
+            "invalid --provider 'ibm'",
+        ),
+    ] {
+        let o = tagpilot(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&o).contains(said), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
 fn create_export_prints_flux_yaml() {
     let o = tagpilot(&[
         "create",
