@@ -487,6 +487,13 @@ fn print((export, object): (bool, Object)) -> anyhow::Result<ExitCode> {
     if !export {
         bail!("tagpilot has no cluster to apply to: use --export and save the YAML in the configuration directory");
     }
+    print!("{}", to_yaml(&object)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An object as flux's `--export` and `flux export` print it: `---`, keys sorted, CRD defaults
+/// left implicit.
+pub(crate) fn to_yaml(object: &Object) -> anyhow::Result<String> {
     // serde_json's map is ordered by key, which gives flux's sorted output.
     let mut value = match &object {
         Object::ImageRepository(o) => serde_json::to_value(o)?,
@@ -495,7 +502,8 @@ fn print((export, object): (bool, Object)) -> anyhow::Result<ExitCode> {
         Object::GitRepository(o) => serde_json::to_value(o)?,
         Object::Receiver(o) => serde_json::to_value(o)?,
         Object::Secret(o) => serde_json::to_value(o)?,
-        _ => bail!("unsupported object"),
+        Object::Provider(o) => serde_json::to_value(o)?,
+        Object::Alert(o) => serde_json::to_value(o)?,
     };
     // Like flux, print only what the flags set: CRD defaults stay implicit.
     if let Some(spec) = value.get_mut("spec").and_then(|s| s.as_object_mut()) {
@@ -514,8 +522,7 @@ fn print((export, object): (bool, Object)) -> anyhow::Result<ExitCode> {
             spec.remove("interval");
         }
     }
-    print!("---\n{}", serde_yaml::to_string(&value)?);
-    Ok(ExitCode::SUCCESS)
+    Ok(format!("---\n{}", serde_yaml::to_string(&value)?))
 }
 
 fn plain_meta(name: &str, c: &Plain) -> anyhow::Result<ObjectMeta> {

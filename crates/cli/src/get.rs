@@ -68,6 +68,13 @@ pub struct Args {
     /// No header line.
     #[arg(long, global = true)]
     pub no_header: bool,
+    /// Only objects whose condition matches, `type=status` or `type!=status`
+    /// (`ready=false`), as flux's.
+    #[arg(long, global = true)]
+    pub status_selector: Option<String>,
+    /// Keep printing: a row again whenever that object changes (one kind only).
+    #[arg(short = 'w', long, global = true)]
+    pub watch: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -154,32 +161,181 @@ pub(crate) fn fetch(daemon: &Daemon) -> anyhow::Result<Vec<Item>> {
         .unwrap_or_default())
 }
 
+/// `--watch`: the table once, then a row again whenever its object's row changes. Polls the
+/// API every second until interrupted.
+fn watch(
+    args: &Args,
+    kind: &str,
+    select: &dyn Fn(&[Item], &str) -> Vec<Vec<String>>,
+) -> anyhow::Result<ExitCode> {
+    let mut shown: std::collections::BTreeSet<Vec<String>> = Default::default();
+    let mut first = true;
+    loop {
+        let rows = select(&fetch(&args.daemon)?, kind);
+        let fresh: Vec<Vec<String>> = rows.into_iter().filter(|r| !shown.contains(r)).collect();
+        if first || !fresh.is_empty() {
+            let header = (first && !args.no_header).then(|| {
+                let mut h = header_of(kind).to_vec();
+                if args.all_namespaces {
+                    h.insert(0, "NAMESPACE");
+                }
+                h
+            });
+            print_table(header.as_deref(), &fresh);
+            use std::io::Write as _;
+            let _ = std::io::stdout().flush();
+        }
+        first = false;
+        shown.extend(fresh);
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
 fn time(secs: Option<u64>) -> String {
     secs.map(tagpilot_api::rfc3339).unwrap_or_default()
 }
 
-fn print(rows: Vec<Vec<String>>) {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|s| s.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for r in rows {
-        let mut line = String::new();
-        for (c, cell) in r.iter().enumerate() {
-            if c + 1 == r.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:w$}\t", w = widths[c]));
-            }
+/// Prints a table the way flux's (tablewriter 0.0.5 with flux's settings) does: every cell
+/// padded to its column's width and followed by a tab, the header's last cell by a space; a
+/// multi-line cell takes as many lines.
+fn print_table(header: Option<&[&str]>, rows: &[Vec<String>]) {
+    print!("{}", render_table(header, rows));
+}
+
+fn render_table(header: Option<&[&str]>, rows: &[Vec<String>]) -> String {
+    let cols = header
+        .map_or(0, <[&str]>::len)
+        .max(rows.iter().map(Vec::len).max().unwrap_or(0));
+    let width = |c: usize| {
+        let cells = rows.iter().filter_map(|r| r.get(c)).flat_map(|s| s.lines());
+        header
+            .and_then(|h| h.get(c))
+            .into_iter()
+            .copied()
+            .chain(cells)
+            .map(|s| s.chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..cols).map(width).collect();
+    let mut out = String::new();
+    if let Some(h) = header {
+        for (c, cell) in h.iter().enumerate() {
+            let pad = if c + 1 == h.len() { " " } else { "\t" };
+            out.push_str(&format!("{cell:w$}{pad}", w = widths[c]));
         }
-        println!("{}", line.trim_end());
+        out.push('\n');
     }
+    for r in rows {
+        let lines: Vec<Vec<&str>> = r.iter().map(|cell| cell.split('\n').collect()).collect();
+        let height = lines.iter().map(Vec::len).max().unwrap_or(1);
+        for k in 0..height {
+            for (c, cell) in lines.iter().enumerate() {
+                let text = cell.get(k).copied().unwrap_or("");
+                out.push_str(&format!("{text:w$}\t", w = widths[c]));
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// flux's `--status-selector type=status` / `type!=status`, over the object's conditions
+/// (case-insensitive, the last condition of the type).
+fn status_filter(selector: Option<&str>) -> anyhow::Result<impl Fn(&Item) -> bool> {
+    let parsed = match selector {
+        None => None,
+        Some(sel) => {
+            let (negate, sep) = if sel.contains("!=") {
+                (true, "!=")
+            } else {
+                (false, "=")
+            };
+            let Some((t, st)) = sel.split_once(sep) else {
+                bail!("expected status selector in type=status or type!=status format, but found: {sel}");
+            };
+            Some((negate, t.to_owned(), st.to_owned()))
+        }
+    };
+    Ok(move |i: &Item| {
+        let Some((negate, t, st)) = &parsed else {
+            return true;
+        };
+        let matched = i
+            .status
+            .conditions
+            .iter()
+            .rfind(|c| c.type_.as_str().eq_ignore_ascii_case(t))
+            .is_some_and(|c| c.status.as_str().eq_ignore_ascii_case(st));
+        matched != *negate
+    })
+}
+
+/// The table of one kind: its header and a row per object.
+fn header_of(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "ImageRepository" => &["NAME", "LAST SCAN", "SUSPENDED", "READY", "MESSAGE"],
+        "ImagePolicy" => &["NAME", "IMAGE", "TAG", "READY", "MESSAGE"],
+        "Receiver" | "Alert" => &["NAME", "SUSPENDED", "READY", "MESSAGE"],
+        "Provider" => &["NAME", "READY", "MESSAGE"],
+        _ => &["NAME", "LAST RUN", "SUSPENDED", "READY", "MESSAGE"],
+    }
+}
+
+fn row_of(kind: &str, i: &Item, prefix: bool, all_namespaces: bool) -> Vec<String> {
+    // flux: no Ready condition yet reads as False, "waiting to be reconciled".
+    let (ready, message) = match i.status.condition(tagpilot_api::ConditionType::Ready) {
+        Some(c) => (c.status.as_str().to_owned(), i.message()),
+        None => ("False".to_owned(), "waiting to be reconciled".to_owned()),
+    };
+    // flux prints strconv.FormatBool title-cased.
+    let suspended =
+        if i.status.suspended || i.status.message() == tagpilot_api::SUSPENDED_MESSAGE {
+            "True"
+        } else {
+            "False"
+        }
+        .to_owned();
+    let name = if prefix {
+        format!("{}/{}", kind.to_lowercase(), i.name)
+    } else {
+        i.name.clone()
+    };
+    let field = |f: &str, k: &str| i.status.field(f)[k].as_str().unwrap_or("").to_owned();
+    let mut row = match kind {
+        "ImageRepository" => vec![
+            name,
+            time(i.status.field("lastScanResult")["scanTime"].as_u64()),
+            suspended,
+            ready,
+            message,
+        ],
+        "ImagePolicy" => vec![
+            name,
+            field("latestRef", "name"),
+            field("latestRef", "tag"),
+            ready,
+            message,
+        ],
+        "Receiver" | "Alert" => vec![name, suspended, ready, message],
+        "Provider" => vec![name, ready, message],
+        _ => vec![
+            name,
+            // Flux's LAST RUN: the automation's last round.
+            i.status
+                .field("lastAutomationRunTime")
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+            suspended,
+            ready,
+            message,
+        ],
+    };
+    if all_namespaces {
+        row.insert(0, i.namespace.clone());
+    }
+    row
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -204,101 +360,75 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         What::Alerts { name } => (vec!["Alert"], name.clone(), false),
         What::AlertProviders { name } => (vec!["Provider"], name.clone(), false),
     };
-    let mut first = true;
-    let mut found = false;
-    for kind in kinds {
+    let keep = status_filter(args.status_selector.as_deref())?;
+    let select = |items: &[Item], kind: &str| -> Vec<Vec<String>> {
         let mut selected: Vec<&Item> = items
             .iter()
             .filter(|i| i.kind == kind)
             .filter(|i| args.all_namespaces || i.namespace == args.daemon.namespace)
             .filter(|i| only_name.as_ref().is_none_or(|n| &i.name == n))
+            .filter(|i| keep(i))
             .collect();
-        if selected.is_empty() {
-            continue;
-        }
         selected.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        found = true;
-        if !first {
+        selected
+            .into_iter()
+            .map(|i| row_of(kind, i, prefix, args.all_namespaces))
+            .collect()
+    };
+    let scope = if args.all_namespaces {
+        "any".to_owned()
+    } else {
+        args.daemon.namespace.clone()
+    };
+    if args.watch {
+        let [kind] = kinds[..] else {
+            bail!("expected a single resource type, but found all");
+        };
+        return watch(&args, kind, &select);
+    }
+    for kind in &kinds {
+        let rows = select(&items, kind);
+        if rows.is_empty() {
+            // flux: an error for one kind, silence for `all`.
+            if prefix {
+                continue;
+            }
+            match &only_name {
+                Some(n) => bail!("{kind} object '{n}' not found in {scope} namespace"),
+                None => bail!("no {kind} objects found in {scope} namespace"),
+            }
+        }
+        let header = (!args.no_header).then(|| {
+            let mut h = header_of(kind).to_vec();
+            if args.all_namespaces {
+                h.insert(0, "NAMESPACE");
+            }
+            h
+        });
+        print_table(header.as_deref(), &rows);
+        if prefix {
             println!();
         }
-        first = false;
-        let header: Vec<&str> = match kind {
-            "ImageRepository" => vec!["NAME", "LAST SCAN", "SUSPENDED", "READY", "MESSAGE"],
-            "ImagePolicy" => vec!["NAME", "IMAGE", "TAG", "READY", "MESSAGE"],
-            "Receiver" | "Alert" | "Provider" => vec!["NAME", "SUSPENDED", "READY", "MESSAGE"],
-            _ => vec!["NAME", "LAST RUN", "SUSPENDED", "READY", "MESSAGE"],
-        };
-        let mut rows = Vec::new();
-        if !args.no_header {
-            let mut h: Vec<String> = header.iter().map(|s| (*s).to_owned()).collect();
-            if args.all_namespaces {
-                h.insert(0, "NAMESPACE".into());
-            }
-            rows.push(h);
-        }
-        for i in selected {
-            let cond = i.status.condition(tagpilot_api::ConditionType::Ready);
-            let message = i.message();
-            let ready = cond.map_or("Unknown", |c| c.status.as_str()).to_owned();
-            let suspended = (i.status.suspended
-                || i.status.message() == tagpilot_api::SUSPENDED_MESSAGE)
-                .to_string();
-            let name = if prefix {
-                format!("{}/{}", kind.to_lowercase(), i.name)
-            } else {
-                i.name.clone()
-            };
-            let mut row = match kind {
-                "ImageRepository" => vec![
-                    name,
-                    time(i.status.field("lastScanResult")["scanTime"].as_u64()),
-                    suspended,
-                    ready,
-                    message,
-                ],
-                "ImagePolicy" => vec![
-                    name,
-                    i.status.field("latestRef")["name"]
-                        .as_str()
-                        .unwrap_or("")
-                        .to_owned(),
-                    i.status.field("latestRef")["tag"]
-                        .as_str()
-                        .unwrap_or("")
-                        .to_owned(),
-                    ready,
-                    message,
-                ],
-                "Receiver" | "Alert" | "Provider" => vec![name, suspended, ready, message],
-                _ => vec![
-                    name,
-                    // Flux's LAST RUN: the automation's last round.
-                    i.status
-                        .field("lastAutomationRunTime")
-                        .as_str()
-                        .unwrap_or("")
-                        .to_owned(),
-                    suspended,
-                    ready,
-                    message,
-                ],
-            };
-            if args.all_namespaces {
-                row.insert(0, i.namespace.clone());
-            }
-            rows.push(row);
-        }
-        print(rows);
-    }
-    if !found {
-        eprintln!(
-            "no image automation objects found in {}",
-            if args.all_namespaces {
-                "any namespace".to_owned()
-            } else {
-                format!("{} namespace", args.daemon.namespace)
-            }
-        );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render_table;
+
+    #[test]
+    fn tables_are_laid_out_as_flux_prints_them() {
+        // tablewriter 0.0.5 as flux sets it up: no borders, padding "\t", no white space;
+        // cells padded to the column width, then a tab; the header's last cell then a space.
+        let rows = vec![
+            vec!["podinfo".to_owned(), "True".to_owned(), "ok".to_owned()],
+            vec!["a".to_owned(), "False".to_owned(), "two\nlines".to_owned()],
+        ];
+        assert_eq!(
+            render_table(Some(&["NAME", "READY", "MESSAGE"]), &rows),
+            "NAME   \tREADY\tMESSAGE \npodinfo\tTrue \tok     \t\na      \tFalse\ttwo    \t\n       \t     \tlines  \t\n"
+        );
+        assert_eq!(render_table(None, &rows[..1]), "podinfo\tTrue\tok\t\n");
+    }
 }

@@ -8,6 +8,7 @@ pub(crate) use tagpilot_actors::format_chain;
 
 mod control;
 mod create;
+mod export;
 mod get;
 mod once;
 mod resolve;
@@ -43,6 +44,8 @@ enum Command {
     Update(update::Args),
     /// Load and check a directory of Flux manifests.
     Validate(validate::Args),
+    /// Print every object of a configuration directory as flux exports it.
+    Export(export::Args),
     /// Suspend an object in a running daemon (persisted; shown by `get`).
     Suspend(control::Args),
     /// Resume a suspended object and wait for its reconciliation.
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => scan::run(args),
         Command::Update(args) => update::run(args),
         Command::Validate(args) => validate::run(args),
+        Command::Export(args) => export::run(args),
         Command::Suspend(args) => control::run(control::Action::Suspend, args),
         Command::Resume(args) => control::run(control::Action::Resume, args),
         Command::Reconcile(args) => control::run(control::Action::Reconcile, args),

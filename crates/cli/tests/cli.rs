@@ -592,6 +592,42 @@ fn create_source_secret_and_receiver_load_back() {
 }
 
 #[test]
+fn export_prints_what_loads_back_the_same() {
+    let root = repo_root();
+    let o = tagpilot(&[
+        "export",
+        &root.join("config/clusters/my-cluster").to_string_lossy(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = stdout(&o);
+    assert_eq!(first.matches("---\n").count(), 4, "{first}");
+    assert!(
+        first.starts_with(
+            "---\napiVersion: image.toolkit.fluxcd.io/v1beta1\nkind: ImageRepository\n"
+        ),
+        "{first}"
+    );
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("all.yaml"), &first).unwrap_or_else(|e| panic!("{e}"));
+    let o = tagpilot(&["validate", "--strict", &dir.path().to_string_lossy()]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let again = tagpilot(&["export", &dir.path().to_string_lossy()]);
+    assert_eq!(stdout(&again), first, "export is a fixed point");
+    let only = tagpilot(&[
+        "export",
+        "--kind",
+        "imagepolicy",
+        &dir.path().to_string_lossy(),
+    ]);
+    assert_eq!(stdout(&only).matches("kind: ImagePolicy").count(), 1);
+    assert_eq!(stdout(&only).matches("---").count(), 1);
+    // Secrets are never printed.
+    let o = tagpilot(&["export", &root.join("deploy").to_string_lossy()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("kind: Secret"), "{}", stdout(&o));
+}
+
+#[test]
 fn create_export_prints_flux_yaml() {
     let o = tagpilot(&[
         "create",

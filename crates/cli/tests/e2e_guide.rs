@@ -614,11 +614,11 @@ spec:
     };
     assert_eq!(
         row("receiver"),
-        format!("default receiver false True Receiver initialized for path: {path}"),
+        format!("default receiver False True Receiver initialized for path: {path}"),
         "{table}"
     );
     assert!(
-        row("paused").starts_with("flux-system paused true True suspended"),
+        row("paused").starts_with("flux-system paused True True suspended"),
         "{table}"
     );
     // An automation no writer can run (its Git secret is missing) is reported, not dropped.
@@ -713,8 +713,7 @@ spec:
     let providers = stdout(&o);
     assert!(
         providers.lines().any(|l| {
-            l.split_whitespace().take(4).collect::<Vec<_>>()
-                == ["flux-system", "flux", "false", "True"]
+            l.split_whitespace().take(3).collect::<Vec<_>>() == ["flux-system", "flux", "True"]
                 && l.contains("delivered event for ImageUpdateAutomation flux-system/flux-system")
         }),
         "{providers}{}",
@@ -1473,7 +1472,7 @@ fn the_api_cannot_be_driven_from_a_browser() {
         ]);
         stdout(&o).split_whitespace().nth(2).map(str::to_owned)
     };
-    assert_eq!(row().as_deref(), Some("false"));
+    assert_eq!(row().as_deref(), Some("False"));
     let o = tagpilot(&[
         "suspend",
         "image",
@@ -1486,7 +1485,7 @@ fn the_api_cannot_be_driven_from_a_browser() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        eventually(10, || row().as_deref() == Some("true")),
+        eventually(10, || row().as_deref() == Some("True")),
         "{:?}",
         row()
     );
@@ -1549,6 +1548,46 @@ fn suspend_resume_and_reconcile_through_the_daemon() {
         stderr(&o)
     );
 
+    // `get --watch` prints the table, then the row again when the object changes.
+    let mut watcher = std::process::Command::new(env!("CARGO_BIN_EXE_tagpilot"))
+        .args([
+            "get",
+            "image",
+            "update",
+            "--watch",
+            "--api-address",
+            &api,
+            "--api-token-file",
+            &token,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let watched = {
+        use std::io::BufRead as _;
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let out = watcher.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    };
+    let next_row = |want_suspended: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match watched.recv_timeout(left) {
+                Ok(l) if l.split('\t').nth(2).map(str::trim) == Some(want_suspended) => return l,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("no watched row with SUSPENDED {want_suspended}")
+    };
+    assert!(next_row("False").starts_with("flux-system"));
     let (code, err) = cli(&["suspend", "image", "update", "flux-system"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
@@ -1594,9 +1633,36 @@ fn suspend_resume_and_reconcile_through_the_daemon() {
         );
     }
     assert!(
-        eventually(10, || suspended_row().as_deref() == Some("true")),
+        eventually(10, || suspended_row().as_deref() == Some("True")),
         "{:?}",
         suspended_row()
+    );
+    assert!(next_row("True").starts_with("flux-system"));
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    // --status-selector, as flux's.
+    let (code, err) = cli(&["get", "image", "update", "--status-selector", "ready=false"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("no ImageUpdateAutomation objects found in flux-system namespace"),
+        "{err}"
+    );
+    let o = tagpilot(&[
+        "get",
+        "image",
+        "update",
+        "--status-selector",
+        "ready!=false",
+        "--api-address",
+        &api,
+        "--api-token-file",
+        &token,
+    ]);
+    assert!(
+        stdout(&o).contains("flux-system"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
     );
 
     // A new tag is scanned and resolved on request, but the suspended automation does not push.
@@ -1623,7 +1689,7 @@ fn suspend_resume_and_reconcile_through_the_daemon() {
     std::thread::sleep(std::time::Duration::from_secs(4));
     assert!(deployment().contains("podinfo:5.0.3 #"), "{}", deployment());
     assert!(
-        eventually(10, || suspended_row().as_deref() == Some("true")),
+        eventually(10, || suspended_row().as_deref() == Some("True")),
         "{:?}",
         suspended_row()
     );
@@ -1638,7 +1704,7 @@ fn suspend_resume_and_reconcile_through_the_daemon() {
         "{err}"
     );
     assert!(deployment().contains("podinfo:5.0.4 #"), "{}", deployment());
-    assert_eq!(suspended_row().as_deref(), Some("false"));
+    assert_eq!(suspended_row().as_deref(), Some("False"));
 
     let (code, err) = cli(&["reconcile", "image", "repository", "nope"]);
     assert_eq!(code, Some(1));
@@ -1741,7 +1807,21 @@ fn restart_resumes_from_the_store_and_survives_kill_9() {
         &api,
         "--no-header",
     ]);
-    assert!(!stdout(&o).contains("False"), "{}", stdout(&o));
+    // READY is the fifth column of every image table with -A.
+    let rows: Vec<String> = stdout(&o)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    assert!(!rows.is_empty());
+    for r in &rows {
+        assert_eq!(
+            r.split('\t').nth(4).map(str::trim),
+            Some("True"),
+            "{}",
+            stdout(&o)
+        );
+    }
     g.stop(&mut daemon);
 }
 
