@@ -161,12 +161,15 @@ pub(crate) fn fetch(daemon: &Daemon) -> anyhow::Result<Vec<Item>> {
         .unwrap_or_default())
 }
 
+/// The rows of one kind out of the daemon's objects.
+type Rows<'a> = dyn Fn(&[Item], &str) -> Vec<Vec<String>> + 'a;
+
 /// `--watch`: the table once, then a row again whenever its object's row changes. Polls the
 /// API every second until interrupted.
 fn watch(
     args: &Args,
     kind: &str,
-    select: &dyn Fn(&[Item], &str) -> Vec<Vec<String>>,
+    select: &Rows<'_>,
 ) -> anyhow::Result<ExitCode> {
     let mut shown: std::collections::BTreeSet<Vec<String>> = Default::default();
     let mut first = true;
