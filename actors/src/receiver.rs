@@ -46,6 +46,15 @@ pub struct Route {
     pub suspended: bool,
     /// `gcr` only: the Secret's `audience` and `email`.
     pub gcr: Option<tagpilot_webhook::GcrExpect>,
+    /// `spec.resourceFilter` and `spec.resources[].filter`, compiled.
+    pub filters: Arc<tagpilot_webhook::filter::ResourceFilters>,
+    /// `generic-oidc` only: each provider with its compiled claim checks.
+    pub oidc: Arc<
+        Vec<(
+            tagpilot_api::OidcProvider,
+            tagpilot_webhook::filter::ClaimChecks,
+        )>,
+    >,
 }
 
 // By hand, so that the token never reaches a log line.
@@ -84,6 +93,8 @@ pub struct ReceiverState {
     buckets: Mutex<HashMap<IpAddr, (Instant, f64)>>,
     /// Google's signing keys, for `gcr` receivers.
     pub google_keys: GoogleKeys,
+    /// generic-oidc issuers' keys.
+    pub issuer_keys: IssuerKeys,
 }
 
 /// Where Google's OIDC signing keys are published.
@@ -118,39 +129,112 @@ impl GoogleKeys {
     }
 
     async fn get(&self, kid: Option<&str>) -> Result<tagpilot_webhook::oidc::KeySet, String> {
-        let mut cache = self.cache.lock().await;
+        let url = self.url.as_deref().unwrap_or(GOOGLE_JWKS_URL);
+        self.cache
+            .lock()
+            .await
+            .get(kid, "Google's key set is unavailable", || fetch_keys(url))
+            .await
+    }
+}
+
+impl KeyCache {
+    /// The cached key set while it is fresh and knows `kid`; else one fetch (at most every
+    /// [`KEYS_MIN_REFETCH`]), keeping a stale set while the endpoint is down. The caller holds
+    /// the cache's lock, so concurrent requests wait for one fetch.
+    async fn get<F, Fut>(
+        &mut self,
+        kid: Option<&str>,
+        unavailable: &str,
+        fetch: F,
+    ) -> Result<tagpilot_webhook::oidc::KeySet, String>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<tagpilot_webhook::oidc::KeySet, String>>,
+    {
         let now = Instant::now();
-        let usable = cache.keys.as_ref().filter(|(at, keys)| {
+        let usable = self.keys.as_ref().filter(|(at, keys)| {
             now.duration_since(*at) < KEYS_TTL && kid.is_none_or(|k| keys.has(k))
         });
-        let recently = cache
+        let recently = self
             .last_fetch
             .is_some_and(|t| now.duration_since(t) < KEYS_MIN_REFETCH);
         if let Some((_, keys)) = usable {
             return Ok(keys.clone());
         }
         if recently {
-            return cache
+            return self
                 .keys
                 .as_ref()
                 .map(|(_, k)| k.clone())
-                .ok_or_else(|| "Google's key set is unavailable".to_owned());
+                .ok_or_else(|| unavailable.to_owned());
         }
-        cache.last_fetch = Some(now);
-        let url = self.url.as_deref().unwrap_or(GOOGLE_JWKS_URL);
-        let fetched = fetch_keys(url).await;
-        match fetched {
+        self.last_fetch = Some(now);
+        match fetch().await {
             Ok(keys) => {
-                cache.keys = Some((now, keys.clone()));
+                self.keys = Some((now, keys.clone()));
                 Ok(keys)
             }
             // A stale key set beats none while the endpoint is down.
-            Err(e) => cache.keys.as_ref().map(|(_, k)| k.clone()).ok_or(e),
+            Err(e) => self.keys.as_ref().map(|(_, k)| k.clone()).ok_or(e),
         }
     }
 }
 
-async fn fetch_keys(url: &str) -> Result<tagpilot_webhook::oidc::KeySet, String> {
+/// The key sets of `generic-oidc` issuers, found through OIDC discovery
+/// (`<issuer>/.well-known/openid-configuration`, whose `issuer` must be the issuer itself, as
+/// go-oidc checks), cached per issuer like Google's.
+#[derive(Debug, Default)]
+pub struct IssuerKeys {
+    caches: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<KeyCache>>>>,
+}
+
+impl IssuerKeys {
+    async fn get(
+        &self,
+        issuer: &str,
+        kid: Option<&str>,
+    ) -> Result<tagpilot_webhook::oidc::KeySet, String> {
+        let cache = self
+            .caches
+            .lock()
+            .await
+            .entry(issuer.to_owned())
+            .or_default()
+            .clone();
+        let mut cache = cache.lock().await;
+        cache
+            .get(kid, "the issuer's key set is unavailable", || {
+                discover(issuer)
+            })
+            .await
+    }
+}
+
+/// Discovery, then the key set it names.
+async fn discover(issuer: &str) -> Result<tagpilot_webhook::oidc::KeySet, String> {
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
+    let body = get_small(&url).await?;
+    let d: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| format!("{url}: not an OIDC discovery document: {e}"))?;
+    let (Some(found), Some(jwks_uri)) = (d["issuer"].as_str(), d["jwks_uri"].as_str()) else {
+        return Err(format!(
+            "{url}: no issuer or jwks_uri in the discovery document"
+        ));
+    };
+    if found != issuer {
+        return Err(format!(
+            "oidc: issuer did not match the issuer returned by provider, expected \"{issuer}\" got \"{found}\""
+        ));
+    }
+    fetch_keys(jwks_uri).await
+}
+
+/// A GET of at most 1 MiB.
+async fn get_small(url: &str) -> Result<Vec<u8>, String> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -160,14 +244,19 @@ async fn fetch_keys(url: &str) -> Result<tagpilot_webhook::oidc::KeySet, String>
         .send()
         .await
         .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| format!("fetching Google's key set from {url}: {e}"))?;
+        .map_err(|e| format!("fetching {url}: {}", e.without_url()))?;
     let body = resp
         .bytes()
         .await
-        .map_err(|e| format!("fetching Google's key set from {url}: {e}"))?;
+        .map_err(|e| format!("fetching {url}: {}", e.without_url()))?;
     if body.len() > 1 << 20 {
-        return Err(format!("the key set at {url} is larger than 1 MiB"));
+        return Err(format!("{url}: larger than 1 MiB"));
     }
+    Ok(body.to_vec())
+}
+
+async fn fetch_keys(url: &str) -> Result<tagpilot_webhook::oidc::KeySet, String> {
+    let body = get_small(url).await?;
     tagpilot_webhook::oidc::KeySet::parse(&body).map_err(|e| format!("{url}: {e}"))
 }
 
@@ -214,8 +303,17 @@ impl ReceiverState {
 /// tagpilot does not run (Kustomization, HelmRelease …) are skipped: their controllers are not
 /// here. A named object that does not exist is an error (Flux answers 500).
 pub fn targets(config: &Config, receiver: &Receiver) -> Result<Vec<Target>, String> {
+    Ok(indexed_targets(config, receiver)?
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect())
+}
+
+/// [`targets`], each with the index of the `spec.resources` entry that named it (whose
+/// filter applies).
+fn indexed_targets(config: &Config, receiver: &Receiver) -> Result<Vec<(usize, Target)>, String> {
     let mut out = Vec::new();
-    for r in &receiver.spec.resources {
+    for (index, r) in receiver.spec.resources.iter().enumerate() {
         let namespace = r
             .namespace
             .clone()
@@ -241,14 +339,14 @@ pub fn targets(config: &Config, receiver: &Receiver) -> Result<Vec<Target>, Stri
                         .iter()
                         .all(|(k, v)| m.labels.get(k) == Some(v))
                 {
-                    out.push((kind, m.namespace.clone(), m.name.clone()));
+                    out.push((index, (kind, m.namespace.clone(), m.name.clone())));
                 }
             }
             if out.len() == before {
                 tracing::info!(kind = "Receiver", namespace = %receiver.metadata.namespace, name = %receiver.metadata.name, target_kind = %r.kind, "no object matches the labels");
             }
         } else if config.get(kind, &namespace, &r.name).is_some() {
-            out.push((kind, namespace, r.name.clone()));
+            out.push((index, (kind, namespace, r.name.clone())));
         } else {
             return Err(format!("{} '{namespace}/{}' not found", r.kind, r.name));
         }
@@ -302,7 +400,17 @@ async fn hook(
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
+    let mut claims = None;
     let validated = match &route.gcr {
+        None if route.kind == ReceiverType::GenericOidc => {
+            match verify_oidc(&state, &route, &headers).await {
+                Ok(c) => {
+                    claims = Some(c);
+                    Ok(tagpilot_webhook::Accepted::default())
+                }
+                Err(e) => Err(e),
+            }
+        }
         Some(expect) => {
             let kid = headers
                 .iter()
@@ -333,10 +441,12 @@ async fn hook(
     let Some(receiver) = config.find::<Receiver>(&route.namespace, &route.name) else {
         return text(HttpResponse::ServiceUnavailable(), "not ready");
     };
-    let targets = match targets(&config, receiver) {
+    let targets = match indexed_targets(&config, receiver)
+        .and_then(|t| filtered(&config, &route, &headers, &body, claims.as_ref(), t))
+    {
         Ok(t) => t,
         Err(e) => {
-            tracing::warn!(kind = "Receiver", namespace = %ns, name = %name, error = %e, "webhook target missing");
+            tracing::warn!(kind = "Receiver", namespace = %ns, name = %name, error = %e, "webhook targets unresolved");
             return text(HttpResponse::InternalServerError(), e);
         }
     };
@@ -352,6 +462,78 @@ async fn hook(
     );
     supervisor.do_send(ReconcileNow(targets, None));
     text(HttpResponse::Ok(), "ok")
+}
+
+/// A generic-oidc request's token, verified with its issuer's keys and the provider's
+/// checks; the claims.
+async fn verify_oidc(
+    state: &ReceiverState,
+    route: &Route,
+    headers: &Vec<(String, String)>,
+) -> Result<serde_json::Value, tagpilot_webhook::Rejected> {
+    use tagpilot_webhook::{oidc, Rejected};
+    let token = tagpilot_webhook::bearer_token(headers)?;
+    let issuer = oidc::unverified_issuer(token)
+        .ok_or(Rejected::BadIdToken("failed to parse bearer token"))?;
+    let Some((provider, checks)) = route.oidc.iter().find(|(p, _)| p.issuer_url == issuer) else {
+        return Err(Rejected::UnknownIssuer(issuer));
+    };
+    let keys = state
+        .issuer_keys
+        .get(&provider.issuer_url, oidc::key_id(token).as_deref())
+        .await
+        .map_err(|e| {
+            tracing::warn!(kind = "Receiver", namespace = %route.namespace, name = %route.name, issuer = %provider.issuer_url, error = %e, "cannot get the issuer's keys");
+            Rejected::BadIdToken("failed to initialize the OIDC provider")
+        })?;
+    tagpilot_webhook::verify_generic_oidc(token, provider, checks, &keys, unix_now())
+}
+
+/// The targets the Receiver's CEL filters accept (all of them without filters). `req` is the
+/// body when it is JSON, else an empty map, as in notification-controller.
+fn filtered(
+    config: &Config,
+    route: &Route,
+    headers: &[(String, String)],
+    body: &[u8],
+    claims: Option<&serde_json::Value>,
+    targets: Vec<(usize, Target)>,
+) -> Result<Vec<Target>, String> {
+    if route.filters.is_empty() {
+        return Ok(targets.into_iter().map(|(_, t)| t).collect());
+    }
+    let json = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .and_then(|(_, v)| v.split(';').next())
+        .is_some_and(|v| {
+            let v = v.trim();
+            v.eq_ignore_ascii_case("application/json") || v.ends_with("+json")
+        });
+    let req: serde_json::Value = if json {
+        serde_json::from_slice(body)
+            .map_err(|e| format!("failed to parse request body as JSON: {e}"))?
+    } else {
+        serde_json::json!({})
+    };
+    let mut out = Vec::new();
+    for (index, target) in targets {
+        let (kind, ns, name) = &target;
+        let Some(loaded) = config.get(*kind, ns, name) else {
+            continue;
+        };
+        let res = tagpilot_webhook::filter::resource_value(
+            loaded.object.api_version(),
+            kind.as_str(),
+            loaded.object.metadata(),
+        );
+        if route.filters.accepts(index, &res, &req, claims)? {
+            out.push(target);
+        } else {
+            tracing::info!(kind = "Receiver", namespace = %route.namespace, name = %route.name, target = %format!("{}/{ns}/{name}", kind.as_str()), "not reconciled: the CEL filter returned false");
+        }
+    }
+    Ok(out)
 }
 
 fn unix_now() -> u64 {
@@ -515,6 +697,8 @@ spec:
             events: Vec::new(),
             suspended: false,
             gcr: None,
+            filters: Arc::default(),
+            oidc: Arc::default(),
         };
         let shown = format!("{r:?}");
         assert!(

@@ -3,9 +3,12 @@
 server: it publishes a JSON Web Key Set at /oauth2/v3/certs (as www.googleapis.com does) and, for
 the tests only, mints RS256 ID tokens at /mint the way Pub/Sub would attach them. Keys are made
 at start with the openssl CLI; signing is `openssl dgst -sha256 -sign`. /stats reports how often
-the key set was fetched (to check that tagpilot caches it).
+the key set was fetched (to check that tagpilot caches it). It is also a generic OIDC issuer
+(what a CI system's token service is to a generic-oidc Receiver): issuer http://127.0.0.1:PORT,
+with OIDC discovery naming the same key set.
 
 usage: google_oidc.py PORT WORKDIR
+  GET  /.well-known/openid-configuration   {"issuer": "http://127.0.0.1:PORT", "jwks_uri": …}
   GET  /oauth2/v3/certs
   POST /mint   body: JSON claims (iss/iat/exp default to Google's issuer and one hour);
                header X-Kid overrides the key id (to mint tokens for unknown keys)
@@ -64,6 +67,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/oauth2/v3/certs":
             fetches += 1
             self.reply(200, JWKS)
+        elif self.path == "/.well-known/openid-configuration":
+            base = f"http://127.0.0.1:{PORT}"
+            self.reply(200, json.dumps({"issuer": base, "jwks_uri": base + "/oauth2/v3/certs"}).encode())
         elif self.path == "/stats":
             self.reply(200, json.dumps({"jwks_fetches": fetches}).encode())
         else:

@@ -12,7 +12,47 @@ impl Engine {
                 continue;
             };
             let (ns, name) = (&r.metadata.namespace, &r.metadata.name);
+            // Compiled first: an invalid expression stalls the Receiver (Flux marks it
+            // terminally failed), whatever its Secret says.
+            let filters = match tagpilot_webhook::filter::ResourceFilters::compile(&r.spec) {
+                Ok(f) => Arc::new(f),
+                Err(e) => {
+                    self.record_outcome(
+                        Kind::Receiver,
+                        ns,
+                        name,
+                        Outcome::stalled(reason::INVALID_CEL_EXPRESSION, e),
+                        json!({}),
+                    );
+                    continue;
+                }
+            };
+            let oidc = r
+                .spec
+                .oidc_providers
+                .iter()
+                .map(|p| {
+                    tagpilot_webhook::filter::ClaimChecks::compile(p)
+                        .map(|c| (p.clone(), c))
+                        .map_err(|e| format!("invalid oidcProvider '{}': {e}", p.issuer_url))
+                })
+                .collect::<Result<Vec<_>, _>>();
+            let oidc = match oidc {
+                Ok(o) => Arc::new(o),
+                Err(e) => {
+                    self.record_outcome(
+                        Kind::Receiver,
+                        ns,
+                        name,
+                        Outcome::stalled(reason::VALIDATION_FAILED, e),
+                        json!({}),
+                    );
+                    continue;
+                }
+            };
             let token = match &r.spec.secret_ref {
+                // generic-oidc authenticates with the ID token: its path hashes no token.
+                None if r.spec.receiver_type == ReceiverType::GenericOidc => Ok(Vec::new()),
                 Some(s) => self
                     .secrets()
                     .require(ns, &s.name, "token")
@@ -76,6 +116,8 @@ impl Engine {
                         events: r.spec.events.clone(),
                         suspended: r.spec.suspend,
                         gcr,
+                        filters,
+                        oidc,
                     });
                 }
                 Err(message) => self.record(Kind::Receiver, ns, name, false, message),

@@ -153,6 +153,20 @@ impl Object {
         }
     }
 
+    /// The apiVersion as written in the manifest.
+    pub fn api_version(&self) -> &str {
+        match self {
+            Object::ImageRepository(o) => &o.api_version,
+            Object::ImagePolicy(o) => &o.api_version,
+            Object::ImageUpdateAutomation(o) => &o.api_version,
+            Object::GitRepository(o) => &o.api_version,
+            Object::Receiver(o) => &o.api_version,
+            Object::Provider(o) => &o.api_version,
+            Object::Alert(o) => &o.api_version,
+            Object::Secret(o) => &o.api_version,
+        }
+    }
+
     pub fn metadata(&self) -> &ObjectMeta {
         match self {
             Object::ImageRepository(o) => &o.metadata,
@@ -472,8 +486,54 @@ fn validate_receiver(v: &mut Validator, s: &ReceiverSpec) {
             );
         }
     }
-    if s.secret_ref.is_none() && s.receiver_type != ReceiverType::GenericOidc {
-        v.err("spec.secretRef", "is required for this receiver type");
+    // The CRD's rules for generic-oidc (notification-controller v1).
+    let oidc = s.receiver_type == ReceiverType::GenericOidc;
+    if s.secret_ref.is_none() && !oidc {
+        v.err(
+            "spec.secretRef",
+            "secretRef is required when type is not generic-oidc",
+        );
+    }
+    if s.secret_ref.is_some() && oidc {
+        v.err(
+            "spec.secretRef",
+            "secretRef cannot be set when type is generic-oidc",
+        );
+    }
+    if oidc && s.oidc_providers.is_empty() {
+        v.err(
+            "spec.oidcProviders",
+            "generic-oidc receivers must define at least one oidcProvider",
+        );
+    }
+    if !oidc && !s.oidc_providers.is_empty() {
+        v.err(
+            "spec.oidcProviders",
+            "oidcProviders can only be set when type is generic-oidc",
+        );
+    }
+    for (i, p) in s.oidc_providers.iter().enumerate() {
+        if !(p.issuer_url.starts_with("https://") || p.issuer_url.starts_with("http://")) {
+            v.err(
+                &format!("spec.oidcProviders[{i}].issuerURL"),
+                format!("'{}' must match '^https?://'", p.issuer_url),
+            );
+        }
+        if p.validations.is_empty() {
+            v.err(
+                &format!("spec.oidcProviders[{i}].validations"),
+                "at least one validation is required",
+            );
+        }
+        if s.oidc_providers[..i]
+            .iter()
+            .any(|q| q.issuer_url == p.issuer_url)
+        {
+            v.err(
+                &format!("spec.oidcProviders[{i}].issuerURL"),
+                "duplicate issuerURL",
+            );
+        }
     }
 }
 

@@ -92,6 +92,9 @@ pub mod reason {
     pub const UPDATE_FAILED: &str = "UpdateFailed";
     pub const INVALID_SOURCE_CONFIGURATION: &str = "InvalidSourceConfiguration";
     pub const TOKEN_NOT_FOUND: &str = "TokenNotFound";
+    /// A Receiver's CEL expression does not compile (notification-controller's reason).
+    pub const INVALID_CEL_EXPRESSION: &str = "InvalidCELExpression";
+    pub const VALIDATION_FAILED: &str = "ValidationFailed";
     /// tagpilot's: the manifest on disk does not load and no earlier version runs.
     pub const INVALID_MANIFEST: &str = "InvalidManifest";
     pub const SUSPENDED: &str = "Suspended";

@@ -416,8 +416,52 @@ pub struct ReceiverSpec {
     pub resource_filter: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<LocalObjectReference>,
+    /// `generic-oidc` only: the issuers whose ID tokens are accepted.
+    #[serde(
+        default,
+        rename = "oidcProviders",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub oidc_providers: Vec<OidcProvider>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
+}
+
+/// The audience a `generic-oidc` token must name when the provider sets none (Flux's).
+pub const DEFAULT_OIDC_AUDIENCE: &str = "notification-controller";
+
+/// An OIDC issuer of a `generic-oidc` Receiver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OidcProvider {
+    #[serde(rename = "issuerURL")]
+    pub issuer_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// Named CEL expressions over `claims` (and earlier variables), as `vars.<name>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variables: Vec<OidcVariable>,
+    /// CEL booleans that must all hold; the message of a failing one is the answer.
+    #[serde(default)]
+    pub validations: Vec<OidcValidation>,
+}
+
+impl OidcProvider {
+    pub fn audience(&self) -> &str {
+        self.audience.as_deref().unwrap_or(DEFAULT_OIDC_AUDIENCE)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OidcVariable {
+    pub name: String,
+    pub expression: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OidcValidation {
+    pub expression: String,
+    pub message: String,
 }
 
 // ---------------------------------------------------------------------------------------------

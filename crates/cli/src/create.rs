@@ -735,6 +735,7 @@ fn receiver(
             resources,
             resource_filter: None,
             secret_ref: Some(LocalObjectReference { name: secret_ref }),
+            oidc_providers: Vec::new(),
             suspend: false,
         },
     };

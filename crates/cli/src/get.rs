@@ -166,11 +166,7 @@ type Rows<'a> = dyn Fn(&[Item], &str) -> Vec<Vec<String>> + 'a;
 
 /// `--watch`: the table once, then a row again whenever its object's row changes. Polls the
 /// API every second until interrupted.
-fn watch(
-    args: &Args,
-    kind: &str,
-    select: &Rows<'_>,
-) -> anyhow::Result<ExitCode> {
+fn watch(args: &Args, kind: &str, select: &Rows<'_>) -> anyhow::Result<ExitCode> {
     let mut shown: std::collections::BTreeSet<Vec<String>> = Default::default();
     let mut first = true;
     loop {

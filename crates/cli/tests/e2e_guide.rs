@@ -1083,6 +1083,123 @@ fn mint(oidc: &Server, claims: &serde_json::Value, kid: Option<&str>) -> String 
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A `generic-oidc` Receiver (notification-controller v1): an ID token from a configured
+/// issuer (the fixture, through OIDC discovery), the provider's CEL validations over its claims,
+/// and `resourceFilter` over the request and the resource.
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn generic_oidc_receiver_with_claim_checks_and_a_resource_filter() {
+    let g = Guide::new();
+    let oidc = google_oidc();
+    let issuer = format!("http://127.0.0.1:{}", oidc.port);
+    let hooks = format!("127.0.0.1:{}", free_port());
+    let receiver = format!(
+        r#"---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata: {{name: ci, namespace: flux-system}}
+spec:
+  type: generic-oidc
+  resourceFilter: 'req.image == res.metadata.annotations["images"]'
+  oidcProviders:
+    - issuerURL: {issuer}
+      variables:
+        - {{name: owner, expression: claims.repository_owner}}
+      validations:
+        - {{expression: 'vars.owner == "acme"', message: only acme's workflows}}
+  resources:
+    - {{apiVersion: image.toolkit.fluxcd.io/v1, kind: ImageRepository, name: podinfo}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata: {{name: broken, namespace: flux-system}}
+spec:
+  type: generic-oidc
+  resourceFilter: 'req.image =='
+  oidcProviders:
+    - issuerURL: {issuer}
+      validations: [{{expression: 'true', message: x}}]
+  resources:
+    - {{kind: ImageRepository, name: podinfo}}
+"#
+    );
+    g.configure_hourly("5.0.x", &receiver);
+    // The filter reads an annotation of the repository.
+    let text = std::fs::read_to_string(g.config.path().join("flux.yaml")).unwrap_or_default();
+    let text = text.replacen(
+        "  name: podinfo\n  namespace: flux-system\nspec:\n  image:",
+        "  name: podinfo\n  namespace: flux-system\n  annotations: {images: podinfo}\nspec:\n  image:",
+        1,
+    );
+    std::fs::write(g.config.path().join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    let api = format!("127.0.0.1:{}", free_port());
+    let mut daemon = g.daemon(&["--api-address", &api, "--webhook-address", &hooks]);
+    g.wait_for_tag("5.0.3");
+    // Flux's path for a Receiver without a token: sha256("" + name + namespace).
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(b"ciflux-system");
+    let url = format!(
+        "http://{hooks}/hook/{}",
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let objects = api_objects(&api);
+    assert!(
+        objects["Receiver/flux-system/ci"]
+            .to_string()
+            .contains(&url[url.find("/hook/").unwrap_or(0)..]),
+        "{:?}",
+        objects.get("Receiver/flux-system/ci")
+    );
+    let broken = objects["Receiver/flux-system/broken"].to_string();
+    assert!(
+        broken.contains("InvalidCELExpression")
+            && broken.contains("invalid resourceFilter expression"),
+        "{broken}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let token = |owner: &str, aud: &str, exp: u64| {
+        mint(
+            &oidc,
+            &serde_json::json!({"iss": issuer, "aud": aud, "sub": "repo:acme/app", "repository_owner": owner, "exp": exp}),
+            None,
+        )
+    };
+    let send = |token: &str, image: &str| {
+        post(
+            &url,
+            &[
+                "Content-Type: application/json",
+                &format!("Authorization: Bearer {token}"),
+            ],
+            format!(r#"{{"image":"{image}"}}"#).as_bytes(),
+        )
+    };
+    let aud = "notification-controller";
+    g.push_tag("5.0.4");
+    // Refused: wrong audience, expired, a validation that says no, no token at all.
+    assert_eq!(
+        send(&token("acme", "someone-else", now + 600), "podinfo"),
+        400
+    );
+    assert_eq!(send(&token("acme", aud, now - 600), "podinfo"), 400);
+    assert_eq!(send(&token("eve", aud, now + 600), "podinfo"), 400);
+    assert_eq!(post(&url, &["Content-Type: application/json"], b"{}"), 400);
+    // Accepted, but the filter says false: nothing is reconciled.
+    assert_eq!(send(&token("acme", aud, now + 600), "other-image"), 200);
+    // Accepted and the filter says true: the repository is scanned and 5.0.4 lands.
+    assert_eq!(send(&token("acme", aud, now + 600), "podinfo"), 200);
+    g.wait_for_tag("5.0.4");
+    let logs = g.logs();
+    assert!(logs.contains("only acme's workflows"), "{logs}");
+    assert!(logs.contains("the CEL filter returned false"), "{logs}");
+    g.stop(&mut daemon);
+}
+
 #[test]
 #[ignore = "needs docker-registry; run by tests/run.sh"]
 fn gcr_pubsub_push_with_a_google_id_token_triggers_an_update() {

@@ -112,7 +112,8 @@ struct Claims {
 pub struct Expected<'a> {
     pub issuers: &'a [&'a str],
     pub audience: &'a str,
-    pub email: &'a str,
+    /// gcr: the service account the token must be for (with `email_verified`).
+    pub email: Option<&'a str>,
 }
 
 const fn bad(why: &'static str) -> Rejected {
@@ -126,14 +127,27 @@ pub fn key_id(token: &str) -> Option<String> {
     Some(h.kid)
 }
 
-/// Verifies `token` against `keys` and `expected` at time `now` (Unix seconds). Errors say
-/// what failed, never what the token holds.
+/// The issuer a token claims, before anything is verified (to pick the provider whose keys
+/// must verify it).
+pub fn unverified_issuer(token: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Iss {
+        #[serde(default)]
+        iss: String,
+    }
+    let claims = token.split('.').nth(1)?;
+    let c: Iss = serde_json::from_slice(&b64url(claims)?).ok()?;
+    Some(c.iss).filter(|i| !i.is_empty())
+}
+
+/// Verifies `token` against `keys` and `expected` at time `now` (Unix seconds); the token's
+/// claims. Errors say what failed, never what the token holds.
 pub fn verify(
     token: &str,
     keys: &KeySet,
     expected: &Expected<'_>,
     now: u64,
-) -> Result<(), Rejected> {
+) -> Result<serde_json::Value, Rejected> {
     let mut parts = token.split('.');
     let (Some(h), Some(c), Some(s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -184,11 +198,15 @@ pub fn verify(
     if claims.iat.or(claims.nbf).is_some_and(|t| t > now + LEEWAY) {
         return Err(bad("issued in the future"));
     }
-    if !crate::constant_time_eq(claims.email.as_bytes(), expected.email.as_bytes()) {
-        return Err(bad("unexpected email"));
+    if let Some(email) = expected.email {
+        if !crate::constant_time_eq(claims.email.as_bytes(), email.as_bytes()) {
+            return Err(bad("unexpected email"));
+        }
+        if !claims.email_verified {
+            return Err(bad("email not verified"));
+        }
     }
-    if !claims.email_verified {
-        return Err(bad("email not verified"));
-    }
-    Ok(())
+    b64url(c)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(bad("unreadable claims"))
 }
