@@ -47,11 +47,12 @@ pub enum What {
         /// generic-hmac, cdevents.
         #[arg(long = "type")]
         receiver_type: Option<String>,
-        /// An event to handle (github: push, ping, …); repeatable.
-        #[arg(long = "event")]
+        /// An event to handle (github: push, ping, …); repeatable or comma-separated.
+        #[arg(long = "event", value_delimiter = ',')]
         events: Vec<String>,
-        /// A resource to reconcile, `Kind/name` or `Kind/namespace/name`; repeatable.
-        #[arg(long = "resource")]
+        /// A resource to reconcile, `Kind/name` or `Kind/namespace/name`; repeatable or
+        /// comma-separated.
+        #[arg(long = "resource", value_delimiter = ',')]
         resources: Vec<String>,
         /// The Secret whose `token` key authenticates the webhook.
         #[arg(long)]
@@ -110,18 +111,19 @@ pub enum SecretKind {
         url: Option<String>,
         #[arg(short = 'u', long)]
         username: Option<String>,
+        /// The basic-auth password (HTTPS) or the private key's password (SSH), as flux's.
         #[arg(short = 'p', long)]
         password: Option<String>,
         #[arg(long)]
         bearer_token: Option<String>,
         #[arg(long)]
         private_key_file: Option<std::path::PathBuf>,
-        /// The SSH key's password, if it is encrypted.
-        #[arg(long)]
-        ssh_key_password: Option<String>,
         /// OpenSSH known_hosts lines for the server (tagpilot does not scan the host).
         #[arg(long)]
         known_hosts_file: Option<std::path::PathBuf>,
+        /// A CA certificate for an HTTPS server with a private CA (`ca.crt`).
+        #[arg(long)]
+        ca_crt_file: Option<std::path::PathBuf>,
     },
     /// Registry credentials as a `kubernetes.io/dockerconfigjson` Secret.
     Oci {
@@ -592,8 +594,8 @@ fn secret(kind: SecretKind) -> anyhow::Result<(bool, Object)> {
             password,
             bearer_token,
             private_key_file,
-            ssh_key_password,
             known_hosts_file,
+            ca_crt_file,
         } => {
             let url = url.ok_or_else(|| anyhow::anyhow!("url is required"))?;
             let mut data = BTreeMap::new();
@@ -611,23 +613,28 @@ fn secret(kind: SecretKind) -> anyhow::Result<(bool, Object)> {
                         data.insert("identity.pub".to_owned(), p);
                     }
                     data.insert("known_hosts".to_owned(), read(&hosts, "known_hosts")?);
-                    if let Some(p) = ssh_key_password {
+                    if let Some(p) = password {
                         data.insert("password".to_owned(), p);
                     }
                 }
-                Some("http" | "https") => match (username, password, bearer_token) {
-                    (Some(u), Some(p), None) => {
-                        data.insert("username".to_owned(), u);
-                        data.insert("password".to_owned(), p);
+                Some("http" | "https") => {
+                    match (username, password, bearer_token) {
+                        (Some(_), Some(_), Some(_)) => {
+                            bail!("user credentials and bearer token cannot be used together")
+                        }
+                        (Some(u), Some(p), None) => {
+                            data.insert("username".to_owned(), u);
+                            data.insert("password".to_owned(), p);
+                        }
+                        (_, _, Some(t)) => {
+                            data.insert("bearerToken".to_owned(), t);
+                        }
+                        _ => bail!("for Git over HTTP/S the username and password, or a bearer token is required"),
                     }
-                    (None, None, Some(t)) => {
-                        data.insert("bearerToken".to_owned(), t);
+                    if let Some(ca) = ca_crt_file {
+                        data.insert("ca.crt".to_owned(), read(&ca, "the CA certificate")?);
                     }
-                    (_, _, Some(_)) => {
-                        bail!("--bearer-token cannot be combined with --username/--password")
-                    }
-                    _ => bail!("for Git over HTTP/S the username and password are required"),
-                },
+                }
                 _ => bail!("git URL scheme '{url}' not supported, can be: ssh, http and https"),
             }
             (name, common, None, data)

@@ -499,7 +499,7 @@ fn create_source_secret_and_receiver_load_back() {
         ),
         (
             "receiver",
-            vec!["create", "receiver", "github-receiver", "--type", "github", "--event", "ping", "--event", "push", "--secret-ref", "webhook-token", "--resource", "GitRepository/webapp", "--export"],
+            vec!["create", "receiver", "github-receiver", "--type", "github", "--event", "ping,push", "--secret-ref", "webhook-token", "--resource", "GitRepository/webapp", "--export"],
             "---\napiVersion: notification.toolkit.fluxcd.io/v1\nkind: Receiver\nmetadata:\n  name: github-receiver\n  namespace: flux-system\nspec:\n  events:\n  - ping\n  - push\n  resources:\n  - kind: GitRepository\n    name: webapp\n  secretRef:\n    name: webhook-token\n  type: github\n",
         ),
         (
@@ -547,7 +547,7 @@ fn create_source_secret_and_receiver_load_back() {
                 "--username=u",
                 "--export",
             ],
-            "username and password are required",
+            "the username and password, or a bearer token is required",
         ),
         (
             vec![
