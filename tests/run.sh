@@ -71,6 +71,11 @@ if [ "$(id -u)" -ne 0 ]; then
   skip=(--skip ssh_with_identity_and_pinned_known_hosts --skip ecr_token_from_moto_unlocks_a_real_registry)
 fi
 cargo test --workspace --locked -- --include-ignored "${skip[@]}" 2>&1 | tee "$results"
+
+log "aws-only build (cargo features aws|gcp|azure): no Google or Azure SDK, and its provider tests"
+cargo clippy -p tagpilot --no-default-features --features aws --all-targets --locked -- -D warnings
+cargo test -p tagpilot --no-default-features --features aws --locked --test e2e_cloud -- \
+  --include-ignored "${skip[@]}" 2>&1 | tee -a "$results"
 # One closing line for the whole suite (cargo prints one per test binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0) }' "$results"

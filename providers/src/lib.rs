@@ -10,8 +10,11 @@
 //!
 //! Credentials never reach a log line, an error message or a `Debug` output.
 
+#[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "azure")]
 pub mod azure;
+#[cfg(feature = "gcp")]
 pub mod gcp;
 pub mod generic;
 pub mod hosts;

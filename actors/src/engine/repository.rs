@@ -4,6 +4,28 @@
 
 use super::*;
 
+/// The token source of a cloud provider, if this build has it (one cargo feature per cloud).
+fn cloud_source(
+    provider: Provider,
+    registry: &str,
+) -> Result<Box<dyn tagpilot_providers::TokenSource>, tagpilot_providers::ProviderError> {
+    match provider {
+        #[cfg(feature = "aws")]
+        Provider::Aws => Ok(Box::new(tagpilot_providers::aws::Ecr::new(registry)?)),
+        #[cfg(feature = "gcp")]
+        Provider::Gcp => Ok(Box::new(tagpilot_providers::gcp::Gcp::new(registry)?)),
+        #[cfg(feature = "azure")]
+        Provider::Azure => Ok(Box::new(tagpilot_providers::azure::Azure::new(registry)?)),
+        other => {
+            let _ = registry;
+            Err(tagpilot_providers::ProviderError::Generic(format!(
+                "this tagpilot was built without provider {} (cargo feature '{0}')",
+                provider_name(other)
+            )))
+        }
+    }
+}
+
 impl Engine {
     /// Scans a repository and records its status; whether it ended Ready.
     pub async fn reconcile_repository(&self, repo: &ImageRepository) -> bool {
@@ -81,11 +103,7 @@ impl Engine {
             Provider::Aws | Provider::Gcp | Provider::Azure => {
                 let key = format!("{}/default/{registry}", provider_name(provider));
                 self.shared.keyring.get_or_insert(&key, || {
-                    let source: Box<dyn tagpilot_providers::TokenSource> = match provider {
-                        Provider::Aws => Box::new(tagpilot_providers::aws::Ecr::new(registry)?),
-                        Provider::Gcp => Box::new(tagpilot_providers::gcp::Gcp::new(registry)?),
-                        _ => Box::new(tagpilot_providers::azure::Azure::new(registry)?),
-                    };
+                    let source = cloud_source(provider, registry)?;
                     Ok(Refresher::new(
                         source,
                         Arc::new(SystemClock),
