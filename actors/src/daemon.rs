@@ -1295,7 +1295,7 @@ mod tests {
     }
 
     fn empty_engine(dir: &std::path::Path) -> Arc<Engine> {
-        let store = Store::open(&dir.join("s.redb")).unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::open(&dir.join("s.redb")).unwrap();
         Arc::new(Engine::new(
             Arc::new(tagpilot_api::Config::default()),
             None,
@@ -1315,7 +1315,7 @@ mod tests {
     #[actix::test]
     async fn wake_ups_during_a_round_make_exactly_one_follow_up() {
         tokio::time::pause();
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let rounds = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let release = Arc::new(tokio::sync::Semaphore::new(0));
         let executor = FakeExecutor {

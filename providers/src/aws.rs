@@ -114,8 +114,7 @@ mod tests {
     #[test]
     fn token_split() {
         // moto's token for account 123456789012.
-        let c =
-            decode_token("QVdTOjEyMzQ1Njc4OTAxMi1hdXRoLXRva2Vu").unwrap_or_else(|e| panic!("{e}"));
+        let c = decode_token("QVdTOjEyMzQ1Njc4OTAxMi1hdXRoLXRva2Vu").unwrap();
         assert_eq!(
             c,
             Credentials::Basic {
@@ -131,8 +130,7 @@ mod tests {
 
     #[test]
     fn hosts_with_ports_and_foreign_hosts() {
-        let e = Ecr::new("123456789012.dkr.ecr.eu-west-1.amazonaws.com:5443")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let e = Ecr::new("123456789012.dkr.ecr.eu-west-1.amazonaws.com:5443").unwrap();
         assert_eq!(e.registry.region, "eu-west-1");
         assert_eq!(e.registry.account, "123456789012");
         let err = Ecr::new("ghcr.io").expect_err("not ECR");

@@ -206,7 +206,7 @@ mod tests {
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000))
         );
         assert_eq!(jwt_expiry("opaque"), None);
-        let a = Azure::new("r.azurecr.io:8443").unwrap_or_else(|e| panic!("{e}"));
+        let a = Azure::new("r.azurecr.io:8443").unwrap();
         assert_eq!(a.service(), "r.azurecr.io");
         assert!(Azure::new("ghcr.io").is_err());
     }

@@ -177,7 +177,7 @@ mod tests {
                 "{host}"
             );
         }
-        let public = aws_registry("public.ecr.aws").unwrap_or_else(|e| panic!("{e}"));
+        let public = aws_registry("public.ecr.aws").unwrap();
         assert!(public.public && public.region == "us-east-1");
         for bad in [
             "ghcr.io",

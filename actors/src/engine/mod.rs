@@ -773,14 +773,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_suspended_policy_keeps_its_last_status_and_resolves_nothing() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store =
-            Arc::new(Store::open(&dir.path().join("s.redb")).unwrap_or_else(|e| panic!("{e}")));
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
         let tags = |t: &[&str]| t.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         let scan = |t: &[&str]| {
             store
                 .record_scan("127.0.0.1:5000/app", &tags(t), "r", 1)
-                .unwrap_or_else(|e| panic!("{e}"));
+                .unwrap();
         };
         scan(&["1.0.0", "1.1.0"]);
         let e = engine(dir.path(), &store, MANIFESTS);
@@ -825,9 +824,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_policy_suspended_before_it_ever_ran_says_so() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store =
-            Arc::new(Store::open(&dir.path().join("s.redb")).unwrap_or_else(|e| panic!("{e}")));
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
         let suspended = MANIFESTS.replace(
             "  imageRepositoryRef",
             "  suspend: true\n  imageRepositoryRef",

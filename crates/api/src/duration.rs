@@ -249,9 +249,7 @@ mod tests {
     use super::*;
 
     fn d(s: &str) -> Duration {
-        GoDuration::parse(s)
-            .map(|g| g.0)
-            .unwrap_or_else(|e| panic!("{e}"))
+        GoDuration::parse(s).map(|g| g.0).unwrap()
     }
 
     #[test]

@@ -780,15 +780,13 @@ spec:
 
     #[test]
     fn unreadable_or_unparsable_files_keep_what_they_held() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("config");
-        std::fs::create_dir_all(root.join("apps")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(root.join("apps")).unwrap();
         let policy = |name: &str| {
             format!("apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {{name: {name}}}\nspec:\n  imageRepositoryRef: {{name: r}}\n  policy: {{semver: {{range: 1.x}}}}\n")
         };
-        let write = |rel: &str, text: &str| {
-            std::fs::write(root.join(rel), text).unwrap_or_else(|e| panic!("{e}"))
-        };
+        let write = |rel: &str, text: &str| std::fs::write(root.join(rel), text).unwrap();
         write("a.yaml", &format!("{}---\n{}", policy("a1"), policy("a2")));
         write("apps/b.yaml", &policy("b"));
         let good = load_dir(&root);
@@ -825,12 +823,12 @@ spec:
         );
 
         // The whole directory gone for a moment: everything keeps running.
-        std::fs::rename(&root, dir.path().join("away")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::rename(&root, dir.path().join("away")).unwrap();
         let mut gone = load_dir(&root);
         assert!(gone.objects.is_empty());
         assert_eq!(gone.keep_last_good(&good).len(), 3);
         assert_eq!(names(&gone), ["a1", "a2", "b"]);
-        std::fs::rename(dir.path().join("away"), &root).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::rename(dir.path().join("away"), &root).unwrap();
 
         // Only a successful parse that no longer holds an object removes it.
         write("apps/b.yaml", "# emptied\n");
@@ -864,9 +862,9 @@ spec:
             ok.errors
         );
 
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let big = "# padding\n".repeat((MAX_FILE_BYTES as usize / 10) + 1);
-        std::fs::write(dir.path().join("big.yaml"), big).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("big.yaml"), big).unwrap();
         let c = load_dir(dir.path());
         assert_eq!(c.errors.len(), 1);
         assert!(

@@ -227,10 +227,9 @@ mod tests {
             "apiVersion: v1\nkind: Secret\nmetadata: {name: regcred, namespace: apps}\ntype: kubernetes.io/dockerconfigjson\nstringData:\n  .dockerconfigjson: '{\"auths\":{}}'\n",
             Path::new("s.yaml"),
         );
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        std::fs::create_dir_all(dir.path().join("webhook-token")).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(dir.path().join("webhook-token/token"), "s3cr3t")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("webhook-token")).unwrap();
+        std::fs::write(dir.path().join("webhook-token/token"), "s3cr3t").unwrap();
         let s = Secrets {
             config: &cfg,
             dir: Some(dir.path()),
@@ -271,11 +270,9 @@ mod tests {
     #[test]
     fn systemd_flat_credentials() {
         let cfg = crate::load_str("", Path::new("empty.yaml"));
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(dir.path().join("flux-system.identity"), "key")
-            .unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(dir.path().join("regcred_.dockerconfigjson"), "{}")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("flux-system.identity"), "key").unwrap();
+        std::fs::write(dir.path().join("regcred_.dockerconfigjson"), "{}").unwrap();
         let s = Secrets {
             config: &cfg,
             dir: Some(dir.path()),
@@ -305,12 +302,11 @@ mod tests {
     #[test]
     fn a_secret_is_found_only_in_its_own_namespace() {
         let cfg = crate::load_str("", Path::new("empty.yaml"));
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let write = |rel: &str, text: &str| {
             let p = dir.path().join(rel);
-            std::fs::create_dir_all(p.parent().unwrap_or(dir.path()))
-                .unwrap_or_else(|e| panic!("{e}"));
-            std::fs::write(p, text).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::create_dir_all(p.parent().unwrap_or(dir.path())).unwrap();
+            std::fs::write(p, text).unwrap();
         };
         write("team-a/regcred/.dockerconfigjson", "a");
         write("team-b.token.token", "b");

@@ -89,7 +89,7 @@ requests_per_second = 5.5
 max_attempts = 3
 "#,
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         assert_eq!(f.log_format, Some(LogFormat::Json));
         assert_eq!(f.registry.max_concurrent, Some(2));
         assert_eq!(f.webhook_address.as_deref(), Some(""));

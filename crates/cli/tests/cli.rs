@@ -1,4 +1,5 @@
 //! Runs the built `tagpilot` binary the way scripts do and checks stdout, stderr and exit codes.
+#![allow(clippy::unwrap_used)] // a test's unwrap is its assertion: a panic with the error
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -234,9 +235,9 @@ fn failures_exit_1_with_one_line_and_empty_stdout() {
 
 #[test]
 fn exclusions_default_and_replaced() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("tags.txt");
-    std::fs::write(&f, "a\nz.sig\n\n  m  \r\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&f, "a\nz.sig\n\n  m  \r\n").unwrap();
     let f = f.to_string_lossy().into_owned();
     assert_eq!(resolve(&["--tags-file", &f, "--alphabetical", "asc"]), "m");
     assert_eq!(
@@ -279,14 +280,14 @@ fn reads_stdin_and_explains() {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     child
         .stdin
         .take()
         .map(|mut s| s.write_all(b"5.0.0\n5.0.3\nv5.0.3\n5.1.0\nlatest\nx.sig\n"))
         .transpose()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let o = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
     assert!(o.status.success());
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
@@ -317,7 +318,7 @@ fn json_output() {
         "--explain",
     ]);
     assert!(o.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["tag"], "20.11.1");
     let report = v["explain"]["tags"].as_array().cloned().unwrap_or_default();
     assert_eq!(report.len(), 29);
@@ -344,15 +345,15 @@ fn policy_manifest_and_bundled_example() {
         "5.0.3"
     );
     // An ImageRepository in the same file supplies its exclusion list.
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("policy.yaml");
     std::fs::write(
         &file,
         "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {name: app}\nspec: {image: app, interval: 1m, exclusionList: ['^z']}\n---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {name: app}\nspec:\n  imageRepositoryRef: {name: app}\n  policy: {alphabetical: {order: asc}}\n",
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let tagfile = dir.path().join("tags");
-    std::fs::write(&tagfile, "a\nb.sig\nzz\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&tagfile, "a\nb.sig\nzz\n").unwrap();
     assert_eq!(
         resolve(&[
             "--policy",
@@ -367,7 +368,7 @@ fn policy_manifest_and_bundled_example() {
         &file,
         "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {name: app}\nspec:\n  imageRepositoryRef: {name: app}\n  policy: {semver: {range: 'nope'}}\n",
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let e = resolve_fails(&[
         "--policy",
         &file.to_string_lossy(),
@@ -387,14 +388,14 @@ fn validate_reports_objects_and_errors() {
     assert!(out.contains("ok     ImagePolicy flux-system/podinfo in clusters/my-cluster/podinfo-policy.yaml (document 1)"), "{out}");
 
     // A ConfigMap-style volume (files are links into ..data) plus one bad object.
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("..2026_11_26_12_00_00.000000001");
-    std::fs::create_dir(&data).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir(&data).unwrap();
     std::fs::write(
         data.join("repos.yaml"),
         "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {name: ok}\nspec: {image: alpine, interval: 1m}\n---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {name: bad}\nspec: {image: 'https://x.io/a', interval: 1m}\n",
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     symlink(&data, &dir.path().join("..data"));
     symlink(
         Path::new("..data/repos.yaml"),
@@ -417,12 +418,12 @@ fn validate_reports_objects_and_errors() {
 
 #[test]
 fn validate_warns_of_unknown_fields_and_strict_refuses_them() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("a.yaml"),
         "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {name: p, namespace: apps}\nspec:\n  imageRepositoryRef: {name: r}\n  suspnd: true\n  policy: {semver: {range: '1.x'}}\n---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {name: r, namespace: apps}\nspec: {image: alpine, interval: 0s}\n",
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let d = dir.path().to_string_lossy().into_owned();
     let o = tagpilot(&["validate", &d]);
     assert_eq!(o.status.code(), Some(1), "interval 0s is an error");
@@ -446,7 +447,7 @@ fn validate_warns_of_unknown_fields_and_strict_refuses_them() {
         dir.path().join("a.yaml"),
         text.replace("interval: 0s", "interval: 1m"),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     assert_eq!(tagpilot(&["validate", &d]).status.code(), Some(0));
     let o = tagpilot(&["validate", "--strict", &d]);
     assert_eq!(o.status.code(), Some(1));
@@ -459,23 +460,23 @@ fn validate_warns_of_unknown_fields_and_strict_refuses_them() {
 
 fn symlink(target: &Path, link: &Path) {
     #[cfg(unix)]
-    std::os::unix::fs::symlink(target, link).unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink(target, link).unwrap();
 }
 
 #[test]
 fn create_source_secret_and_receiver_load_back() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(
         d.join("id"),
         "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n",
     )
-    .unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(d.join("id.pub"), "ssh-ed25519 AAAA test\n").unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(d.join("kh"), "github.com ssh-ed25519 AAAA\n").unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
+    std::fs::write(d.join("id.pub"), "ssh-ed25519 AAAA test\n").unwrap();
+    std::fs::write(d.join("kh"), "github.com ssh-ed25519 AAAA\n").unwrap();
     let key = d.join("id").to_string_lossy().into_owned();
     let kh = d.join("kh").to_string_lossy().into_owned();
-    let out = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let out = tempfile::tempdir().unwrap();
     let cases: [(&str, Vec<&str>, &str); 6] = [
         (
             "source",
@@ -513,8 +514,7 @@ fn create_source_secret_and_receiver_load_back() {
         assert!(o.status.success(), "{file}: {}", stderr(&o));
         let text = stdout(&o);
         assert!(text.ends_with(want), "{file}: {text}");
-        std::fs::write(out.path().join(format!("{file}.yaml")), text)
-            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(out.path().join(format!("{file}.yaml")), text).unwrap();
     }
     // Everything loads back, without a warning.
     let o = tagpilot(&["validate", "--strict", &out.path().to_string_lossy()]);
@@ -607,8 +607,8 @@ fn export_prints_what_loads_back_the_same() {
         ),
         "{first}"
     );
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(dir.path().join("all.yaml"), &first).unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("all.yaml"), &first).unwrap();
     let o = tagpilot(&["validate", "--strict", &dir.path().to_string_lossy()]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let again = tagpilot(&["export", &dir.path().to_string_lossy()]);
@@ -680,8 +680,8 @@ fn create_export_prints_flux_yaml() {
         "{out}"
     );
     // What create prints, validate accepts.
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(dir.path().join("auto.yaml"), &out).unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("auto.yaml"), &out).unwrap();
     assert!(tagpilot(&["validate", &dir.path().to_string_lossy()])
         .status
         .success());
@@ -755,15 +755,15 @@ fn create_export_prints_flux_yaml() {
 /// directory wins shows in the summary (each holds one policy with its own name).
 #[test]
 fn settings_file_then_environment_then_flag() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     for name in ["from-file", "from-env", "from-flag"] {
         let d = dir.path().join(name);
-        std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(&d).unwrap();
         std::fs::write(
             d.join("p.yaml"),
             format!("apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {{name: {name}}}\nspec:\n  imageRepositoryRef: {{name: absent}}\n  policy: {{alphabetical: {{}}}}\n"),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     }
     let settings = dir.path().join("tagpilot.toml");
     std::fs::write(
@@ -774,7 +774,7 @@ fn settings_file_then_environment_then_flag() {
             dir.path().join("state")
         ),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let run = |env: Option<&str>, flag: Option<&str>| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_tagpilot"));
         c.args(["run", "--once", "--settings"]).arg(&settings);
@@ -785,7 +785,7 @@ fn settings_file_then_environment_then_flag() {
         if let Some(f) = flag {
             c.arg("--config").arg(dir.path().join(f));
         }
-        c.output().unwrap_or_else(|e| panic!("{e}"))
+        c.output().unwrap()
     };
     let o = run(None, None);
     assert!(
@@ -809,8 +809,7 @@ fn settings_file_then_environment_then_flag() {
     assert!(dir.path().join("state/tagpilot.redb").exists());
 
     // A typo is an error naming the key and the file; so is a missing explicit file.
-    std::fs::write(&settings, "config_dir = \"x\"\nreload_secs = 3\n")
-        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&settings, "config_dir = \"x\"\nreload_secs = 3\n").unwrap();
     let o = run(None, None);
     assert_eq!(o.status.code(), Some(1));
     assert!(
@@ -821,7 +820,7 @@ fn settings_file_then_environment_then_flag() {
     let o = Command::new(env!("CARGO_BIN_EXE_tagpilot"))
         .args(["run", "--once", "--settings", "/nonexistent/tagpilot.toml"])
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("/nonexistent/tagpilot.toml"),
@@ -838,9 +837,9 @@ fn the_documented_settings_file_parses() {
         .args(["--config"])
         .arg(repo_root().join("tests/data"))
         .args(["--state-dir"])
-        .arg(tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")).path())
+        .arg(tempfile::tempdir().unwrap().path())
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     // tests/data holds no manifests: an empty, successful run.
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
 }

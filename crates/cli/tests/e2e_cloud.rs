@@ -3,6 +3,7 @@
 //! ECR host name is mapped to 127.0.0.1 in /etc/hosts for the duration of the test, and the
 //! registry's TLS certificate names it (the test CA comes from the ImageRepository's
 //! certSecretRef).
+#![allow(clippy::unwrap_used)] // a test's unwrap is its assertion: a panic with the error
 
 mod common;
 
@@ -42,7 +43,7 @@ stringData:
 "#
         ),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
 }
 
 fn once(
@@ -50,7 +51,7 @@ fn once(
     state: &std::path::Path,
     env: &[(&str, &str)],
 ) -> std::process::Output {
-    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let home = tempfile::tempdir().unwrap();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tagpilot"));
     cmd.args(["run", "--once", "--config"])
         .arg(config)
@@ -64,7 +65,7 @@ fn once(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().unwrap_or_else(|e| panic!("{e}"))
+    cmd.output().unwrap()
 }
 
 #[test]
@@ -89,13 +90,9 @@ fn ecr_token_from_moto_unlocks_a_real_registry() {
     );
     let _hosts = HostsEntry::add(ECR_HOST);
     let image = format!("{ECR_HOST}:{}/team/app", reg.port);
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    config(
-        dir.path(),
-        &image,
-        &std::fs::read_to_string(&ca).unwrap_or_else(|e| panic!("{e}")),
-    );
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    config(dir.path(), &image, &std::fs::read_to_string(&ca).unwrap());
     let endpoint = format!("http://127.0.0.1:{}", moto.port);
     let env = |secret: &str| -> Vec<(&'static str, String)> {
         vec![
@@ -133,7 +130,7 @@ fn ecr_token_from_moto_unlocks_a_real_registry() {
     let api = format!("127.0.0.1:{}", free_port());
     // A fresh state directory: with the store of the runs above the daemon would resume from
     // their scan and ask for no token until the interval is up.
-    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let state = tempfile::tempdir().unwrap();
     let log = state.path().join("daemon.log");
     let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_tagpilot"))
         .args([
@@ -153,9 +150,9 @@ fn ecr_token_from_moto_unlocks_a_real_registry() {
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("RUST_LOG", "debug")
         .envs(env(&keys.secret))
-        .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}")))
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let get = |path: &str| {
         std::process::Command::new("curl")
             .args(["-sf", &format!("http://{api}{path}")])
@@ -238,15 +235,15 @@ fn ecr_token_from_moto_unlocks_a_real_registry() {
 #[test]
 #[cfg(not(feature = "gcp"))]
 fn a_provider_left_out_of_the_build_says_so() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
     config(dir.path(), "europe-docker.pkg.dev/project/repo/app", "");
     let text = std::fs::read_to_string(dir.path().join("ecr.yaml")).unwrap_or_default();
     std::fs::write(
         dir.path().join("ecr.yaml"),
         text.replace("provider: aws", "provider: gcp"),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let o = once(dir.path(), state.path(), &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
@@ -258,8 +255,8 @@ fn a_provider_left_out_of_the_build_says_so() {
 
 #[test]
 fn a_host_that_is_not_ecr_is_named_with_the_expected_form() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
     config(dir.path(), "ghcr.io/org/app", "");
     let o = once(dir.path(), state.path(), &[]);
     let out = stdout(&o);
@@ -271,11 +268,10 @@ fn a_host_that_is_not_ecr_is_named_with_the_expected_form() {
         "{out}"
     );
     // Stalled: retrying cannot help until the manifest changes.
-    let store = tagpilot_store::Store::open(&state.path().join("tagpilot.redb"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = tagpilot_store::Store::open(&state.path().join("tagpilot.redb")).unwrap();
     let status = store
         .status("ImageRepository/apps/app")
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .unwrap_or_default();
     let stalled = status["conditions"]
         .as_array()
@@ -293,7 +289,7 @@ const GCP_HOST: &str = "europe-docker.pkg.dev";
 #[ignore = "needs docker-registry and root (/etc/hosts); run by tests/run.sh"]
 fn gcp_service_account_token_unlocks_a_token_auth_registry() {
     // The service account: a fresh RSA key; its JSON names the fixture as token_uri.
-    let sa = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let sa = tempfile::tempdir().unwrap();
     let key = sa.path().join("sa-key.pem");
     let public = sa.path().join("sa-pub.pem");
     run(std::process::Command::new("openssl")
@@ -321,9 +317,9 @@ fn gcp_service_account_token_unlocks_a_token_auth_registry() {
         .arg(email)
         .arg(&accepted)
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let sa_json = sa.path().join("service-account.json");
-    let private_key = std::fs::read_to_string(&key).unwrap_or_else(|e| panic!("{e}"));
+    let private_key = std::fs::read_to_string(&key).unwrap();
     std::fs::write(
         &sa_json,
         serde_json::json!({
@@ -337,7 +333,7 @@ fn gcp_service_account_token_unlocks_a_token_auth_registry() {
         })
         .to_string(),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
 
     let (tokens, reg) = token_registry_accepting(Some(&accepted));
     push_with_token(
@@ -347,8 +343,8 @@ fn gcp_service_account_token_unlocks_a_token_auth_registry() {
         &["1.0.0", "1.4.0"],
     );
     let _hosts = HostsEntry::add(GCP_HOST);
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("gcp.yaml"),
         format!(
@@ -364,7 +360,7 @@ spec:
             reg.port
         ),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let sa_path = sa_json.to_string_lossy().into_owned();
     let o = once(
         dir.path(),
@@ -419,13 +415,13 @@ fn azure_entra_token_exchanged_at_acr_unlocks_the_registry() {
         "team/app",
         &["3.0.0", "3.1.0", "3.1.1"],
     );
-    let tls = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let tls = tempfile::tempdir().unwrap();
     tls_files(tls.path(), Some(ACR_HOST));
     // The test CA joins the system's roots for tagpilot only, through SSL_CERT_FILE.
     let bundle = tls.path().join("bundle.pem");
     let system = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
-    let ca = std::fs::read_to_string(tls.path().join("ca.pem")).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(&bundle, format!("{system}\n{ca}")).unwrap_or_else(|e| panic!("{e}"));
+    let ca = std::fs::read_to_string(tls.path().join("ca.pem")).unwrap();
+    std::fs::write(&bundle, format!("{system}\n{ca}")).unwrap();
 
     let (entra_port, acr_port) = (free_port(), free_port());
     let secret = "s3cret-client-value";
@@ -443,7 +439,7 @@ fn azure_entra_token_exchanged_at_acr_unlocks_the_registry() {
             &format!("http://127.0.0.1:{}/token", tokens.port),
         ])
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     for port in [entra_port, acr_port] {
         let up = (0..100).any(|_| {
             std::thread::sleep(std::time::Duration::from_millis(100));
@@ -452,8 +448,8 @@ fn azure_entra_token_exchanged_at_acr_unlocks_the_registry() {
         assert!(up, "azure fixture did not start");
     }
     let _hosts = HostsEntry::add(ACR_HOST);
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("acr.yaml"),
         format!(
@@ -467,7 +463,7 @@ spec:
 "#
         ),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let authority = format!("https://127.0.0.1:{entra_port}");
     let bundle_path = bundle.to_string_lossy().into_owned();
     let run = |client_secret: &str, authority: &str| {

@@ -2,6 +2,7 @@
 //! 127.0.0.1: one Git worker per remote (two automations writing two branches of one remote
 //! never mix their edits), coalesced webhook bursts, and reloads that never drop objects
 //! (a syntax error, a vanished directory, EMFILE).
+#![allow(clippy::unwrap_used)] // a test's unwrap is its assertion: a panic with the error
 
 mod common;
 
@@ -109,18 +110,18 @@ impl Fleet {
             .collect();
         let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), *t)).collect();
         let git = git_server(&files);
-        let config = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let config = tempfile::tempdir().unwrap();
         std::fs::write(
             config.path().join("fleet.yaml"),
             manifests(&reg_host, &git.url, interval, branches),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         Fleet {
             _reg: reg,
             reg: reg_host,
             git,
             config,
-            state: tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")),
+            state: tempfile::tempdir().unwrap(),
             api: format!("127.0.0.1:{}", free_port()),
             hooks: format!("127.0.0.1:{}", free_port()),
         }
@@ -141,9 +142,9 @@ impl Fleet {
             .args(["-c", &cmd])
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}")))
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         let d = Daemon(child);
         assert!(
             eventually(30, || http_get(&format!("http://{}/readyz", self.api))
@@ -186,7 +187,7 @@ impl Fleet {
             .current_dir(&self.git.bare)
             .args(["show", &format!("{branch}:{dir}/app.yaml")])
             .output()
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.lines()
             .find_map(|l| l.trim().strip_prefix("image: "))
@@ -362,13 +363,12 @@ fn reloads_that_cannot_read_keep_every_object_running() {
     let _daemon = f.daemon("ulimit -n 96;");
     f.wait_for("main", "a", "1.0.0");
     let manifest = f.config.path().join("fleet.yaml");
-    let good = std::fs::read_to_string(&manifest).unwrap_or_else(|e| panic!("{e}"));
+    let good = std::fs::read_to_string(&manifest).unwrap();
     let reloaded = |n: usize| f.logs().matches("configuration loaded").count() >= n;
 
     // 1. A syntax error at the top of the file: nothing after it parses, so every object of
     // the file keeps running at its last good version, and a new tag still lands.
-    std::fs::write(&manifest, format!("kind: [unclosed\n---\n{good}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&manifest, format!("kind: [unclosed\n---\n{good}")).unwrap();
     assert!(eventually(20, || reloaded(2)), "{}", f.logs());
     f.push_tag("1.1.0");
     f.wait_for("main", "a", "1.1.0");
@@ -380,16 +380,16 @@ fn reloads_that_cannot_read_keep_every_object_running() {
             .is_some_and(|e| e.contains("could not be loaded")),
         "{policy}"
     );
-    std::fs::write(&manifest, &good).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&manifest, &good).unwrap();
     assert!(eventually(20, || reloaded(3)), "{}", f.logs());
 
     // 2. The whole directory away for a few seconds.
     let away = f.state.path().join("away");
-    std::fs::rename(f.config.path(), &away).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::rename(f.config.path(), &away).unwrap();
     assert!(eventually(20, || reloaded(4)), "{}", f.logs());
     f.push_tag("1.2.0");
     f.wait_for("main", "a", "1.2.0");
-    std::fs::rename(&away, f.config.path()).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::rename(&away, f.config.path()).unwrap();
     assert!(eventually(20, || reloaded(5)), "{}", f.logs());
 
     // 3. EMFILE: idle connections hold every descriptor while the configuration changes.
@@ -402,7 +402,7 @@ fn reloads_that_cannot_read_keep_every_object_running() {
     let idle: Vec<std::net::TcpStream> = (0..200)
         .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
         .collect();
-    std::fs::write(&manifest, format!("{good}\n# touched\n")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&manifest, format!("{good}\n# touched\n")).unwrap();
     assert!(eventually(20, || reloaded(6)), "{}", f.logs());
     drop(idle);
     f.push_tag("1.3.0");
@@ -419,7 +419,7 @@ fn reloads_that_cannot_read_keep_every_object_running() {
         f.config.path().join("orphan.yaml"),
         "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {name: orphan, namespace: flux-system}\nspec: {imageRepositoryRef: {name: nowhere}, policy: {semver: {range: '>=1.0.0'}}}\n",
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let mut orphan = serde_json::Value::Null;
     assert!(
         eventually(20, || {
@@ -482,9 +482,9 @@ fn scan_only_daemon(
             .arg(config)
             .arg("--state-dir")
             .arg(state)
-            .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}")))
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
-            .unwrap_or_else(|e| panic!("{e}")),
+            .unwrap(),
     );
     (daemon, log)
 }
@@ -511,9 +511,9 @@ fn a_hung_registry_cannot_starve_a_healthy_one() {
             drip.port
         ));
     }
-    let config = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(config.path().join("repos.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
-    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let config = tempfile::tempdir().unwrap();
+    std::fs::write(config.path().join("repos.yaml"), text).unwrap();
+    let state = tempfile::tempdir().unwrap();
     let api = format!("127.0.0.1:{}", free_port());
     let (_daemon, log) = scan_only_daemon(config.path(), state.path(), &api);
     let logs = || std::fs::read_to_string(&log).unwrap_or_default();
@@ -561,7 +561,7 @@ fn repositories_of_one_image_share_one_listing() {
             slow.port
         )
     };
-    let config = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let config = tempfile::tempdir().unwrap();
     std::fs::write(
         config.path().join("repos.yaml"),
         repo("stable", "-rc")
@@ -570,8 +570,8 @@ fn repositories_of_one_image_share_one_listing() {
             + &repo("all-too", "^none$")
             + "---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {name: too, namespace: apps}\nspec: {imageRepositoryRef: {name: all-too}, policy: {semver: {range: '>=1.0.0'}}}\n",
     )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
     let api = format!("127.0.0.1:{}", free_port());
     let (_daemon, log) = scan_only_daemon(config.path(), state.path(), &api);
     let count = |name: &str| {

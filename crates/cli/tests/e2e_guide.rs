@@ -1,6 +1,7 @@
 //! The guide ("Automate image updates to Git") with its own manifests, end to end: a real
 //! docker-registry and git daemon on 127.0.0.1, `tagpilot run --once`, the command-line git as
 //! the referee.
+#![allow(clippy::unwrap_used)] // a test's unwrap is its assertion: a panic with the error
 
 mod common;
 
@@ -104,8 +105,8 @@ impl Guide {
             ),
             ("clusters/my-cluster/tekton-task.yaml", &sub(TEKTON)),
         ]);
-        let config = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let config = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
         let g = Guide {
             _reg: reg,
             git,
@@ -122,7 +123,7 @@ impl Guide {
             self.config.path().join("flux.yaml"),
             manifests(&self.reg, &self.git.url, range, extra),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     }
 
     /// Starts `tagpilot run` (the daemon) on this configuration, logging to `daemon.log`.
@@ -137,9 +138,9 @@ impl Guide {
             .arg(self.state.path())
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}")))
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         Daemon(child)
     }
 
@@ -161,7 +162,7 @@ impl Guide {
             "the daemon did not stop on SIGTERM: {}",
             self.logs()
         );
-        let status = daemon.wait().unwrap_or_else(|e| panic!("{e}"));
+        let status = daemon.wait().unwrap();
         assert!(status.success(), "{status:?}: {}", self.logs());
     }
 
@@ -180,8 +181,7 @@ impl Guide {
     /// webhooks, reconcile requests and (re)starts move anything.
     fn configure_hourly(&self, range: &str, extra: &str) {
         let text = manifests(&self.reg, &self.git.url, range, extra).replace("1m0s", "1h0m0s");
-        std::fs::write(self.config.path().join("flux.yaml"), text)
-            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(self.config.path().join("flux.yaml"), text).unwrap();
     }
 
     /// Pushes a new podinfo tag to the guide's registry.
@@ -288,8 +288,7 @@ fn the_guide_end_to_end() {
         .trim()
         .to_owned();
     {
-        let store = tagpilot_store::Store::open(&g.state.path().join("tagpilot.redb"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let store = tagpilot_store::Store::open(&g.state.path().join("tagpilot.redb")).unwrap();
         let status = |key: &str| store.status(key).ok().flatten().unwrap_or_default();
         let repo = status("ImageRepository/flux-system/podinfo");
         assert_eq!(repo["lastScanResult"]["tagCount"], 7);
@@ -347,7 +346,7 @@ fn push_to_a_different_branch_leaves_main_alone() {
             "    push:\n      branch: flux-image-updates",
         ),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let main = git_cmd(&g.git.bare, &["rev-parse", "main"]);
     let o = g.run_once();
     assert!(o.status.success(), "{}", stdout(&o));
@@ -375,7 +374,7 @@ fn broken_objects_are_reported_and_the_rest_still_runs() {
         g.config.path().join("broken.yaml"),
         "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {name: broken, namespace: flux-system}\nspec:\n  imageRepositoryRef: {name: podinfo}\n  policy: {semver: {range: 'not a range'}}\n",
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let o = g.run_once();
     assert_eq!(o.status.code(), Some(1), "one object is not Ready");
     let out = stdout(&o);
@@ -398,7 +397,7 @@ fn daemon_follows_new_tags_and_config_edits() {
     let fast = |range: &str| {
         let text =
             manifests(&g.reg, &g.git.url, range, "").replace("interval: 1m0s", "interval: 1s");
-        std::fs::write(g.config.path().join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(g.config.path().join("flux.yaml"), text).unwrap();
     };
     fast("5.0.x");
     let api = format!("127.0.0.1:{}", free_port());
@@ -1078,7 +1077,7 @@ fn mint(oidc: &Server, claims: &serde_json::Value, kid: Option<&str>) -> String 
     let out = cmd
         .arg(format!("http://127.0.0.1:{}/mint", oidc.port))
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(out.status.success(), "mint failed");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -1131,7 +1130,7 @@ spec:
         "  name: podinfo\n  namespace: flux-system\n  annotations: {images: podinfo}\nspec:\n  image:",
         1,
     );
-    std::fs::write(g.config.path().join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(g.config.path().join("flux.yaml"), text).unwrap();
     let api = format!("127.0.0.1:{}", free_port());
     let mut daemon = g.daemon(&["--api-address", &api, "--webhook-address", &hooks]);
     g.wait_for_tag("5.0.3");
@@ -1336,11 +1335,11 @@ fn openssl_hmac(key: &str, body: &[u8]) -> String {
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(body).unwrap_or_else(|e| panic!("{e}"));
+        stdin.write_all(body).unwrap();
     }
-    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let out = child.wait_with_output().unwrap();
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .next()
@@ -1352,7 +1351,7 @@ fn openssl_hmac(key: &str, body: &[u8]) -> String {
 #[ignore = "needs docker-registry; run by tests/run.sh"]
 fn webhooks_over_tls_survive_abuse() {
     let g = Guide::new();
-    let tls = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let tls = tempfile::tempdir().unwrap();
     tls_files(tls.path(), None);
     let receiver = r#"---
 apiVersion: v1
@@ -1404,7 +1403,7 @@ spec:
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::null())
                 .spawn()
-                .unwrap_or_else(|e| panic!("{e}"));
+                .unwrap();
             if let Some(stdin) = c.stdin.as_mut() {
                 let _ = write!(
                     stdin,
@@ -1421,8 +1420,8 @@ spec:
     let url = format!("https://{hooks}{path}");
     let ca = tls.path().join("ca.pem");
     let tls_post = |headers: &[&str], body: &[u8]| -> u16 {
-        let file = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(file.path(), body).unwrap_or_else(|e| panic!("{e}"));
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), body).unwrap();
         let mut cmd = std::process::Command::new("curl");
         cmd.args([
             "-s",
@@ -1443,7 +1442,7 @@ spec:
             .arg(format!("@{}", file.path().display()))
             .arg(&url)
             .output()
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         String::from_utf8_lossy(&out.stdout)
             .trim()
             .parse()
@@ -1508,7 +1507,7 @@ spec:
         // The body deadline is 30 s: by 45 s every slow sender has its answer.
         let answered = eventually(45, || matches!(c.try_wait(), Ok(Some(_))));
         let _ = c.kill();
-        let out = c.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+        let out = c.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(answered && text.contains(" 408 "), "slow sender: {text:?}");
     }
@@ -1620,7 +1619,7 @@ fn suspend_resume_and_reconcile_through_the_daemon() {
     let api = format!("127.0.0.1:{}", free_port());
     // Every /api/v1 route needs the token (reading too: it lists Receiver paths).
     let token = g.state.path().join("api-token");
-    std::fs::write(&token, "t0ken-for-controls\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&token, "t0ken-for-controls\n").unwrap();
     let token = token.to_string_lossy().into_owned();
     let start = || {
         g.daemon(&[
@@ -1679,7 +1678,7 @@ fn suspend_resume_and_reconcile_through_the_daemon() {
         ])
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let watched = {
         use std::io::BufRead as _;
         let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -1953,13 +1952,13 @@ fn configmap_swap_is_seen_at_once_and_reloads_only_what_changed() {
     let _ = std::fs::remove_file(dir.join("flux.yaml"));
     let version = |name: &str, range: &str| {
         let v = dir.join(name);
-        std::fs::create_dir_all(&v).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(&v).unwrap();
         let text = manifests(&g.reg, &g.git.url, range, "").replace("1m0s", "1h0m0s");
-        std::fs::write(v.join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(v.join("flux.yaml"), text).unwrap();
     };
     version("..2026_11_26_10_00_00.1", "5.0.x");
-    symlink("..2026_11_26_10_00_00.1", dir.join("..data")).unwrap_or_else(|e| panic!("{e}"));
-    symlink("..data/flux.yaml", dir.join("flux.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    symlink("..2026_11_26_10_00_00.1", dir.join("..data")).unwrap();
+    symlink("..data/flux.yaml", dir.join("flux.yaml")).unwrap();
     // Polling every hour: only inotify can notice the swap within this test.
     let log_path = g.state.path().join("daemon.log");
     let mut daemon = Daemon(
@@ -1978,9 +1977,9 @@ fn configmap_swap_is_seen_at_once_and_reloads_only_what_changed() {
             .arg("--state-dir")
             .arg(g.state.path())
             .env("RUST_LOG", "info")
-            .stderr(std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("{e}")))
+            .stderr(std::fs::File::create(&log_path).unwrap())
             .spawn()
-            .unwrap_or_else(|e| panic!("{e}")),
+            .unwrap(),
     );
     let deployment = || g.deployment();
     g.wait_for_tag("5.0.3");
@@ -1989,8 +1988,8 @@ fn configmap_swap_is_seen_at_once_and_reloads_only_what_changed() {
 
     // kubelet's atomic update: new directory, new link, renamed over `..data`.
     version("..2026_11_26_10_05_00.2", "5.0.0");
-    symlink("..2026_11_26_10_05_00.2", dir.join("..data_tmp")).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap_or_else(|e| panic!("{e}"));
+    symlink("..2026_11_26_10_05_00.2", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
     assert!(
         eventually(15, || deployment().contains("podinfo:5.0.0 #")),
         "the swap was not applied: {}",
@@ -2105,7 +2104,7 @@ fn sigterm_during_a_round_lets_it_finish() {
         .args(["fsck", "--no-progress"])
         .current_dir(&g.git.bare)
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(
         fsck.status.success(),
         "{}",
@@ -2118,7 +2117,7 @@ fn sigterm_during_a_round_lets_it_finish() {
 
 /// Commits what `edit` does to a working copy of the fleet repository, as a human would.
 fn commit_to_fleet(g: &Guide, message: &str, edit: impl FnOnce(&std::path::Path)) {
-    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let tmp = tempfile::tempdir().unwrap();
     let url = format!("file://{}", g.git.bare.display());
     git_cmd(tmp.path(), &["clone", "-q", &url, "w"]);
     let w = tmp.path().join("w");
@@ -2132,14 +2131,14 @@ fn commit_to_fleet(g: &Guide, message: &str, edit: impl FnOnce(&std::path::Path)
 #[ignore = "needs docker-registry; run by tests/run.sh"]
 fn symlinks_out_of_the_clone_are_refused_and_skipped_files_reported() {
     let g = Guide::new();
-    let outside = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let outside = tempfile::tempdir().unwrap();
     let marked = format!(
         "image: {}/stefanprodan/podinfo:5.0.0 # {{\"$imagepolicy\": \"flux-system:podinfo\"}}\n",
         g.reg
     );
-    std::fs::create_dir_all(outside.path().join("sub")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(outside.path().join("sub")).unwrap();
     for f in ["inner.yaml", "sub/inner.yaml"] {
-        std::fs::write(outside.path().join(f), &marked).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(outside.path().join(f), &marked).unwrap();
     }
     let untouched = || {
         ["inner.yaml", "sub/inner.yaml"].iter().all(|f| {
@@ -2151,27 +2150,25 @@ fn symlinks_out_of_the_clone_are_refused_and_skipped_files_reported() {
     };
     let out = outside.path().to_path_buf();
     commit_to_fleet(&g, "links and odd files", |w| {
-        std::os::unix::fs::symlink(&out, w.join("clusters/linked"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink(&out, w.join("clusters/linked")).unwrap();
         let c = w.join("clusters/my-cluster");
-        std::os::unix::fs::symlink(out.join("inner.yaml"), c.join("out.yaml"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink(out.join("inner.yaml"), c.join("out.yaml")).unwrap();
         // Latin-1 (é as 0xE9) and a Helm-style template: neither can be edited safely.
         let mut latin = marked.clone().into_bytes();
         latin.extend(b"# caf\xe9\n");
-        std::fs::write(c.join("latin1.yaml"), latin).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(c.join("latin1.yaml"), latin).unwrap();
         std::fs::write(
             c.join("broken.yaml"),
             format!("{marked}{{{{ if .x }}}}: [\n"),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     });
     let head = || git_cmd(&g.git.bare, &["rev-parse", "main"]);
     let before = head();
     let with_path = |path: &str| {
         let text = manifests(&g.reg, &g.git.url, "5.0.x", "")
             .replace("path: ./clusters/my-cluster", &format!("path: {path}"));
-        std::fs::write(g.config.path().join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(g.config.path().join("flux.yaml"), text).unwrap();
     };
     for path in ["./clusters/linked", "./clusters/linked/sub"] {
         with_path(path);
@@ -2229,7 +2226,7 @@ fn symlinks_out_of_the_clone_are_refused_and_skipped_files_reported() {
             1,
         ),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let api = format!("127.0.0.1:{}", free_port());
     let mut daemon = g.daemon(&["--api-address", &api, "--webhook-address", ""]);
     let message = || {
@@ -2451,7 +2448,7 @@ spec:
             "        name: fluxcdbot\n",
             "        name: fluxcdbot\n      signingKey:\n        secretRef:\n          name: signing\n",
         );
-    std::fs::write(g.config.path().join("flux.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(g.config.path().join("flux.yaml"), text).unwrap();
     let clean = |channel: &str, text: &str| {
         for p in PLANTED {
             assert!(!text.contains(p), "{channel} leaks {p}: {text}");

@@ -4,6 +4,7 @@
 //!
 //! These need docker-registry, htpasswd, openssl, curl and python3; tests/run.sh installs them
 //! and runs these tests with `--ignored`.
+#![allow(clippy::unwrap_used)] // a test's unwrap is its assertion: a panic with the error
 
 mod common;
 
@@ -53,7 +54,7 @@ fn plain_http_scan_and_resolve() {
     );
 
     let o = tagpilot(&["scan", &image, "--insecure", "--output", "json"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["tagCount"], 7);
     assert_eq!(v["canonicalImageName"], image);
 
@@ -152,7 +153,7 @@ fn htpasswd_and_tls_with_ca_and_docker_config() {
             reg.port
         ),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let cfg_arg = cfg.to_string_lossy().into_owned();
     let o = tagpilot(&[
         "scan",
@@ -182,7 +183,7 @@ fn htpasswd_and_tls_with_ca_and_docker_config() {
             reg.port
         ),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let o = tagpilot(&[
         "scan",
         &image,
@@ -201,20 +202,19 @@ fn htpasswd_and_tls_with_ca_and_docker_config() {
 
     // A credential helper (credHelpers) supplies the credentials.
     let bin = reg.dir.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&bin).unwrap();
     let helper = bin.join("docker-credential-fake");
-    std::fs::write(&helper, "#!/bin/sh\nread host\necho \"{\\\"ServerURL\\\":\\\"$host\\\",\\\"Username\\\":\\\"testuser\\\",\\\"Secret\\\":\\\"testpass\\\"}\"\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&helper, "#!/bin/sh\nread host\necho \"{\\\"ServerURL\\\":\\\"$host\\\",\\\"Username\\\":\\\"testuser\\\",\\\"Secret\\\":\\\"testpass\\\"}\"\n").unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755))
-            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     std::fs::write(
         &cfg,
         format!(r#"{{"credHelpers":{{"127.0.0.1:{}":"fake"}}}}"#, reg.port),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let path = format!(
         "{}:{}",
         bin.display(),
@@ -231,7 +231,7 @@ fn htpasswd_and_tls_with_ca_and_docker_config() {
         ])
         .env("PATH", path)
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "1.1.0\n1.0.0\n");
 }
@@ -263,7 +263,7 @@ fn token_auth() {
                 reg.port
             ),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         tagpilot(&[
             "scan",
             &image,
@@ -302,7 +302,7 @@ fn an_http_token_realm_of_an_https_registry_gets_no_credentials() {
             reg.port
         ),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let o = tagpilot(&[
         "scan",
         &image,
@@ -352,8 +352,7 @@ fn ten_thousand_tags_and_pagination() {
         "json",
     ]);
     assert!(direct.status.success(), "{}", stderr(&direct));
-    let direct: serde_json::Value =
-        serde_json::from_slice(&direct.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let direct: serde_json::Value = serde_json::from_slice(&direct.stdout).unwrap();
     assert_eq!(direct["tagCount"], 10_001);
     assert_eq!(direct["pages"], 1, "distribution 2.8 ignores n: one page");
 
@@ -367,8 +366,7 @@ fn ten_thousand_tags_and_pagination() {
             "json",
         ]);
         assert!(o.status.success(), "{mode}: {}", stderr(&o));
-        let v: serde_json::Value =
-            serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}"));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(v["tagCount"], 10_001, "{mode}");
         assert_eq!(
             v["revision"], direct["revision"],
@@ -405,7 +403,7 @@ fn politeness_and_faults() {
     ]);
     let elapsed = start.elapsed();
     assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["tagCount"], 250);
     let stats = front_stats(f.port);
     assert_eq!(
@@ -505,9 +503,9 @@ fn digests_for_tags() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let name = tagpilot_registry::ImageName::parse(&format!("127.0.0.1:{}/uniq", reg.port))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
+    let name =
+        tagpilot_registry::ImageName::parse(&format!("127.0.0.1:{}/uniq", reg.port)).unwrap();
     let gates = tagpilot_registry::Gates::new(tagpilot_registry::Limits::default());
     let client = tagpilot_registry::RepoClient::new(
         &name,
@@ -517,10 +515,8 @@ fn digests_for_tags() {
         },
         &gates,
     )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let got = rt
-        .block_on(client.head_digest("1.0.1"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
+    let got = rt.block_on(client.head_digest("1.0.1")).unwrap();
     assert_eq!(got, d1);
     let missing = rt.block_on(client.head_digest("9.9.9"));
     assert!(
@@ -555,10 +551,8 @@ fn store_keeps_last_good_list_until_a_drop_is_confirmed() {
         stdout(&o)
     );
     let stored = |repo: &str| {
-        let s = tagpilot_store::Store::open(&state).unwrap_or_else(|e| panic!("{e}"));
-        s.tags(repo)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .map(|t| t.len())
+        let s = tagpilot_store::Store::open(&state).unwrap();
+        s.tags(repo).unwrap().map(|t| t.len())
     };
     assert_eq!(stored(&app), Some(10));
     assert_eq!(stored(&other), Some(1));
@@ -569,7 +563,7 @@ fn store_keeps_last_good_list_until_a_drop_is_confirmed() {
         .path()
         .join("data/docker/registry/v2/repositories/app/_manifests/tags");
     for i in 2..10 {
-        std::fs::remove_dir_all(tag_dir.join(format!("1.0.{i}"))).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::remove_dir_all(tag_dir.join(format!("1.0.{i}"))).unwrap();
     }
     let o = scan();
     assert!(o.status.success());
@@ -658,7 +652,7 @@ fn through_a_proxy() {
         .env_remove("NO_PROXY")
         .env_remove("no_proxy")
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         log().matches("/v2/app/tags/list").count() > before,

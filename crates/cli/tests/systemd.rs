@@ -1,6 +1,7 @@
 //! The systemd side: `tagpilot run` speaks sd_notify (READY, WATCHDOG, STOPPING) to the socket
 //! systemd names, and systemd/tagpilot.service passes `systemd-analyze verify` with an exposure
 //! level of at most 2.0.
+#![allow(clippy::unwrap_used)] // a test's unwrap is its assertion: a panic with the error
 
 mod common;
 
@@ -11,14 +12,14 @@ use common::*;
 
 #[test]
 fn daemon_sends_ready_watchdog_and_stopping() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let socket_path = dir.path().join("notify.sock");
-    let socket = UnixDatagram::bind(&socket_path).unwrap_or_else(|e| panic!("{e}"));
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket
         .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let config = dir.path().join("config");
-    std::fs::create_dir_all(&config).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&config).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tagpilot"))
         .args([
             "run",
@@ -35,7 +36,7 @@ fn daemon_sends_ready_watchdog_and_stopping() {
         .env("WATCHDOG_USEC", "400000")
         .stderr(std::process::Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let mut seen: Vec<String> = Vec::new();
     let mut buf = [0u8; 4096];
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -54,7 +55,7 @@ fn daemon_sends_ready_watchdog_and_stopping() {
             seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
         }
     }
-    let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
+    let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     let ready = seen.iter().find(|m| m.starts_with("READY=1"));
     assert!(
@@ -70,16 +71,15 @@ fn daemon_sends_ready_watchdog_and_stopping() {
 
 #[test]
 fn the_unit_file_verifies_and_is_hardened() {
-    let unit = std::fs::read_to_string(repo_root().join("systemd/tagpilot.service"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let unit = std::fs::read_to_string(repo_root().join("systemd/tagpilot.service")).unwrap();
     // Verify the unit as installed, with the binary where ExecStart expects it.
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tagpilot.service");
     std::fs::write(
         &path,
         unit.replace("/usr/bin/tagpilot", env!("CARGO_BIN_EXE_tagpilot")),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let verify = std::process::Command::new("systemd-analyze")
         .arg("verify")
         .arg(&path)
@@ -91,7 +91,7 @@ fn the_unit_file_verifies_and_is_hardened() {
         .args(["security", "--offline=yes"])
         .arg(&path)
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let out = stdout(&security);
     let exposure = out
         .lines()

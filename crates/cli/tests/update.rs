@@ -1,4 +1,5 @@
 //! `tagpilot update` as scripts use it: files, stdout, stderr and exit codes.
+#![allow(clippy::unwrap_used)] // a test's unwrap is its assertion: a panic with the error
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -12,8 +13,8 @@ fn tagpilot(args: &[&str]) -> Output {
 
 fn write(root: &Path, rel: &str, text: &str) {
     let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap_or(root)).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(p, text).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(p.parent().unwrap_or(root)).unwrap();
+    std::fs::write(p, text).unwrap();
 }
 
 fn read(root: &Path, rel: &str) -> String {
@@ -24,7 +25,7 @@ const DEPLOY: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: 
 const HELM: &str = "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: podinfo\n  namespace: apps\nspec:\n  values:\n    image:\n      repository: ghcr.io/stefanprodan/podinfo # {\"$imagepolicy\": \"flux-system:podinfo:name\"}\n      tag: 5.0.0 # {\"$imagepolicy\": \"flux-system:podinfo:tag\"}\n";
 
 fn tree() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "apps/deploy.yaml", DEPLOY);
     write(dir.path(), "apps/helm.yaml", HELM);
     dir
@@ -69,7 +70,7 @@ fn writes_files_and_json_change_set() {
         "json",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["files"][0]["path"], "apps/deploy.yaml");
     assert_eq!(v["files"][0]["objects"][0]["object"]["kind"], "Deployment");
     assert_eq!(
@@ -97,7 +98,7 @@ fn writes_files_and_json_change_set() {
         "--output",
         "json",
     ]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["files"].as_array().map(Vec::len), Some(0));
 }
 
@@ -106,8 +107,7 @@ fn message_template_is_stdout_byte_for_byte() {
     let dir = tree();
     let root = dir.path().to_string_lossy().into_owned();
     let tpl = dir.path().join("msg.tmpl");
-    std::fs::write(&tpl, "{{range .Updated.Images}}{{println .}}{{end}}")
-        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&tpl, "{{range .Updated.Images}}{{println .}}{{end}}").unwrap();
     let o = tagpilot(&[
         "update",
         &root,
@@ -121,7 +121,7 @@ fn message_template_is_stdout_byte_for_byte() {
 
     let dir = tree();
     let root = dir.path().to_string_lossy().into_owned();
-    std::fs::write(&tpl, "{{ .AutomationObject }} {{ .Values.env }}: {{ range .Changed.Changes }}{{ .NewValue }} {{ end -}}").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&tpl, "{{ .AutomationObject }} {{ .Values.env }}: {{ range .Changed.Changes }}{{ .NewValue }} {{ end -}}").unwrap();
     let o = tagpilot(&[
         "update",
         &root,
@@ -147,7 +147,7 @@ fn bad_template_or_arguments_exit_1_and_write_nothing() {
     let dir = tree();
     let root = dir.path().to_string_lossy().into_owned();
     let tpl = dir.path().join("bad.tmpl");
-    std::fs::write(&tpl, "line\n{{ if .X }}").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&tpl, "line\n{{ if .X }}").unwrap();
     let o = tagpilot(&[
         "update",
         &root,

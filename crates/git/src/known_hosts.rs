@@ -175,7 +175,7 @@ mod tests {
     fn hashed_entries() {
         // Made the way ssh-keygen -H does: HMAC-SHA1 keyed by a random salt over the host name.
         let salt = b"0123456789abcdefghij";
-        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(salt).unwrap_or_else(|e| panic!("{e}"));
+        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(salt).unwrap();
         mac.update(b"[127.0.0.1]:2222");
         let hash = mac.finalize().into_bytes();
         let b64 = base64::engine::general_purpose::STANDARD;

@@ -1,6 +1,7 @@
 //! Rounds against a real `git daemon --enable=receive-pack` on 127.0.0.1, with the command-line
 //! git as the referee. The server repository has `receive.denyNonFastForwards`, so any force
 //! push would be refused and fail the test.
+#![allow(clippy::unwrap_used)] // a test's unwrap is its assertion: a panic with the error
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -112,7 +113,7 @@ $HTTP["url"] =~ "^/git/" {{
     } else {
         conf
     };
-    std::fs::write(d.join("lighttpd.conf"), conf).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(d.join("lighttpd.conf"), conf).unwrap();
     let mut child = Command::new("lighttpd")
         .arg("-D")
         .arg("-f")
@@ -136,10 +137,10 @@ $HTTP["url"] =~ "^/git/" {{
 /// A bare repository (receive.denyNonFastForwards, push options recorded by a pre-receive
 /// hook) with one commit on `main` and tag v1.0.0, and a human's clone of it.
 fn seeded_repo() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let srv = dir.path().join("srv");
     let bare = srv.join("repo.git");
-    std::fs::create_dir_all(&bare).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&bare).unwrap();
     git(&bare, &["init", "-q", "--bare", "-b", "main"]);
     git(&bare, &["config", "receive.denyNonFastForwards", "true"]);
     git(&bare, &["config", "receive.advertisePushOptions", "true"]);
@@ -148,12 +149,11 @@ fn seeded_repo() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
         &hook,
         "#!/bin/sh\ni=0\nwhile [ \"$i\" -lt \"${GIT_PUSH_OPTION_COUNT:-0}\" ]; do eval \"echo \\$GIT_PUSH_OPTION_$i\" >> \"$GIT_DIR/push-options.log\"; i=$((i+1)); done\ncat > /dev/null\n",
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))
-            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let work = dir.path().join("human");
     git(
@@ -166,10 +166,9 @@ fn seeded_repo() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
         ],
     );
     git(&work, &["checkout", "-q", "-b", "main"]);
-    std::fs::create_dir_all(work.join("clusters/my-cluster")).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(work.join("clusters/my-cluster/podinfo.yaml"), DEPLOY)
-        .unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(work.join("README.md"), "fleet\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(work.join("clusters/my-cluster")).unwrap();
+    std::fs::write(work.join("clusters/my-cluster/podinfo.yaml"), DEPLOY).unwrap();
+    std::fs::write(work.join("README.md"), "fleet\n").unwrap();
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "-q", "-m", "initial"]);
     git(&work, &["tag", "v1.0.0"]);
@@ -218,14 +217,13 @@ fn fastrand_ms(i: u64) -> u64 {
 }
 
 fn cache() -> tempfile::TempDir {
-    tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
+    tempfile::tempdir().unwrap()
 }
 
 /// A warm clone of the daemon's repository (no credentials) in a fresh cache.
 fn warm(d: &Daemon) -> (tempfile::TempDir, WarmRepo) {
     let state = cache();
-    let repo =
-        WarmRepo::open(state.path(), &d.url, Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    let repo = WarmRepo::open(state.path(), &d.url, Default::default()).unwrap();
     (state, repo)
 }
 
@@ -234,9 +232,7 @@ fn round_commits_pushes_and_never_commits_nothing() {
     let d = daemon();
     let (_state, repo) = warm(&d);
     let mut changes = vec![setter_change("5.0.3", "clusters/my-cluster")];
-    let out = repo
-        .round(&spec("main"), &mut changes)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = repo.round(&spec("main"), &mut changes).unwrap();
     let pushed = out
         .pushed_commit
         .clone()
@@ -248,9 +244,7 @@ fn round_commits_pushes_and_never_commits_nothing() {
     let file = git(&d.bare, &["show", "main:clusters/my-cluster/podinfo.yaml"]);
     assert_eq!(file, DEPLOY.replace(":5.0.0 #", ":5.0.3 #"));
     // The same round again: nothing to change, no commit, nothing pushed.
-    let again = repo
-        .round(&spec("main"), &mut changes)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let again = repo.round(&spec("main"), &mut changes).unwrap();
     assert_eq!(again.pushed_commit, None);
     assert_eq!(git(&d.bare, &["rev-parse", "main"]).trim(), pushed);
     assert_eq!(
@@ -275,14 +269,13 @@ fn push_branch_is_created_then_reused_and_main_is_left_alone() {
     let d = daemon();
     let state = cache();
     let main_before = git(&d.bare, &["rev-parse", "main"]);
-    let repo =
-        WarmRepo::open(state.path(), &d.url, Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    let repo = WarmRepo::open(state.path(), &d.url, Default::default()).unwrap();
     let out = repo
         .round(
             &spec("flux-image-updates"),
             &mut [setter_change("5.0.1", "clusters")],
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let first = out.pushed_commit.unwrap_or_default();
     assert_eq!(
         git(&d.bare, &["rev-parse", "flux-image-updates"]).trim(),
@@ -299,7 +292,7 @@ fn push_branch_is_created_then_reused_and_main_is_left_alone() {
             &spec("flux-image-updates"),
             &mut [setter_change("5.0.2", "clusters")],
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let second = out.pushed_commit.unwrap_or_default();
     assert_eq!(
         git(&d.bare, &["rev-parse", "flux-image-updates~1"]).trim(),
@@ -328,9 +321,7 @@ fn batching_refspec_and_push_options() {
             Ok(Some("docs: second automation".to_owned()))
         }),
     ];
-    let out = repo
-        .round(&s, &mut changes)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = repo.round(&s, &mut changes).unwrap();
     assert_eq!(out.messages.len(), 2);
     assert_eq!(
         git(&d.bare, &["log", "-2", "--format=%s", "main"]),
@@ -387,7 +378,7 @@ fn checkout_by_tag_semver_commit_and_push_branch_rules() {
     s.checkout = CheckoutRef::Tag("v1.0.0".into());
     let out = repo
         .round(&s, &mut [setter_change("5.0.9", "clusters")])
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(out.pushed_commit.is_some());
     assert_eq!(git(&d.bare, &["rev-parse", "from-tag~1"]), tagged);
 }
@@ -403,22 +394,19 @@ fn corrupt_or_foreign_clones_are_recloned() {
         &dir,
         &["remote", "set-url", "origin", "git://127.0.0.1:1/other.git"],
     );
-    let repo =
-        WarmRepo::open(state.path(), &d.url, Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    let repo = WarmRepo::open(state.path(), &d.url, Default::default()).unwrap();
     drop(repo);
     // Corrupt: the objects are gone.
-    std::fs::remove_dir_all(dir.join(".git/objects")).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::create_dir_all(dir.join(".git/objects")).unwrap_or_else(|e| panic!("{e}"));
-    let repo =
-        WarmRepo::open(state.path(), &d.url, Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_dir_all(dir.join(".git/objects")).unwrap();
+    std::fs::create_dir_all(dir.join(".git/objects")).unwrap();
+    let repo = WarmRepo::open(state.path(), &d.url, Default::default()).unwrap();
     // A stale lock from a killed process does not wedge the next round.
-    std::fs::write(dir.join(".git/index.lock"), "").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join(".git/index.lock"), "").unwrap();
     drop(repo);
-    let repo =
-        WarmRepo::open(state.path(), &d.url, Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    let repo = WarmRepo::open(state.path(), &d.url, Default::default()).unwrap();
     let out = repo
         .round(&spec("main"), &mut [setter_change("5.0.4", "clusters")])
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(out.pushed_commit.is_some());
     // Unreachable remote: a clear error naming it.
     let e = WarmRepo::open(
@@ -439,13 +427,13 @@ fn corrupt_or_foreign_clones_are_recloned() {
 fn a_single_concurrent_push_costs_one_retry() {
     let d = daemon();
     let (_state, repo) = warm(&d);
-    std::fs::write(d.work.join("human.txt"), "hi").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(d.work.join("human.txt"), "hi").unwrap();
     git(&d.work, &["add", "-A"]);
     git(&d.work, &["commit", "-q", "-m", "human"]);
     git(&d.work, &["push", "-q", "origin", "main"]);
     let out = repo
         .round(&spec("main"), &mut [setter_change("7.0.0", "clusters")])
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(out.pushed_commit.is_some());
     assert_eq!(
         git(&d.bare, &["log", "--format=%s", "-2", "main"]),
@@ -470,8 +458,7 @@ fn races_with_a_human_pusher_lose_nothing() {
             // A very busy team: a push every 100-400 ms (each push itself takes ~50 ms here).
             std::thread::sleep(Duration::from_millis(fastrand_ms(i)));
             let name = format!("human-{i}");
-            std::fs::write(human.join(format!("{name}.txt")), &name)
-                .unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(human.join(format!("{name}.txt")), &name).unwrap();
             git(&human, &["add", "-A"]);
             git(&human, &["commit", "-q", "-m", &name]);
             loop {
@@ -479,7 +466,7 @@ fn races_with_a_human_pusher_lose_nothing() {
                     .current_dir(&human)
                     .args(["push", "-q", "origin", "main"])
                     .output()
-                    .unwrap_or_else(|e| panic!("{e}"));
+                    .unwrap();
                 if out.status.success() {
                     break;
                 }
@@ -489,8 +476,7 @@ fn races_with_a_human_pusher_lose_nothing() {
         }
         pushed
     });
-    let repo =
-        WarmRepo::open(state.path(), &d.url, Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    let repo = WarmRepo::open(state.path(), &d.url, Default::default()).unwrap();
     let tags: Vec<String> = (1..=rounds).map(|i| format!("6.{i}.0")).collect();
     let mut retried = 0;
     // Generous retries: a loaded CI machine makes each attempt slower than the human's pace.
@@ -499,7 +485,7 @@ fn races_with_a_human_pusher_lose_nothing() {
     for tag in &tags {
         let out = repo
             .round(&race_spec, &mut [setter_change(tag, "clusters")])
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert!(out.pushed_commit.is_some(), "{tag}");
         retried += out.attempts - 1;
     }
@@ -533,10 +519,10 @@ fn smart_http_with_basic_auth() {
         username: "gituser".into(),
         password: "gitpass".into(),
     };
-    let repo = WarmRepo::open(state.path(), &d.url, good).unwrap_or_else(|e| panic!("{e}"));
+    let repo = WarmRepo::open(state.path(), &d.url, good).unwrap();
     let out = repo
         .round(&spec("main"), &mut [setter_change("5.0.3", "clusters")])
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(
         git(&d.bare, &["rev-parse", "main"]).trim(),
         out.pushed_commit.unwrap_or_default()
@@ -576,22 +562,21 @@ fn smart_http_with_basic_auth() {
     let in_url = d.url.replace("http://", "http://gituser:gitpass@");
     let state = cache();
     let root = state.path().join("git");
-    let repo = WarmRepo::open(&root, &in_url, Default::default()).unwrap_or_else(|e| panic!("{e}"));
-    let config =
-        std::fs::read_to_string(repo.dir().join(".git/config")).unwrap_or_else(|e| panic!("{e}"));
+    let repo = WarmRepo::open(&root, &in_url, Default::default()).unwrap();
+    let config = std::fs::read_to_string(repo.dir().join(".git/config")).unwrap();
     assert!(config.contains(&d.url), "{config}");
     assert!(!config.contains("gitpass"), "{config}");
     use std::os::unix::fs::PermissionsExt as _;
     let mode = |p: &std::path::Path| {
         std::fs::metadata(p)
             .map(|m| m.permissions().mode() & 0o777)
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
     };
     assert_eq!(mode(repo.dir()), 0o700);
     assert_eq!(mode(&repo.dir().join(".git/config")), 0o600);
     assert_eq!(mode(&root), 0o700);
     let marker = std::fs::read_dir(repo.dir().join(".git"))
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .flatten()
         .filter(|e| e.path().is_file())
         .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("gitpass")));
@@ -639,7 +624,7 @@ fn ssh_server() -> SshServer {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
     let home = d.join("home");
-    std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&home).unwrap();
     let ok = Command::new("useradd")
         .arg("-M")
         .arg("-d")
@@ -655,8 +640,7 @@ fn ssh_server() -> SshServer {
         .args(["-p", "*"])
         .arg(&user)
         .output();
-    std::fs::copy(d.join("clientkey.pub"), d.join("authorized_keys"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(d.join("clientkey.pub"), d.join("authorized_keys")).unwrap();
     let _ = Command::new("chown")
         .arg("-R")
         .arg(format!("{user}:"))
@@ -671,7 +655,7 @@ fn ssh_server() -> SshServer {
         host = d.join("hostkey").display(),
         dir = d.display(),
     );
-    std::fs::write(d.join("sshd_config"), config).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(d.join("sshd_config"), config).unwrap();
     let mut child = Command::new("/usr/sbin/sshd")
         .arg("-D")
         .arg("-f")
@@ -705,11 +689,10 @@ fn ssh_with_identity_and_pinned_known_hosts() {
         known_hosts: known_hosts.to_owned(),
     };
     let state = cache();
-    let repo = WarmRepo::open(state.path(), &s.url, auth(&s.known_hosts))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let repo = WarmRepo::open(state.path(), &s.url, auth(&s.known_hosts)).unwrap();
     let out = repo
         .round(&spec("main"), &mut [setter_change("5.0.3", "clusters")])
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(
         git(&s.bare, &["rev-parse", "main"]).trim(),
         out.pushed_commit.unwrap_or_default()
@@ -736,7 +719,7 @@ fn signed_round(signer: tagpilot_git::Signer) -> (Daemon, String) {
     s.signer = Some(std::sync::Arc::new(signer));
     let out = repo
         .round(&s, &mut [setter_change("5.0.3", "clusters")])
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let commit = out.pushed_commit.unwrap_or_default();
     (d, commit)
 }
@@ -744,7 +727,7 @@ fn signed_round(signer: tagpilot_git::Signer) -> (Daemon, String) {
 #[test]
 #[ignore = "needs gpg; run by tests/run.sh"]
 fn openpgp_signed_commits_verify_with_git() {
-    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let home = tempfile::tempdir().unwrap();
     let gpg = |args: &[&str]| {
         let out = Command::new("gpg")
             .env("GNUPGHOME", home.path())
@@ -797,8 +780,7 @@ fn openpgp_signed_commits_verify_with_git() {
         tagpilot_git::Signer::openpgp(&armored, Some("wrong")).is_err(),
         "a wrong passphrase is refused up front"
     );
-    let signer = tagpilot_git::Signer::openpgp(&armored, Some("s3cr3t-pass"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let signer = tagpilot_git::Signer::openpgp(&armored, Some("s3cr3t-pass")).unwrap();
     assert!(!format!("{signer:?}").contains("s3cr3t"));
     let (d, commit) = signed_round(signer);
     let out = Command::new("git")
@@ -806,7 +788,7 @@ fn openpgp_signed_commits_verify_with_git() {
         .env("GNUPGHOME", home.path())
         .args(["verify-commit", "--raw", &commit])
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let status = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "git verify-commit failed: {status}");
     assert!(status.contains("GOODSIG"), "{status}");
@@ -815,7 +797,7 @@ fn openpgp_signed_commits_verify_with_git() {
 #[test]
 #[ignore = "needs ssh-keygen; run by tests/run.sh"]
 fn ssh_signed_commits_verify_with_git() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("signing");
     let ok = Command::new("ssh-keygen")
         .args([
@@ -838,8 +820,7 @@ fn ssh_signed_commits_verify_with_git() {
         "an encrypted key needs its password"
     );
     assert!(tagpilot_git::Signer::ssh(&identity, Some("nope")).is_err());
-    let signer =
-        tagpilot_git::Signer::ssh(&identity, Some("key-pass")).unwrap_or_else(|e| panic!("{e}"));
+    let signer = tagpilot_git::Signer::ssh(&identity, Some("key-pass")).unwrap();
     let (d, commit) = signed_round(signer);
     let public = std::fs::read_to_string(key.with_extension("pub")).unwrap_or_default();
     let allowed = dir.path().join("allowed_signers");
@@ -848,14 +829,14 @@ fn ssh_signed_commits_verify_with_git() {
         &allowed,
         format!("fluxcdbot@users.noreply.github.com {}\n", pubkey.join(" ")),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let out = Command::new("git")
         .current_dir(&d.bare)
         .args(["-c", "gpg.format=ssh", "-c"])
         .arg(format!("gpg.ssh.allowedSignersFile={}", allowed.display()))
         .args(["verify-commit", &commit])
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let status = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
@@ -878,17 +859,16 @@ fn killed_rounds_leave_nothing_half_done() {
         std::env::var("TAGPILOT_CRASH_URL"),
         std::env::var("TAGPILOT_CRASH_TAG"),
     ) {
-        let repo = WarmRepo::open(Path::new(&cache_dir), &url, Default::default())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let repo = WarmRepo::open(Path::new(&cache_dir), &url, Default::default()).unwrap();
         let out = repo
             .round(&spec("main"), &mut [setter_change(&tag, "clusters")])
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert!(out.pushed_commit.is_some());
         return;
     }
     let d = daemon();
     let state = cache();
-    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+    let exe = std::env::current_exe().unwrap();
     let run = |tag: &str| {
         Command::new(&exe)
             .args([
@@ -903,7 +883,7 @@ fn killed_rounds_leave_nothing_half_done() {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
     };
     for i in 0..15u64 {
         let mut child = run(&format!("8.{i}.0"));
@@ -912,9 +892,7 @@ fn killed_rounds_leave_nothing_half_done() {
         let _ = child.wait();
     }
     // The next round after all those kills works, and the server's history is whole.
-    let out = run("9.0.0")
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = run("9.0.0").wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -939,8 +917,8 @@ fn https_with_a_private_ca() {
         username: "gituser".into(),
         password: "gitpass".into(),
     };
-    let ca = std::fs::read(d._dir.path().join("ca.pem")).unwrap_or_else(|e| panic!("{e}"));
-    let roots = tagpilot_git::ExtraRoots::from_pem(&ca).unwrap_or_else(|e| panic!("{e}"));
+    let ca = std::fs::read(d._dir.path().join("ca.pem")).unwrap();
+    let roots = tagpilot_git::ExtraRoots::from_pem(&ca).unwrap();
     // Without ca.crt the private CA is not trusted.
     let e = WarmRepo::open(cache().path(), &d.url, auth())
         .err()
@@ -948,11 +926,10 @@ fn https_with_a_private_ca() {
         .unwrap_or_default();
     assert!(e.contains("certificate"), "{e}");
     let state = cache();
-    let repo = WarmRepo::open_with_roots(state.path(), &d.url, auth(), Some(roots))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let repo = WarmRepo::open_with_roots(state.path(), &d.url, auth(), Some(roots)).unwrap();
     let out = repo
         .round(&spec("main"), &mut [setter_change("5.0.3", "clusters")])
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(
         git(&d.bare, &["rev-parse", "main"]).trim(),
         out.pushed_commit.unwrap_or_default()

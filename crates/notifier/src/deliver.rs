@@ -159,10 +159,8 @@ mod tests {
 
     /// Answers each connection with the next status of `statuses` and counts requests.
     async fn server(statuses: Vec<u16>) -> (String, tokio::task::JoinHandle<usize>) {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let addr = l.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
         let h = tokio::spawn(async move {
             let mut served = 0;
             for status in statuses {
@@ -201,7 +199,7 @@ mod tests {
     #[tokio::test]
     async fn retries_5xx_then_succeeds() {
         let (url, h) = server(vec![500, 503, 200]).await;
-        let c = client(Duration::from_secs(5), None, None).unwrap_or_else(|e| panic!("{e}"));
+        let c = client(Duration::from_secs(5), None, None).unwrap();
         let d = deliver(&c, &request(url), &fast()).await;
         assert_eq!(
             d,
@@ -216,7 +214,7 @@ mod tests {
     #[tokio::test]
     async fn gives_up_after_the_last_attempt_and_hides_the_path() {
         let (url, h) = server(vec![502, 502, 502]).await;
-        let c = client(Duration::from_secs(5), None, None).unwrap_or_else(|e| panic!("{e}"));
+        let c = client(Duration::from_secs(5), None, None).unwrap();
         let e = deliver(&c, &request(url), &fast())
             .await
             .expect_err("every attempt fails");
@@ -238,7 +236,7 @@ mod tests {
     #[tokio::test]
     async fn client_errors_are_final() {
         let (url, h) = server(vec![403, 200]).await;
-        let c = client(Duration::from_secs(5), None, None).unwrap_or_else(|e| panic!("{e}"));
+        let c = client(Duration::from_secs(5), None, None).unwrap();
         let e = deliver(&c, &request(url), &fast())
             .await
             .expect_err("403 is final");
@@ -262,8 +260,8 @@ mod tests {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let c = client(Duration::from_secs(5), None, None).unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
+        let c = client(Duration::from_secs(5), None, None).unwrap();
         let e = deliver(
             &c,
             &request(format!("http://127.0.0.1:{port}/secret")),

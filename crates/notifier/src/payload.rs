@@ -258,9 +258,8 @@ mod tests {
             &target(AlertProviderType::Generic, None),
             &event(Severity::Info),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let v: serde_json::Value =
-            serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["involvedObject"]["kind"], "ImageUpdateAutomation");
         assert_eq!(v["involvedObject"]["namespace"], "flux-system");
         assert_eq!(v["severity"], "info");
@@ -281,7 +280,7 @@ mod tests {
             &target(AlertProviderType::GenericHmac, Some("token")),
             &event(Severity::Info),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         let sig = header(&r, "X-Signature").unwrap_or_default();
         assert_eq!(
             sig,
@@ -305,9 +304,8 @@ mod tests {
     fn slack_message_shape() {
         let mut t = target(AlertProviderType::Slack, None);
         t.channel = Some("#deploys".into());
-        let r = build_request(&t, &event(Severity::Error)).unwrap_or_else(|e| panic!("{e}"));
-        let v: serde_json::Value =
-            serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}"));
+        let r = build_request(&t, &event(Severity::Error)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["channel"], "#deploys");
         assert_eq!(v["username"], "image-automation-controller");
         let a = &v["attachments"][0];
@@ -321,17 +319,16 @@ mod tests {
         assert_eq!(a["fields"][0]["value"], "main@sha1:abc");
         assert_eq!(header(&r, "authorization"), None);
         t.token = Some("xoxb-1".into());
-        let r = build_request(&t, &event(Severity::Info)).unwrap_or_else(|e| panic!("{e}"));
+        let r = build_request(&t, &event(Severity::Info)).unwrap();
         assert_eq!(header(&r, "authorization"), Some("Bearer xoxb-1"));
     }
 
     #[test]
     fn secret_headers_apply_last_and_errors_hide_values() {
-        let h = parse_headers("Authorization: Bearer s3cr3t\nX-Team: a\n")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let h = parse_headers("Authorization: Bearer s3cr3t\nX-Team: a\n").unwrap();
         let mut t = target(AlertProviderType::Generic, None);
         t.headers = h;
-        let r = build_request(&t, &event(Severity::Info)).unwrap_or_else(|e| panic!("{e}"));
+        let r = build_request(&t, &event(Severity::Info)).unwrap();
         assert_eq!(header(&r, "authorization"), Some("Bearer s3cr3t"));
         assert_eq!(header(&r, "x-team"), Some("a"));
         let shown = format!("{r:?} {t:?}");

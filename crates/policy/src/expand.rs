@@ -122,7 +122,7 @@ mod tests {
     use super::*;
 
     fn expand(pattern: &str, template: &str, input: &str) -> String {
-        let re = Regex::new(pattern).unwrap_or_else(|e| panic!("{e}"));
+        let re = Regex::new(pattern).unwrap();
         let caps = re
             .captures(input)
             .unwrap_or_else(|| panic!("{pattern} must match {input}"));
@@ -157,7 +157,7 @@ mod tests {
 
     #[test]
     fn unknown_names_are_reported() {
-        let re = Regex::new(r"(?P<a>x)").unwrap_or_else(|e| panic!("{e}"));
+        let re = Regex::new(r"(?P<a>x)").unwrap();
         assert_eq!(
             Template::parse("$a $b ${c} $1").unknown_names(&re),
             vec!["b", "c"]

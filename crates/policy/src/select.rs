@@ -511,15 +511,11 @@ mod tests {
     }
 
     fn semver(range: &str, tags: &[&str]) -> Result<String, PolicyError> {
-        pick(
-            Choice::semver(range).unwrap_or_else(|e| panic!("{e}")),
-            None,
-            tags,
-        )
+        pick(Choice::semver(range).unwrap(), None, tags)
     }
 
     fn ok(r: Result<String, PolicyError>) -> String {
-        r.unwrap_or_else(|e| panic!("{e}"))
+        r.unwrap()
     }
 
     const PODINFO: &[&str] = &[
@@ -572,24 +568,12 @@ mod tests {
             "B",
             "a",
         ];
-        let asc = ok(pick(
-            Choice::alphabetical("asc").unwrap_or_else(|e| panic!("{e}")),
-            None,
-            &tags,
-        ));
+        let asc = ok(pick(Choice::alphabetical("asc").unwrap(), None, &tags));
         assert_eq!(asc, "a");
-        let desc = ok(pick(
-            Choice::alphabetical("DESC").unwrap_or_else(|e| panic!("{e}")),
-            None,
-            &tags,
-        ));
+        let desc = ok(pick(Choice::alphabetical("DESC").unwrap(), None, &tags));
         assert_eq!(desc, "B");
         assert_eq!(
-            ok(pick(
-                Choice::alphabetical("").unwrap_or_else(|e| panic!("{e}")),
-                None,
-                &["9", "10"]
-            )),
+            ok(pick(Choice::alphabetical("").unwrap(), None, &["9", "10"])),
             "9"
         );
         assert!(matches!(
@@ -611,7 +595,7 @@ mod tests {
 
     #[test]
     fn numerical() {
-        let n = |o: &str| Choice::numerical(o).unwrap_or_else(|e| panic!("{e}"));
+        let n = |o: &str| Choice::numerical(o).unwrap();
         assert_eq!(ok(pick(n("asc"), None, &["1", "10", "9", "2.5"])), "10");
         assert_eq!(ok(pick(n("desc"), None, &["1", "10", "9", "2.5"])), "1");
         assert_eq!(
@@ -651,12 +635,12 @@ mod tests {
             "1.4.0",
             "2.0.0-bullseye",
         ];
-        let c = Choice::semver(">=1.0.0").unwrap_or_else(|e| panic!("{e}"));
+        let c = Choice::semver(">=1.0.0").unwrap();
         assert_eq!(ok(pick(c, f, &tags)), "1.3.0-alpine3.18");
         // Two originals extracting the same value: the byte-greatest original wins, whatever
         // the input order.
         let f = || TagFilter::new(r"^(\d+\.\d+\.\d+)-", "$1").ok();
-        let c = || Choice::semver("*").unwrap_or_else(|e| panic!("{e}"));
+        let c = || Choice::semver("*").unwrap();
         let a = ok(pick(c(), f(), &["1.0.0-alpine", "1.0.0-debian"]));
         let b = ok(pick(c(), f(), &["1.0.0-debian", "1.0.0-alpine"]));
         assert_eq!((a.as_str(), b.as_str()), ("1.0.0-debian", "1.0.0-debian"));
@@ -665,7 +649,7 @@ mod tests {
         assert_eq!(pick(c(), f, &["1.0.0"]), Err(PolicyError::EmptyList));
         // Unanchored search.
         let f = TagFilter::new("rc", "").ok();
-        let c = Choice::semver("^1.x-0").unwrap_or_else(|e| panic!("{e}"));
+        let c = Choice::semver("^1.x-0").unwrap();
         assert_eq!(
             ok(pick(c, f, &["1.0.0", "1.1.0-rc.1", "1.2.0-rc.2"])),
             "1.2.0-rc.2"
@@ -707,7 +691,7 @@ mod tests {
             Ok("z.sig".into())
         );
         // A user list replaces the default; matching is unanchored.
-        let ex = Exclusions::new(&["^z"]).unwrap_or_else(|e| panic!("{e}"));
+        let ex = Exclusions::new(&["^z"]).unwrap();
         assert_eq!(
             p.select(&["a", "z", "b.sig"], &ex).map(|s| s.tag),
             Ok("b.sig".into())
@@ -717,10 +701,7 @@ mod tests {
 
     #[test]
     fn explain_reports_every_tag() {
-        let p = Policy::new(
-            Choice::semver("5.0.x").unwrap_or_else(|e| panic!("{e}")),
-            None,
-        );
+        let p = Policy::new(Choice::semver("5.0.x").unwrap(), None);
         let tags = [
             "5.0.0",
             "5.0.3",

@@ -2,6 +2,7 @@
 //! (tests/oracle/flux_policy.go; the data file's header names the Masterminds/semver and Go
 //! versions that decided). Ties and NaN are left out on purpose: Flux keeps the first tag it
 //! met, tagpilot breaks ties deterministically (so that the answer never depends on order).
+#![allow(clippy::unwrap_used)] // a test's unwrap is its assertion: a panic with the error
 
 use tagpilot_policy::{Choice, Exclusions, Policy, PolicyError};
 

@@ -1,5 +1,6 @@
 //! Properties of selection: the winner satisfies the policy, nothing outranks it, and the
 //! answer does not depend on the order of the input.
+#![allow(clippy::unwrap_used)] // a test's unwrap is its assertion: a panic with the error
 
 use std::cmp::Ordering;
 

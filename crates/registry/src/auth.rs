@@ -386,7 +386,7 @@ mod tests {
     #[tokio::test]
     async fn docker_config_forms() {
         let cfg = DockerConfig::parse(br#"{"auths":{"https://index.docker.io/v1/":{"auth":"dXNlcjpwYXNz"},"ghcr.io":{"username":"u","password":"p"},"quay.io":{"identitytoken":"tok"}}}"#)
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(
             cfg.credentials_for("index.docker.io").await.ok().flatten(),
             Some(Credentials::Basic {
@@ -409,7 +409,7 @@ mod tests {
         let legacy = DockerConfig::parse(
             br#"{"127.0.0.1:5443":{"auth":"dGVzdHVzZXI6dGVzdHBhc3M=","email":"x@y"}}"#,
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         assert_eq!(
             legacy
                 .credentials_for("127.0.0.1:5443")
@@ -422,8 +422,7 @@ mod tests {
             })
         );
         assert!(DockerConfig::parse(b"not json").is_err());
-        let bad = DockerConfig::parse(br#"{"auths":{"x.io":{"auth":"!!"}}}"#)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let bad = DockerConfig::parse(br#"{"auths":{"x.io":{"auth":"!!"}}}"#).unwrap();
         assert!(bad.credentials_for("x.io").await.is_err());
     }
 

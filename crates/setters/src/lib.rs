@@ -99,20 +99,18 @@ mod tests {
 
     #[test]
     fn parses_image_refs() {
-        let r = LatestRef::parse("ghcr.io/stefanprodan/podinfo:5.0.3")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let r = LatestRef::parse("ghcr.io/stefanprodan/podinfo:5.0.3").unwrap();
         assert_eq!(
             (r.name.as_str(), r.tag.as_str(), r.digest),
             ("ghcr.io/stefanprodan/podinfo", "5.0.3", None)
         );
-        let r = LatestRef::parse("localhost:5000/app:1.0").unwrap_or_else(|e| panic!("{e}"));
+        let r = LatestRef::parse("localhost:5000/app:1.0").unwrap();
         assert_eq!(
             (r.name.as_str(), r.tag.as_str()),
             ("localhost:5000/app", "1.0")
         );
         let d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-        let r =
-            LatestRef::parse(&format!("localhost:5000/app@{d}")).unwrap_or_else(|e| panic!("{e}"));
+        let r = LatestRef::parse(&format!("localhost:5000/app@{d}")).unwrap();
         assert_eq!((r.tag.as_str(), r.digest.as_deref()), ("", Some(d)));
         assert_eq!(r.image(), format!("localhost:5000/app@{d}"));
         for bad in [

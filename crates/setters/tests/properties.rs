@@ -1,5 +1,6 @@
 //! Random YAML documents with markers: only the marked scalars change, the result parses,
 //! everything else is byte-identical, and a second run changes nothing.
+#![allow(clippy::unwrap_used)] // a test's unwrap is its assertion: a panic with the error
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,5 @@
 //! The setters on every case of reference §3 and the guide, compared byte for byte.
+#![allow(clippy::unwrap_used)] // a test's unwrap is its assertion: a panic with the error
 
 use std::collections::BTreeMap;
 
@@ -35,9 +36,7 @@ fn policies() -> Policies {
 
 /// Applies the setters and returns the new text, asserting it parses.
 fn apply(input: &str) -> String {
-    update_str(input, &policies())
-        .unwrap_or_else(|e| panic!("{e}"))
-        .content
+    update_str(input, &policies()).unwrap().content
 }
 
 #[test]
@@ -56,7 +55,7 @@ spec:
         ports:
         - containerPort: 9898
 "#;
-    let u = update_str(input, &policies()).unwrap_or_else(|e| panic!("{e}"));
+    let u = update_str(input, &policies()).unwrap();
     assert_eq!(
         u.content,
         input.replace("podinfo:5.0.0 #", "podinfo:5.0.3 #")
@@ -110,7 +109,7 @@ spec:
       repository: ghcr.io/stefanprodan/podinfo # {"$imagepolicy": "flux-system:podinfo:name"}
       tag: 5.0.0  # {"$imagepolicy": "flux-system:podinfo:tag"}
 "#;
-    let u = update_str(input, &policies()).unwrap_or_else(|e| panic!("{e}"));
+    let u = update_str(input, &policies()).unwrap();
     assert_eq!(u.content, input.replace("tag: 5.0.0  #", "tag: 5.0.3  #"));
     // The name was already right: one change only.
     assert_eq!(u.objects[0].changes.len(), 1);
@@ -159,7 +158,7 @@ images:
   newTag: "1.0" # {"$imagepolicy": "flux-system:pinned:tag"}
   newDigest: sha256:old # {"$imagepolicy": "flux-system:pinned:digest"}
 "#;
-    let u = update_str(kustomize, &policies()).unwrap_or_else(|e| panic!("{e}"));
+    let u = update_str(kustomize, &policies()).unwrap();
     assert_eq!(
         u.content,
         kustomize
@@ -197,7 +196,7 @@ h: >
 ? k # {"$imagepolicy": "flux-system:podinfo"}
 : v
 "#;
-    let u = update_str(input, &policies()).unwrap_or_else(|e| panic!("{e}"));
+    let u = update_str(input, &policies()).unwrap();
     assert_eq!(u.content, input);
     assert!(u.objects.is_empty());
 }
@@ -205,7 +204,7 @@ h: >
 #[test]
 fn digest_marker_without_digest_is_not_blanked() {
     let input = "d: sha256:keep # {\"$imagepolicy\": \"flux-system:podinfo:digest\"}\n";
-    let u = update_str(input, &policies()).unwrap_or_else(|e| panic!("{e}"));
+    let u = update_str(input, &policies()).unwrap();
     assert_eq!(u.content, input);
     assert_eq!(u.warnings.len(), 1, "{:?}", u.warnings);
 }
@@ -224,7 +223,7 @@ fn formatting_is_preserved() {
         );
     // In `[a, "z"] # marker` the comment belongs to the last scalar on the line ("z").
     let want = want.replace("\"z\"] #", "\"docker.io/golang:1.16.0\"] #");
-    let u = update_str(input, &policies()).unwrap_or_else(|e| panic!("{e}"));
+    let u = update_str(input, &policies()).unwrap();
     assert_eq!(u.content, want);
     assert_eq!(u.objects.len(), 2);
     assert_eq!(u.objects[0].object.name, "p");
@@ -243,7 +242,7 @@ fn second_run_changes_nothing() {
     let input =
         "image: ghcr.io/stefanprodan/podinfo:1 # {\"$imagepolicy\": \"flux-system:podinfo\"}\n";
     let once = apply(input);
-    let u = update_str(&once, &policies()).unwrap_or_else(|e| panic!("{e}"));
+    let u = update_str(&once, &policies()).unwrap();
     assert_eq!(u.content, once);
     assert!(u.objects.is_empty());
 }
@@ -260,12 +259,12 @@ fn invalid_yaml_is_a_parse_error() {
 
 #[test]
 fn tree_walk_selection_and_atomic_write() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("repo");
     let write = |rel: &str, text: &str| {
         let p = root.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap_or(&root)).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(p, text).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(p.parent().unwrap_or(&root)).unwrap();
+        std::fs::write(p, text).unwrap();
     };
     let marked =
         "image: ghcr.io/stefanprodan/podinfo:1 # {\"$imagepolicy\": \"flux-system:podinfo\"}\n";
@@ -286,15 +285,15 @@ fn tree_walk_selection_and_atomic_write() {
     #[cfg(unix)]
     {
         std::os::unix::fs::symlink(dir.path().join("outside.yaml"), root.join("apps/link.yaml"))
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(
             root.join("apps/deploy.yaml"),
             std::fs::Permissions::from_mode(0o640),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     }
-    let set = scan_tree(&root, &policies()).unwrap_or_else(|e| panic!("{e}"));
+    let set = scan_tree(&root, &policies()).unwrap();
     let paths: Vec<&str> = set.files.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(
         paths,
@@ -320,7 +319,7 @@ fn tree_walk_selection_and_atomic_write() {
         std::fs::read_to_string(root.join("apps/deploy.yaml")).unwrap_or_default(),
         marked
     );
-    write_changes(&root, &set).unwrap_or_else(|e| panic!("{e}"));
+    write_changes(&root, &set).unwrap();
     let after = std::fs::read_to_string(root.join("apps/deploy.yaml")).unwrap_or_default();
     assert_eq!(after, marked.replace("podinfo:1 #", "podinfo:5.0.3 #"));
     assert_eq!(
@@ -349,7 +348,7 @@ fn tree_walk_selection_and_atomic_write() {
         .into_bytes();
     assert_eq!(leftovers, b"0");
     // Idempotent.
-    let again = scan_tree(&root, &policies()).unwrap_or_else(|e| panic!("{e}"));
+    let again = scan_tree(&root, &policies()).unwrap();
     assert!(again.is_empty());
 }
 

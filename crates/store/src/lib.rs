@@ -452,12 +452,12 @@ mod tests {
 
     #[test]
     fn scans_keep_first_seen_and_digests() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state/tagpilot.redb");
-        let store = Store::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::open(&path).unwrap();
         let m = store
             .record_scan("r.io/app", &tags(&["1.0.1", "1.0.0"]), "sha256:a", 100)
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(m.tag_count, 2);
         assert_eq!(
             store.set_digest("r.io/app", "1.0.1", "sha256:d1").ok(),
@@ -465,7 +465,7 @@ mod tests {
         );
         store
             .record_scan("r.io/app", &tags(&["1.0.2", "1.0.1"]), "sha256:b", 200)
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         let t = store.tags("r.io/app").ok().flatten().unwrap_or_default();
         assert_eq!(
             t[0],
@@ -483,12 +483,10 @@ mod tests {
                 digest: Some("sha256:d1".into())
             }
         );
-        store
-            .set_pending("r.io/app", Some("sha256:c"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        store.set_pending("r.io/app", Some("sha256:c")).unwrap();
         drop(store);
         // Reopened: everything is still there.
-        let store = Store::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::open(&path).unwrap();
         let m = store
             .repo_meta("r.io/app")
             .ok()
@@ -506,7 +504,7 @@ mod tests {
         assert_eq!(store.tags("other").ok(), Some(None));
         store
             .put_status("ImagePolicy/ns/p", &serde_json::json!({"ready": true}))
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(
             store.status("ImagePolicy/ns/p").ok().flatten(),
             Some(serde_json::json!({"ready": true}))
@@ -515,23 +513,23 @@ mod tests {
 
     #[test]
     fn refuses_unknown_schema_and_garbage() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
         {
-            let db = Database::create(&path).unwrap_or_else(|e| panic!("{e}"));
-            let tx = db.begin_write().unwrap_or_else(|e| panic!("{e}"));
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
             {
-                let mut t = tx.open_table(META).unwrap_or_else(|e| panic!("{e}"));
-                t.insert("schema", 99).unwrap_or_else(|e| panic!("{e}"));
+                let mut t = tx.open_table(META).unwrap();
+                t.insert("schema", 99).unwrap();
             }
-            tx.commit().unwrap_or_else(|e| panic!("{e}"));
+            tx.commit().unwrap();
         }
         assert!(matches!(
             Store::open(&path),
             Err(StoreError::Schema { found: 99 })
         ));
         let junk = dir.path().join("junk.redb");
-        std::fs::write(&junk, b"this is not a database").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&junk, b"this is not a database").unwrap();
         let e = Store::open(&junk)
             .err()
             .map(|e| e.to_string())
@@ -541,19 +539,17 @@ mod tests {
 
     #[test]
     fn suspend_overrides_persist_and_clear() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
         {
-            let store = Store::open(&path).unwrap_or_else(|e| panic!("{e}"));
+            let store = Store::open(&path).unwrap();
             assert_eq!(store.suspended("ImageRepository/a/b").ok().flatten(), None);
             store
                 .set_suspended("ImageRepository/a/b", Some(true))
-                .unwrap_or_else(|e| panic!("{e}"));
-            store
-                .set_suspended("ImagePolicy/a/b", Some(false))
-                .unwrap_or_else(|e| panic!("{e}"));
+                .unwrap();
+            store.set_suspended("ImagePolicy/a/b", Some(false)).unwrap();
         }
-        let store = Store::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::open(&path).unwrap();
         assert_eq!(
             store.suspended("ImageRepository/a/b").ok().flatten(),
             Some(true)
@@ -562,58 +558,35 @@ mod tests {
             store.suspended("ImagePolicy/a/b").ok().flatten(),
             Some(false)
         );
-        store
-            .set_suspended("ImageRepository/a/b", None)
-            .unwrap_or_else(|e| panic!("{e}"));
+        store.set_suspended("ImageRepository/a/b", None).unwrap();
         assert_eq!(store.suspended("ImageRepository/a/b").ok().flatten(), None);
     }
 
     #[test]
     fn latest_refs_persist_and_prune() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
         {
-            let store = Store::open(&path).unwrap_or_else(|e| panic!("{e}"));
+            let store = Store::open(&path).unwrap();
             let v = serde_json::json!({"name": "r/app", "tag": "1.0.0"});
-            store
-                .put_latest("apps/a", Some(&v))
-                .unwrap_or_else(|e| panic!("{e}"));
-            store
-                .put_latest("apps/b", Some(&v))
-                .unwrap_or_else(|e| panic!("{e}"));
-            store
-                .put_status("ImagePolicy/apps/b", &v)
-                .unwrap_or_else(|e| panic!("{e}"));
+            store.put_latest("apps/a", Some(&v)).unwrap();
+            store.put_latest("apps/b", Some(&v)).unwrap();
+            store.put_status("ImagePolicy/apps/b", &v).unwrap();
         }
-        let store = Store::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::open(&path).unwrap();
         let keys = |s: &Store| -> Vec<String> {
             s.latest_refs()
-                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap()
                 .into_iter()
                 .map(|(k, _)| k)
                 .collect()
         };
         assert_eq!(keys(&store), ["apps/a", "apps/b"]);
-        assert_eq!(
-            store
-                .retain_latest(|k| k == "apps/a")
-                .unwrap_or_else(|e| panic!("{e}")),
-            1
-        );
+        assert_eq!(store.retain_latest(|k| k == "apps/a").unwrap(), 1);
         assert_eq!(keys(&store), ["apps/a"]);
-        store
-            .put_latest("apps/a", None)
-            .unwrap_or_else(|e| panic!("{e}"));
+        store.put_latest("apps/a", None).unwrap();
         assert!(keys(&store).is_empty());
-        assert_eq!(
-            store
-                .retain_statuses(|_| false)
-                .unwrap_or_else(|e| panic!("{e}")),
-            1
-        );
-        assert!(store
-            .statuses()
-            .unwrap_or_else(|e| panic!("{e}"))
-            .is_empty());
+        assert_eq!(store.retain_statuses(|_| false).unwrap(), 1);
+        assert!(store.statuses().unwrap().is_empty());
     }
 }

@@ -1,5 +1,6 @@
 //! Templates rendered as Go's text/template renders them. Expected strings follow Go's rules
 //! (and were cross-checked with Go 1.x's text/template where noted in tests/data/gotemplate).
+#![allow(clippy::unwrap_used)] // a test's unwrap is its assertion: a panic with the error
 
 use std::collections::BTreeMap;
 
@@ -90,7 +91,7 @@ fn data() -> Value {
 fn render(t: &str) -> String {
     Template::parse("msg", t)
         .and_then(|t| t.execute(&data()))
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
 }
 
 #[test]
@@ -311,17 +312,15 @@ fn default_message() {
 #[test]
 fn matches_go_text_template_output() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gocheck");
-    let cases = std::fs::read_to_string(dir.join("cases.txt")).unwrap_or_else(|e| panic!("{e}"));
-    let expected =
-        std::fs::read_to_string(dir.join("expected.json")).unwrap_or_else(|e| panic!("{e}"));
-    let expected: BTreeMap<String, String> =
-        serde_json::from_str(&expected).unwrap_or_else(|e| panic!("{e}"));
+    let cases = std::fs::read_to_string(dir.join("cases.txt")).unwrap();
+    let expected = std::fs::read_to_string(dir.join("expected.json")).unwrap();
+    let expected: BTreeMap<String, String> = serde_json::from_str(&expected).unwrap();
     let mut checked = 0;
     for line in cases
         .lines()
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
     {
-        let src: String = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}"));
+        let src: String = serde_json::from_str(line).unwrap();
         let want = expected
             .get(&src)
             .unwrap_or_else(|| panic!("no Go output for {src:?}"));

@@ -2,6 +2,7 @@
 //! end-to-end tests): free loopback ports, waiting for a server to listen, a git daemon over a
 //! directory of bare repositories, and a test CA with a server certificate. Panics on failure:
 //! these run in tests only.
+#![allow(clippy::unwrap_used)] // a test's unwrap is its assertion: a panic with the error
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -79,7 +80,7 @@ pub fn signed_cert(d: &Path, key: &str, cert: &str, subject: &str, ext: &str) {
             "req.csr",
         ],
     );
-    std::fs::write(d.join("ext.cnf"), ext).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(d.join("ext.cnf"), ext).unwrap();
     openssl(
         d,
         &[

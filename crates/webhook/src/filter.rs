@@ -234,7 +234,7 @@ mod tests {
             "req.ref == \"refs/heads/main\"",
             "res.metadata.labels.team == \"a\"",
         );
-        let f = ResourceFilters::compile(&spec).unwrap_or_else(|e| panic!("{e}"));
+        let f = ResourceFilters::compile(&spec).unwrap();
         let mut meta = tagpilot_api::ObjectMeta::new("a", "default");
         meta.labels.insert("team".into(), "a".into());
         let res = resource_value("image.toolkit.fluxcd.io/v1", "ImageRepository", &meta);
@@ -266,8 +266,7 @@ mod tests {
             e.starts_with("invalid filter expression for resources[0] (kind=\"ImageRepository\", name=\"a\"): "),
             "{e}"
         );
-        let f =
-            ResourceFilters::compile(&receiver("1 + 1", "true")).unwrap_or_else(|e| panic!("{e}"));
+        let f = ResourceFilters::compile(&receiver("1 + 1", "true")).unwrap();
         let v = serde_json::json!({});
         let e = f.accepts(0, &v, &v, None).err().unwrap_or_default();
         assert!(e.contains("did not return a boolean"), "{e}");
@@ -293,7 +292,7 @@ mod tests {
                 },
             ],
         };
-        let c = ClaimChecks::compile(&p).unwrap_or_else(|e| panic!("{e}"));
+        let c = ClaimChecks::compile(&p).unwrap();
         let good = serde_json::json!({"repository_owner": "acme", "ref": "refs/heads/main"});
         assert_eq!(c.evaluate(&good), Ok(()));
         let bad = serde_json::json!({"repository_owner": "eve", "ref": "refs/tags/v1"});

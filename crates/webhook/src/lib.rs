@@ -486,8 +486,7 @@ mod tests {
     }
 
     fn hmac_hex<M: Mac + hmac::digest::KeyInit>(key: &[u8], body: &[u8]) -> String {
-        let mut m =
-            <M as hmac::digest::KeyInit>::new_from_slice(key).unwrap_or_else(|e| panic!("{e}"));
+        let mut m = <M as hmac::digest::KeyInit>::new_from_slice(key).unwrap();
         m.update(body);
         m.finalize()
             .into_bytes()

@@ -1,6 +1,7 @@
 //! The `gcr` receiver's ID-token checks and the `cdevents` receiver, with tokens signed here by a
 //! test-only RSA key (tests/data/oidc-test-key.der, PKCS#1 made with `openssl genpkey`; it signs nothing
 //! else) and its public half served as a JWKS document.
+#![allow(clippy::unwrap_used)] // a test's unwrap is its assertion: a panic with the error
 
 use base64::Engine as _;
 use tagpilot_api::ReceiverType;
@@ -14,8 +15,7 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 fn key() -> ring::signature::RsaKeyPair {
-    ring::signature::RsaKeyPair::from_der(include_bytes!("data/oidc-test-key.der"))
-        .unwrap_or_else(|e| panic!("{e}"))
+    ring::signature::RsaKeyPair::from_der(include_bytes!("data/oidc-test-key.der")).unwrap()
 }
 
 fn jwks(kid: &str) -> Vec<u8> {
@@ -44,7 +44,7 @@ fn sign(header: &str, claims: &serde_json::Value) -> String {
         input.as_bytes(),
         &mut sig,
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     format!("{input}.{}", b64(&sig))
 }
 
@@ -80,14 +80,13 @@ const HEADER: &str = r#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#;
 
 #[test]
 fn a_valid_pubsub_push_is_accepted() {
-    let keys = KeySet::parse(&jwks("k1")).unwrap_or_else(|e| panic!("{e}"));
+    let keys = KeySet::parse(&jwks("k1")).unwrap();
     let token = sign(HEADER, &claims());
     assert_eq!(key_id(&token).as_deref(), Some("k1"));
     let body = envelope(
         r#"{"action":"INSERT","digest":"europe-docker.pkg.dev/p/r/podinfo@sha256:abc","tag":"europe-docker.pkg.dev/p/r/podinfo:5.0.4"}"#,
     );
-    let a = validate_gcr(&expect(), &keys, NOW, &headers(&token), &body)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let a = validate_gcr(&expect(), &keys, NOW, &headers(&token), &body).unwrap();
     assert_eq!(a.event.as_deref(), Some("INSERT"));
     assert_eq!(
         a.image.as_deref(),
@@ -109,7 +108,7 @@ fn a_valid_pubsub_push_is_accepted() {
 
 #[test]
 fn every_claim_is_checked() {
-    let keys = KeySet::parse(&jwks("k1")).unwrap_or_else(|e| panic!("{e}"));
+    let keys = KeySet::parse(&jwks("k1")).unwrap();
     let body = envelope(r#"{"action":"INSERT","tag":"gcr.io/p/podinfo:5.0.4"}"#);
     let cases: Vec<(&str, serde_json::Value, &str)> = vec![
         ("iss", "https://evil.example".into(), "unexpected issuer"),
@@ -131,7 +130,7 @@ fn every_claim_is_checked() {
 
 #[test]
 fn forged_and_malformed_tokens_are_refused() {
-    let keys = KeySet::parse(&jwks("k1")).unwrap_or_else(|e| panic!("{e}"));
+    let keys = KeySet::parse(&jwks("k1")).unwrap();
     let body = envelope(r#"{"action":"INSERT","tag":"gcr.io/p/podinfo:5.0.4"}"#);
     let check = |h: Vec<(String, String)>| validate_gcr(&expect(), &keys, NOW, &h, &body);
     let good = sign(HEADER, &claims());
@@ -200,7 +199,7 @@ fn cdevents_envelopes() {
         &ce(t),
         event(t).as_bytes(),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     assert_eq!(ok.event.as_deref(), Some(t));
     // Structured mode without the header; the events filter applies to the type.
     let events = vec![t.to_owned()];

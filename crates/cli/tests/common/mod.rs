@@ -77,7 +77,7 @@ pub enum Auth {
 
 /// Starts Debian's docker-registry with filesystem storage in a temp dir.
 pub fn registry(auth: Auth) -> Server {
-    registry_with(tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")), auth)
+    registry_with(tempfile::tempdir().unwrap(), auth)
 }
 
 /// The registry config's TLS lines for the certificate `tls_files` made in `d`.
@@ -111,7 +111,7 @@ fn registry_with(dir: tempfile::TempDir, auth: Auth) -> Server {
                 _ => ("testuser", "testpass", None),
             };
             let out = run(Command::new("htpasswd").args(["-Bbn", user, pass]));
-            std::fs::write(d.join("htpasswd"), out.stdout).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(d.join("htpasswd"), out.stdout).unwrap();
             tls_files(d, dns);
             http.push_str(&tls_section(d));
             auth_cfg = format!(
@@ -142,7 +142,7 @@ fn registry_with(dir: tempfile::TempDir, auth: Auth) -> Server {
         "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n{http}{auth_cfg}",
         d.join("data").display()
     );
-    std::fs::write(d.join("config.yml"), config).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(d.join("config.yml"), config).unwrap();
     let mut child = Command::new("docker-registry")
         .arg("serve")
         .arg(d.join("config.yml"))
@@ -173,7 +173,7 @@ pub fn client_cert(d: &Path) {
 
 /// tinyproxy on 127.0.0.1 with basic auth proxyuser:proxypass; its log records every request.
 pub fn proxy() -> Server {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let d = dir.path();
     std::fs::write(
@@ -183,7 +183,7 @@ pub fn proxy() -> Server {
             log = d.join("proxy.log").display()
         ),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let bin = ["/usr/bin/tinyproxy", "/usr/sbin/tinyproxy"]
         .into_iter()
         .find(|p| Path::new(p).exists())
@@ -207,7 +207,7 @@ pub fn token_registry() -> (Server, Server) {
 
 /// [`token_registry`] whose token server also accepts the `user:password` lines of `accepted`.
 pub fn token_registry_accepting(accepted: Option<&Path>) -> (Server, Server) {
-    let tdir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let tdir = tempfile::tempdir().unwrap();
     let key = tdir.path().join("signing-key.pem");
     let cert = tdir.path().join("signing-cert.pem");
     openssl(
@@ -236,7 +236,7 @@ pub fn token_registry_accepting(accepted: Option<&Path>) -> (Server, Server) {
         .arg(token_port.to_string())
         .args(accepted)
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     wait_for_port(token_port, &mut child);
     let tokens = Server {
         child,
@@ -245,8 +245,8 @@ pub fn token_registry_accepting(accepted: Option<&Path>) -> (Server, Server) {
     };
     // The registry reads its root bundle at start: put it in place first.
     let reg = {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        std::fs::copy(&cert, dir.path().join("signing-cert.pem")).unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(&cert, dir.path().join("signing-cert.pem")).unwrap();
         registry_with(dir, Auth::Token { token_port })
     };
     (tokens, reg)
@@ -254,7 +254,7 @@ pub fn token_registry_accepting(accepted: Option<&Path>) -> (Server, Server) {
 
 /// The paginating front fixture in front of `upstream_port`.
 pub fn front(upstream_port: u16, mode: &str, page_size: u32) -> Server {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut child = Command::new("python3")
         .arg(e2e_script("paginating_front.py"))
@@ -263,7 +263,7 @@ pub fn front(upstream_port: u16, mode: &str, page_size: u32) -> Server {
         .arg(mode)
         .arg(page_size.to_string())
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     wait_for_port(port, &mut child);
     Server { child, port, dir }
 }
@@ -284,7 +284,7 @@ pub fn push(base: &str, repo: &str, tags: &[&str], curl_auth: Option<&str>) {
 /// The front's request statistics.
 pub fn front_stats(port: u16) -> serde_json::Value {
     let out = run(Command::new("curl").args(["-sf", &format!("http://127.0.0.1:{port}/__stats")]));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"))
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 pub fn tagpilot(args: &[&str]) -> Output {
@@ -323,10 +323,10 @@ pub fn git_cmd(dir: &Path, args: &[&str]) -> String {
 }
 
 pub fn git_server(files: &[(&str, &str)]) -> GitServer {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let srv = dir.path().join("srv");
     let bare = srv.join("fleet.git");
-    std::fs::create_dir_all(&bare).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&bare).unwrap();
     git_cmd(&bare, &["init", "-q", "--bare", "-b", "main"]);
     git_cmd(&bare, &["config", "receive.denyNonFastForwards", "true"]);
     let work = dir.path().join("work");
@@ -337,8 +337,8 @@ pub fn git_server(files: &[(&str, &str)]) -> GitServer {
     git_cmd(&work, &["checkout", "-q", "-b", "main"]);
     for (path, text) in files {
         let p = work.join(path);
-        std::fs::create_dir_all(p.parent().unwrap_or(&work)).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(p, text).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(p.parent().unwrap_or(&work)).unwrap();
+        std::fs::write(p, text).unwrap();
     }
     git_cmd(&work, &["add", "-A"]);
     git_cmd(&work, &["commit", "-q", "-m", "initial"]);
@@ -354,7 +354,7 @@ pub fn git_server(files: &[(&str, &str)]) -> GitServer {
 /// Starts tests/e2e/hook_recorder.py (the fixture that stands in for a Flux generic-hmac
 /// Receiver and a Slack webhook); `args` are its options. Requests land in `<dir>/hooks.jsonl`.
 pub fn hook_recorder(args: &[&str]) -> Server {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut child = Command::new("python3")
         .arg(e2e_script("hook_recorder.py"))
@@ -362,7 +362,7 @@ pub fn hook_recorder(args: &[&str]) -> Server {
         .arg(dir.path().join("hooks.jsonl"))
         .args(args)
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     wait_for_port(port, &mut child);
     Server { child, port, dir }
 }
@@ -379,14 +379,14 @@ pub fn recorded(recorder: &Server) -> Vec<serde_json::Value> {
 /// Starts tests/e2e/google_oidc.py: a JWKS endpoint (Google's stand-in) that also mints ID
 /// tokens for the tests.
 pub fn google_oidc() -> Server {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut child = Command::new("python3")
         .arg(e2e_script("google_oidc.py"))
         .arg(port.to_string())
         .arg(dir.path())
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     wait_for_port(port, &mut child);
     Server { child, port, dir }
 }
@@ -409,7 +409,7 @@ pub struct MotoKeys {
 /// moto_server with SigV4 checking on (after the 4 setup calls of moto_setup.py).
 pub fn moto() -> (Server, MotoKeys) {
     let venv = moto_venv();
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut child = Command::new(venv.join("bin/moto_server"))
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -492,8 +492,7 @@ pub fn push_with_token(tokens_port: u16, reg_port: u16, repo: &str, tags: &[&str
         "http://127.0.0.1:{tokens_port}/token?service=test-registry&scope=repository:{repo}:pull,push"
     );
     let out = run(Command::new("curl").args(["-sf", "-u", "testuser:testpass", &token_url]));
-    let tok: serde_json::Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let tok: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     push_with_bearer(
         reg_port,
         repo,
@@ -551,14 +550,14 @@ pub fn http_status(args: &[&str], url: &str) -> String {
         .args(args)
         .arg(url)
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// POSTs `body` with `headers` through curl; the HTTP status code (0 when curl failed).
 pub fn post(url: &str, headers: &[&str], body: &[u8]) -> u16 {
-    let file = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(file.path(), body).unwrap_or_else(|e| panic!("{e}"));
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), body).unwrap();
     let mut cmd = Command::new("curl");
     cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"]);
     for h in headers {
@@ -567,7 +566,7 @@ pub fn post(url: &str, headers: &[&str], body: &[u8]) -> u16 {
     cmd.arg("--data-binary")
         .arg(format!("@{}", file.path().display()))
         .arg(url);
-    let out = cmd.output().unwrap_or_else(|e| panic!("{e}"));
+    let out = cmd.output().unwrap();
     String::from_utf8_lossy(&out.stdout)
         .trim()
         .parse()
