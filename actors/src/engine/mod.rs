@@ -761,6 +761,14 @@ mod tests {
         )
     }
 
+    /// The policy with `spec.suspend: true`.
+    fn suspended() -> String {
+        MANIFESTS.replace(
+            "  imageRepositoryRef",
+            "  suspend: true\n  imageRepositoryRef",
+        )
+    }
+
     fn status(store: &Store) -> Status {
         Status::from_value(
             store
@@ -794,11 +802,7 @@ mod tests {
 
         // spec.suspend: true, and a new tag: nothing is resolved, the last status stays.
         scan(&["1.0.0", "1.1.0", "1.2.0"]);
-        let suspended = MANIFESTS.replace(
-            "  imageRepositoryRef",
-            "  suspend: true\n  imageRepositoryRef",
-        );
-        let e = engine(dir.path(), &store, &suspended);
+        let e = engine(dir.path(), &store, &suspended());
         let p = e.policies()[0].clone();
         e.reconcile_policy(&p).await;
         let during = status(&store);
@@ -826,11 +830,7 @@ mod tests {
     async fn a_policy_suspended_before_it_ever_ran_says_so() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
-        let suspended = MANIFESTS.replace(
-            "  imageRepositoryRef",
-            "  suspend: true\n  imageRepositoryRef",
-        );
-        let e = engine(dir.path(), &store, &suspended);
+        let e = engine(dir.path(), &store, &suspended());
         let p = e.policies()[0].clone();
         e.reconcile_policy(&p).await;
         let s = status(&store);

@@ -14,39 +14,29 @@ impl Engine {
             let (ns, name) = (&r.metadata.namespace, &r.metadata.name);
             // Compiled first: an invalid expression stalls the Receiver (Flux marks it
             // terminally failed), whatever its Secret says.
-            let filters = match tagpilot_webhook::filter::ResourceFilters::compile(&r.spec) {
-                Ok(f) => Arc::new(f),
-                Err(e) => {
-                    self.record_outcome(
-                        Kind::Receiver,
-                        ns,
-                        name,
-                        Outcome::stalled(reason::INVALID_CEL_EXPRESSION, e),
-                        json!({}),
-                    );
-                    continue;
-                }
-            };
-            let oidc = r
-                .spec
-                .oidc_providers
-                .iter()
-                .map(|p| {
-                    tagpilot_webhook::filter::ClaimChecks::compile(p)
-                        .map(|c| (p.clone(), c))
-                        .map_err(|e| format!("invalid oidcProvider '{}': {e}", p.issuer_url))
-                })
-                .collect::<Result<Vec<_>, _>>();
-            let oidc = match oidc {
-                Ok(o) => Arc::new(o),
-                Err(e) => {
-                    self.record_outcome(
-                        Kind::Receiver,
-                        ns,
-                        name,
-                        Outcome::stalled(reason::VALIDATION_FAILED, e),
-                        json!({}),
-                    );
+            let compiled = tagpilot_webhook::filter::ResourceFilters::compile(&r.spec)
+                .map_err(|e| (reason::INVALID_CEL_EXPRESSION, e))
+                .and_then(|filters| {
+                    let oidc = r
+                        .spec
+                        .oidc_providers
+                        .iter()
+                        .map(|p| {
+                            tagpilot_webhook::filter::ClaimChecks::compile(p)
+                                .map(|c| (p.clone(), c))
+                                .map_err(|e| {
+                                    let e = format!("invalid oidcProvider '{}': {e}", p.issuer_url);
+                                    (reason::VALIDATION_FAILED, e)
+                                })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok((Arc::new(filters), Arc::new(oidc)))
+                });
+            let (filters, oidc) = match compiled {
+                Ok(c) => c,
+                Err((why, e)) => {
+                    let stalled = Outcome::stalled(why, e);
+                    self.record_outcome(Kind::Receiver, ns, name, stalled, json!({}));
                     continue;
                 }
             };
