@@ -142,18 +142,11 @@ pub enum SecretKind {
 
 #[derive(Debug, clap::Args)]
 pub struct Common {
-    /// Namespace of the object.
-    #[arg(short = 'n', long, default_value = "flux-system")]
-    pub namespace: String,
+    #[command(flatten)]
+    pub plain: Plain,
     /// Interval (Go duration; default 1m).
     #[arg(long)]
     pub interval: Option<String>,
-    /// Labels, `key=value`; repeatable.
-    #[arg(long = "label")]
-    pub labels: Vec<String>,
-    /// Print the YAML instead of applying it (required: tagpilot has no cluster to apply to).
-    #[arg(long)]
-    pub export: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -233,7 +226,7 @@ pub enum Kind {
     },
 }
 
-fn meta(name: &str, c: &Common) -> anyhow::Result<ObjectMeta> {
+fn meta(name: &str, c: &Plain) -> anyhow::Result<ObjectMeta> {
     let mut m = ObjectMeta::new(name, &c.namespace);
     for l in &c.labels {
         let Some((k, v)) = l.split_once('=') else {
@@ -332,8 +325,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 suspend: false,
             };
             (
-                common.export,
-                Object::ImageRepository(manifest("ImageRepository", meta(&name, &common)?, spec)),
+                common.plain.export,
+                Object::ImageRepository(manifest(
+                    "ImageRepository",
+                    meta(&name, &common.plain)?,
+                    spec,
+                )),
             )
         }
         Kind::Policy {
@@ -393,8 +390,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 suspend: false,
             };
             (
-                common.export,
-                Object::ImagePolicy(manifest("ImagePolicy", meta(&name, &common)?, spec)),
+                common.plain.export,
+                Object::ImagePolicy(manifest("ImagePolicy", meta(&name, &common.plain)?, spec)),
             )
         }
         Kind::Update {
@@ -468,10 +465,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 suspend: false,
             };
             (
-                common.export,
+                common.plain.export,
                 Object::ImageUpdateAutomation(manifest(
                     "ImageUpdateAutomation",
-                    meta(&name, &common)?,
+                    meta(&name, &common.plain)?,
                     spec,
                 )),
             )
@@ -527,18 +524,6 @@ pub(crate) fn to_yaml(object: &Object) -> anyhow::Result<String> {
     Ok(format!("---\n{}", serde_yaml::to_string(&value)?))
 }
 
-fn plain_meta(name: &str, c: &Plain) -> anyhow::Result<ObjectMeta> {
-    meta(
-        name,
-        &Common {
-            namespace: c.namespace.clone(),
-            interval: None,
-            labels: c.labels.clone(),
-            export: c.export,
-        },
-    )
-}
-
 fn source(kind: SourceKind) -> anyhow::Result<(bool, Object)> {
     let SourceKind::Git {
         name,
@@ -573,10 +558,10 @@ fn source(kind: SourceKind) -> anyhow::Result<(bool, Object)> {
     let object = Manifest {
         api_version: "source.toolkit.fluxcd.io/v1".into(),
         kind: "GitRepository".into(),
-        metadata: meta(&name, &common)?,
+        metadata: meta(&name, &common.plain)?,
         spec,
     };
-    Ok((common.export, Object::GitRepository(object)))
+    Ok((common.plain.export, Object::GitRepository(object)))
 }
 
 fn secret(kind: SecretKind) -> anyhow::Result<(bool, Object)> {
@@ -685,7 +670,7 @@ fn secret(kind: SecretKind) -> anyhow::Result<(bool, Object)> {
     let object = tagpilot_api::Secret {
         api_version: "v1".into(),
         kind: "Secret".into(),
-        metadata: plain_meta(&name, &common)?,
+        metadata: meta(&name, &common)?,
         body: tagpilot_api::SecretBody {
             secret_type,
             data: BTreeMap::new(),
@@ -734,7 +719,7 @@ fn receiver(
     let object = Manifest {
         api_version: "notification.toolkit.fluxcd.io/v1".into(),
         kind: "Receiver".into(),
-        metadata: plain_meta(&name, &common)?,
+        metadata: meta(&name, &common)?,
         spec: tagpilot_api::ReceiverSpec {
             receiver_type,
             interval: GoDuration::from_secs(600),
