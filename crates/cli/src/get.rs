@@ -173,13 +173,7 @@ fn watch(args: &Args, kind: &str, select: &Rows<'_>) -> anyhow::Result<ExitCode>
         let rows = select(&fetch(&args.daemon)?, kind);
         let fresh: Vec<Vec<String>> = rows.into_iter().filter(|r| !shown.contains(r)).collect();
         if first || !fresh.is_empty() {
-            let header = (first && !args.no_header).then(|| {
-                let mut h = header_of(kind).to_vec();
-                if args.all_namespaces {
-                    h.insert(0, "NAMESPACE");
-                }
-                h
-            });
+            let header = (first && !args.no_header).then(|| header_of(kind, args.all_namespaces));
             print_table(header.as_deref(), &fresh);
             use std::io::Write as _;
             let _ = std::io::stdout().flush();
@@ -270,17 +264,23 @@ fn status_filter(selector: Option<&str>) -> anyhow::Result<impl Fn(&Item) -> boo
     })
 }
 
-/// The table of one kind: its header and a row per object.
-fn header_of(kind: &str) -> &'static [&'static str] {
-    match kind {
+/// The header of one kind's table; `-A` puts NAMESPACE first.
+fn header_of(kind: &str, all_namespaces: bool) -> Vec<&'static str> {
+    let columns: &[&str] = match kind {
         "ImageRepository" => &["NAME", "LAST SCAN", "SUSPENDED", "READY", "MESSAGE"],
         "ImagePolicy" => &["NAME", "IMAGE", "TAG", "READY", "MESSAGE"],
         "Receiver" | "Alert" => &["NAME", "SUSPENDED", "READY", "MESSAGE"],
         "Provider" => &["NAME", "READY", "MESSAGE"],
         _ => &["NAME", "LAST RUN", "SUSPENDED", "READY", "MESSAGE"],
-    }
+    };
+    let namespace = all_namespaces.then_some("NAMESPACE");
+    namespace
+        .into_iter()
+        .chain(columns.iter().copied())
+        .collect()
 }
 
+/// One object's row, in [`header_of`]'s columns.
 fn row_of(kind: &str, i: &Item, prefix: bool, all_namespaces: bool) -> Vec<String> {
     // flux: no Ready condition yet reads as False, "waiting to be reconciled".
     let (ready, message) = match i.status.condition(tagpilot_api::ConditionType::Ready) {
@@ -397,13 +397,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 None => bail!("no {kind} objects found in {scope} namespace"),
             }
         }
-        let header = (!args.no_header).then(|| {
-            let mut h = header_of(kind).to_vec();
-            if args.all_namespaces {
-                h.insert(0, "NAMESPACE");
-            }
-            h
-        });
+        let header = (!args.no_header).then(|| header_of(kind, args.all_namespaces));
         print_table(header.as_deref(), &rows);
         if prefix {
             println!();
