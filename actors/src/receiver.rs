@@ -403,20 +403,15 @@ async fn hook(
     let mut claims = None;
     let validated = match &route.gcr {
         None if route.kind == ReceiverType::GenericOidc => {
-            match verify_oidc(&state, &route, &headers).await {
-                Ok(c) => {
-                    claims = Some(c);
-                    Ok(tagpilot_webhook::Accepted::default())
-                }
-                Err(e) => Err(e),
-            }
+            verify_oidc(&state, &route, &headers).await.map(|c| {
+                claims = Some(c);
+                tagpilot_webhook::Accepted::default()
+            })
         }
         Some(expect) => {
-            let kid = headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-                .and_then(|(_, v)| v.strip_prefix("Bearer "))
-                .and_then(|t| tagpilot_webhook::oidc::key_id(t.trim()));
+            let kid = tagpilot_webhook::bearer_token(&headers)
+                .ok()
+                .and_then(tagpilot_webhook::oidc::key_id);
             match state.google_keys.get(kid.as_deref()).await {
                 Ok(keys) => {
                     tagpilot_webhook::validate_gcr(expect, &keys, unix_now(), &headers, &body)
