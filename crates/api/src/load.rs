@@ -443,7 +443,7 @@ fn load_value(
         let message = unknown_field(kind, &field)?;
         let mut w = error(Some(&field), message);
         w.kind = Some(kind.to_string());
-        w.namespace.get_or_insert_with(default_namespace);
+        w.namespace.get_or_insert_with(crate::types::default_namespace);
         Some(w)
     }));
     let object = object.map_err(|(field, message)| {
@@ -508,10 +508,6 @@ fn field_path(path: &serde_ignored::Path<'_>) -> String {
         | Path::NewtypeStruct { parent }
         | Path::NewtypeVariant { parent } => field_path(parent),
     }
-}
-
-fn default_namespace() -> String {
-    "default".to_owned()
 }
 
 /// The top-level fields of a v1 Secret.

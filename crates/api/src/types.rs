@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::{GoDuration, Timeout};
 
-fn default_namespace() -> String {
+/// Where an object without `metadata.namespace` lives, as in Kubernetes.
+pub(crate) fn default_namespace() -> String {
     "default".to_owned()
 }
 
