@@ -720,24 +720,30 @@ impl Engine {
         (key, status)
     }
 
-    /// After a reload: objects whose manifest was fixed lose the `configError` the previous
-    /// engine put in their status (a kept actor may not reconcile again soon).
+    /// After a reload: objects whose manifest was fixed lose the `configError` and the
+    /// `configWarnings` the previous engine put in their status (a kept actor may not
+    /// reconcile again soon). One read and at most one write per object.
     pub fn clear_fixed_config_errors(&self, old: &Engine) {
-        for key in old.config_errors.keys() {
-            if self.config_errors.contains_key(key) {
+        let keys: std::collections::BTreeSet<&String> = old
+            .config_errors
+            .keys()
+            .chain(old.config_warnings.keys())
+            .collect();
+        for key in keys {
+            let fixed_error = !self.config_errors.contains_key(key);
+            let fixed_warnings = !self.config_warnings.contains_key(key);
+            if !fixed_error && !fixed_warnings {
                 continue;
             }
             let mut status = self.stored_status(key);
-            if status.config_error.take().is_some() {
-                self.put_status(key, &status);
+            let mut changed = false;
+            if fixed_error {
+                changed |= status.config_error.take().is_some();
             }
-        }
-        for key in old.config_warnings.keys() {
-            if self.config_warnings.contains_key(key) {
-                continue;
+            if fixed_warnings {
+                changed |= !std::mem::take(&mut status.config_warnings).is_empty();
             }
-            let mut status = self.stored_status(key);
-            if !std::mem::take(&mut status.config_warnings).is_empty() {
+            if changed {
                 self.put_status(key, &status);
             }
         }

@@ -443,7 +443,8 @@ fn load_value(
         let message = unknown_field(kind, &field)?;
         let mut w = error(Some(&field), message);
         w.kind = Some(kind.to_string());
-        w.namespace.get_or_insert_with(crate::types::default_namespace);
+        w.namespace
+            .get_or_insert_with(crate::types::default_namespace);
         Some(w)
     }));
     let object = object.map_err(|(field, message)| {
