@@ -441,8 +441,8 @@ fn load_value(
     // Also when the object fails: `intreval: 5m` explains "spec.interval: is required".
     warnings.extend(ignored.into_iter().filter_map(|field| {
         let message = unknown_field(kind, &field)?;
+        // `error` names the kind already (the document's `kind` is this kind's exact name).
         let mut w = error(Some(&field), message);
-        w.kind = Some(kind.to_string());
         w.namespace
             .get_or_insert_with(crate::types::default_namespace);
         Some(w)
