@@ -3,6 +3,7 @@
 //! loader for a directory of multi-document YAML manifests.
 
 mod duration;
+pub mod gates;
 mod load;
 mod object;
 mod secrets;

@@ -944,6 +944,12 @@ spec: {image: alpine, interval: 5 minutes}
             ("kind: ImageRepository\nspec: {image: alpine}", "spec.interval", "is required"),
             ("kind: ImageUpdateAutomation\nspec: {interval: 1m, sourceRef: {name: g}, git: {commit: {author: {name: bot}}}}", "spec.git.commit.author.email", "is required"),
             ("kind: ImageUpdateAutomation\nspec: {interval: 1m, sourceRef: {name: g, kind: Bucket}, git: {commit: {author: {email: a@b}}}}", "spec.sourceRef.kind", "unsupported"),
+            ("kind: ImagePolicy\nspec: {imageRepositoryRef: {name: r}, policy: {alphabetical: {}}, gates: {platforms: [linux/amd64, linux/amd64/v9]}}", "spec.gates.platforms[1]", "'v9' is not a variant of architecture 'amd64'"),
+            ("kind: ImagePolicy\nspec: {imageRepositoryRef: {name: r}, policy: {alphabetical: {}}, gates: {minAge: 1 day}}", "spec.gates.minAge", "invalid duration"),
+            ("kind: ImagePolicy\nspec: {imageRepositoryRef: {name: r}, policy: {alphabetical: {}}, gates: {repushHold: 0s}}", "spec.gates.repushHold", "more than 0s"),
+            ("kind: ImageUpdateAutomation\nspec: {interval: 1m, sourceRef: {name: g}, git: {commit: {author: {email: a@b}}}, windows: [{cron: '0 9 * * 1-5', duration: 8h, timeZone: Europe/Berlin}, {cron: '0 25 * * *', duration: 1h}]}", "spec.windows[1].cron", "not a 5-field cron schedule"),
+            ("kind: ImageUpdateAutomation\nspec: {interval: 1m, sourceRef: {name: g}, git: {commit: {author: {email: a@b}}}, windows: [{cron: '0 9 * * *', duration: 8h, timeZone: Europe/Brelin}]}", "spec.windows[0].timeZone", "not an IANA time zone"),
+            ("kind: ImageUpdateAutomation\nspec: {interval: 1m, sourceRef: {name: g}, git: {commit: {author: {email: a@b}}}, manualChanges: keep}", "spec.manualChanges", "unknown variant"),
         ];
         for (body, field, message) in cases {
             let text =

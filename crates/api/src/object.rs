@@ -396,6 +396,21 @@ fn validate_image_policy(v: &mut Validator, s: &ImagePolicySpec) {
             "spec.interval is only accepted when spec.digestReflectionPolicy is set to 'Always'",
         ),
     }
+    if let Some(g) = &s.gates {
+        for (field, d) in [("minAge", g.min_age), ("repushHold", g.repush_hold)] {
+            if d.is_some_and(|d| d.0.is_zero()) {
+                v.err(
+                    &format!("spec.gates.{field}"),
+                    "must be more than 0s (leave it out for no gate)",
+                );
+            }
+        }
+        for (i, p) in g.platforms.iter().enumerate() {
+            if let Err(e) = crate::gates::Platform::parse(p) {
+                v.err(&format!("spec.gates.platforms[{i}]"), e);
+            }
+        }
+    }
 }
 
 fn validate_automation(v: &mut Validator, s: &ImageUpdateAutomationSpec) {
@@ -427,6 +442,11 @@ fn validate_automation(v: &mut Validator, s: &ImageUpdateAutomationSpec) {
     }
     if let Some(sel) = &s.policy_selector {
         validate_selector(v, "spec.policySelector", sel);
+    }
+    for (i, w) in s.windows.iter().enumerate() {
+        if let Err((field, e)) = crate::gates::Window::parse(w) {
+            v.err(&format!("spec.windows[{i}].{field}"), e);
+        }
     }
 }
 

@@ -212,6 +212,40 @@ pub struct ImagePolicySpec {
     pub interval: Option<GoDuration>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
+    /// tagpilot's rollout gates (Flux ignores the field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gates: Option<PolicyGates>,
+}
+
+/// `spec.gates` of an ImagePolicy: what a candidate tag must pass besides the policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyGates {
+    /// A tag is a candidate only once tagpilot has known it this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_age: Option<GoDuration>,
+    /// A tag whose digest changed is held this long after the change was seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repush_hold: Option<GoDuration>,
+    /// `os/architecture[/variant]`: the tag's image must be available for every one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
+    /// Lets the latest ref move to a lower tag without a policy change.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_downgrade: bool,
+}
+
+impl ImagePolicySpec {
+    /// A hash of what decides the ranking (repository, policy, filter): the latest ref moves to
+    /// a lower tag only when this changed since the current tag was chosen (or with
+    /// `gates.allowDowngrade`).
+    pub fn selection_generation(&self) -> i64 {
+        crate::status::generation_of(&(&self.image_repository_ref, &self.policy, &self.filter_tags))
+    }
+
+    pub fn allows_downgrade(&self) -> bool {
+        self.gates.as_ref().is_some_and(|g| g.allow_downgrade)
+    }
 }
 
 fn is_never(p: &DigestReflectionPolicy) -> bool {
@@ -338,6 +372,40 @@ pub struct ImageUpdateAutomationSpec {
     pub policy_selector: Option<LabelSelector>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
+    /// What to do after a person changed a marked value (tagpilot; Flux ignores the field).
+    #[serde(default, skip_serializing_if = "ManualChanges::is_overwrite")]
+    pub manual_changes: ManualChanges,
+    /// Pushes happen only inside one of these; outside, changes wait (tagpilot).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<ChangeWindow>,
+}
+
+/// `spec.manualChanges` of an ImageUpdateAutomation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ManualChanges {
+    /// Flux's behaviour: the policy's value is written again.
+    #[default]
+    Overwrite,
+    /// A value a person chose is kept until the policy ranks a tag above the one they left.
+    Hold,
+}
+
+impl ManualChanges {
+    fn is_overwrite(&self) -> bool {
+        *self == ManualChanges::Overwrite
+    }
+}
+
+/// One change window: opens at each time `cron` (5 fields) names, in `timeZone` (IANA,
+/// default UTC), for `duration`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeWindow {
+    pub cron: String,
+    pub duration: GoDuration,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------

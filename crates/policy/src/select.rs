@@ -338,6 +338,81 @@ impl Policy {
         }
     }
 
+    /// Every eligible tag, best first, equal ranks ordered by the byte-greatest tag (the
+    /// first is what [`Policy::select`] picks). Fails where `select` fails.
+    pub fn ranked<S: AsRef<str>>(
+        &self,
+        tags: &[S],
+        exclusions: &Exclusions,
+    ) -> Result<Vec<Selection>, PolicyError> {
+        let values: Vec<(&str, Cow<'_, str>)> = tags
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|t| exclusions.matching(t).is_none())
+            .filter_map(|t| Some((t, self.value_of(t)?)))
+            .collect();
+        if values.is_empty() {
+            return Err(PolicyError::EmptyList);
+        }
+        let mut keyed = Vec::with_capacity(values.len());
+        for (tag, value) in &values {
+            match self.key_of(value) {
+                Ok(Some(key)) => keyed.push((*tag, value, key)),
+                Ok(None) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if keyed.is_empty() {
+            return Err(PolicyError::NoneSelectable);
+        }
+        keyed.sort_by(|(ta, _, a), (tb, _, b)| {
+            self.rank(b, a)
+                .then_with(|| tb.as_bytes().cmp(ta.as_bytes()))
+        });
+        Ok(keyed
+            .into_iter()
+            .map(|(tag, value, _)| Selection {
+                tag: tag.to_owned(),
+                value: value.to_string(),
+            })
+            .collect())
+    }
+
+    /// How tag `a` ranks against tag `b` under this policy (equal ranks by the byte-greater
+    /// tag, as [`Policy::select`] breaks ties); None when either is not eligible.
+    pub fn compare(&self, a: &str, b: &str) -> Option<Ordering> {
+        let (va, vb) = (self.value_of(a)?, self.value_of(b)?);
+        let (ka, kb) = (self.key_of(&va).ok()??, self.key_of(&vb).ok()??);
+        Some(
+            self.rank(&ka, &kb)
+                .then_with(|| a.as_bytes().cmp(b.as_bytes())),
+        )
+    }
+
+    /// What is ranked for a tag: the extracted value, None when the filter does not match.
+    fn value_of<'t>(&self, tag: &'t str) -> Option<Cow<'t, str>> {
+        match &self.filter {
+            None => Some(Cow::Borrowed(tag)),
+            Some(f) => f.apply(tag),
+        }
+    }
+
+    /// The rank key of a value; None when it is not eligible (not a version, outside the
+    /// range); an error for a non-number under a numerical policy (fails the policy).
+    fn key_of<'v>(&self, value: &'v str) -> Result<Option<Key<'v>>, PolicyError> {
+        Ok(match &self.choice {
+            Choice::SemVer(range) => Version::parse_tag(value)
+                .ok()
+                .filter(|v| range.check_explained(v).is_ok())
+                .map(Key::Version),
+            Choice::Alphabetical(_) => Some(Key::Text(value)),
+            Choice::Numerical(_) => match parse_go_float(value) {
+                Some(n) => Some(Key::Number(n)),
+                None => return Err(PolicyError::InvalidNumber(value.to_owned())),
+            },
+        })
+    }
+
     /// Whether `a` ranks above `b` (ties are not broken here).
     fn rank(&self, a: &Key<'_>, b: &Key<'_>) -> Ordering {
         match (a, b) {
@@ -729,5 +804,81 @@ mod tests {
             Some("failed to parse invalid numeric value 'x'")
         );
         assert_eq!(ex.tags[2].verdict, Verdict::NotANumber);
+    }
+
+    #[test]
+    fn ranked_lists_the_eligible_tags_best_first_and_agrees_with_select() {
+        let lists: &[&[&str]] = &[
+            &[
+                "5.0.0",
+                "5.0.3",
+                "5.1.0-rc.1",
+                "v5.0.3",
+                "5.0.2",
+                "latest",
+                "4.9.9",
+                "6.0.0",
+            ],
+            &["1.0", "1.0.0", "v1.0.0", "1.0.0+build", "0.9"],
+        ];
+        for (choice, filter) in [
+            (Choice::semver(">=5.0.0 <6.0.0").unwrap(), None),
+            (Choice::semver("*").unwrap(), None),
+            (Choice::alphabetical("asc").unwrap(), None),
+            (Choice::alphabetical("desc").unwrap(), None),
+            (
+                Choice::semver(">=1").unwrap(),
+                Some(TagFilter::new("^v?(?P<v>.*)$", "$v").unwrap()),
+            ),
+        ] {
+            let p = Policy::new(choice, filter);
+            for tags in lists {
+                let ex = Exclusions::flux_default();
+                let Ok(chosen) = p.select(tags, &ex) else {
+                    assert!(p.ranked(tags, &ex).is_err());
+                    continue;
+                };
+                let ranked = p.ranked(tags, &ex).unwrap();
+                assert_eq!(ranked[0], chosen, "{}: {tags:?}", p.choice);
+                for pair in ranked.windows(2) {
+                    assert_eq!(
+                        p.compare(&pair[0].tag, &pair[1].tag),
+                        Some(Ordering::Greater),
+                        "{}: {pair:?}",
+                        p.choice
+                    );
+                }
+                // Every eligible tag is listed once; the ineligible ones are not.
+                let eligible = p
+                    .explain(tags, &ex)
+                    .tags
+                    .iter()
+                    .filter(|t| {
+                        matches!(
+                            t.verdict,
+                            Verdict::Selected | Verdict::RankedLower | Verdict::TieBroken
+                        )
+                    })
+                    .count();
+                assert_eq!(ranked.len(), eligible);
+            }
+        }
+        let p = Policy::new(Choice::semver("5.0.x").unwrap(), None);
+        assert_eq!(p.compare("5.0.3", "5.0.2"), Some(Ordering::Greater));
+        assert_eq!(p.compare("5.0.2", "5.0.3"), Some(Ordering::Less));
+        assert_eq!(p.compare("5.1.0", "5.0.3"), None, "outside the range");
+        let n = Policy::new(Choice::numerical("asc").unwrap(), None);
+        assert!(matches!(
+            n.ranked(&["1", "x"], &Exclusions::none()),
+            Err(PolicyError::InvalidNumber(_))
+        ));
+        assert_eq!(
+            n.ranked(&["2", "10", "1"], &Exclusions::none())
+                .unwrap()
+                .iter()
+                .map(|s| s.tag.as_str())
+                .collect::<Vec<_>>(),
+            ["10", "2", "1"]
+        );
     }
 }

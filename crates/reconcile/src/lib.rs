@@ -6,12 +6,14 @@
 //! - [`events`]: a failing object alerts once per distinct failure, not on every retry.
 //! - [`slots`]: each registry host's fair share of the scan slots.
 //! - [`digest`]: when a policy fetches a digest, and what a digest must look like.
+//! - [`gates`]: which ranked tags pass the rollout gates; the downgrade guard.
 //!
 //! The actors (tagpilot-actors) hold the mailboxes and timers and call into these.
 
 pub mod backoff;
 pub mod digest;
 pub mod events;
+pub mod gates;
 pub mod schedule;
 pub mod slots;
 pub mod writers;
