@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Pushes a tiny image under each given tag to a registry, with curl only (no Docker).
 # usage: push-tags.sh BASE_URL REPO TAG...      e.g. push-tags.sh http://127.0.0.1:5000 app 1.0.0 1.0.1
-# env: CURL_AUTH="-u user:pass --cacert ca.pem" (optional); UNIQUE=1 gives each tag its own digest.
+# env: CURL_AUTH="-u user:pass --cacert ca.pem" (optional); UNIQUE=1 gives each tag its own digest;
+#      SALT=x changes every digest (a re-push); PLATFORMS="linux/amd64 linux/arm64/v8" pushes an OCI
+#      image index with one manifest per platform (each with its own config) under each tag.
 set -euo pipefail
 base=$1; repo=$2; shift 2
 read -r -a auth <<< "${CURL_AUTH:-}"
@@ -23,11 +25,39 @@ upload() {
   echo "$dg"
 }
 ldg=$(upload layer.tar.gz); cdg=$(upload config.json)
+lsize=$(stat -c %s layer.tar.gz)
+# manifest CONFIG_DIGEST CONFIG_SIZE EXTRA_JSON > manifest.json
+manifest() {
+  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"%s","size":%d}]%s}' \
+    "$1" "$2" "$ldg" "$lsize" "$3"
+}
+put_manifest() { # FILE REF MEDIA_TYPE
+  curl -sf "${auth[@]}" -X PUT -H "Content-Type: $3" --data-binary "@$1" "$b/manifests/$2" -o /dev/null
+}
+salt=""
+[ -n "${SALT:-}" ] && salt=",\"org.example.salt\":\"$SALT\""
 for tag in "$@"; do
   ann=""
-  [ "${UNIQUE:-0}" = 1 ] && ann=",\"annotations\":{\"org.example.tag\":\"$tag\"}"
-  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"%s","size":%d}]%s}' \
-    "$cdg" "$(stat -c %s config.json)" "$ldg" "$(stat -c %s layer.tar.gz)" "$ann" > manifest.json
-  curl -sf "${auth[@]}" -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
-    --data-binary @manifest.json "$b/manifests/$tag" -o /dev/null
+  [ "${UNIQUE:-0}" = 1 ] && ann=",\"annotations\":{\"org.example.tag\":\"$tag\"$salt}"
+  [ "${UNIQUE:-0}" != 1 ] && [ -n "$salt" ] && ann=",\"annotations\":{${salt#,}}"
+  if [ -z "${PLATFORMS:-}" ]; then
+    manifest "$cdg" "$(stat -c %s config.json)" "$ann" > manifest.json
+    put_manifest manifest.json "$tag" application/vnd.oci.image.manifest.v1+json
+    continue
+  fi
+  entries=""
+  for p in $PLATFORMS; do
+    IFS=/ read -r os arch variant <<< "$p"
+    v=""; pv=""
+    [ -n "$variant" ] && v=",\"variant\":\"$variant\"" && pv=",\"variant\":\"$variant\""
+    printf '{"architecture":"%s","os":"%s"%s,"config":{},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+      "$arch" "$os" "$v" "$(sha256sum layer.tar | cut -d' ' -f1)" > "config-$os-$arch.json"
+    pcdg=$(upload "config-$os-$arch.json")
+    manifest "$pcdg" "$(stat -c %s "config-$os-$arch.json")" "" > "m-$os-$arch.json"
+    mdg=sha256:$(sha256sum "m-$os-$arch.json" | cut -d' ' -f1)
+    put_manifest "m-$os-$arch.json" "$mdg" application/vnd.oci.image.manifest.v1+json
+    entries="$entries${entries:+,}{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"$mdg\",\"size\":$(stat -c %s "m-$os-$arch.json"),\"platform\":{\"architecture\":\"$arch\",\"os\":\"$os\"$pv}}"
+  done
+  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[%s]%s}' "$entries" "$ann" > index.json
+  put_manifest index.json "$tag" application/vnd.oci.image.index.v1+json
 done

@@ -22,6 +22,42 @@ impl Engine {
         }
     }
 
+    /// Why the automation does not push now: outside all of its change windows, unless a
+    /// reconcile request asked for this round.
+    fn outside_windows(&self, a: &ImageUpdateAutomation) -> Option<String> {
+        use tagpilot_api::gates::{window_state, Window, WindowState};
+        if a.spec.windows.is_empty() {
+            return None;
+        }
+        // Validated at load: a window that does not parse never got here.
+        let windows: Vec<Window> = a
+            .spec
+            .windows
+            .iter()
+            .filter_map(|w| Window::parse(w).ok())
+            .collect();
+        let WindowState::Closed { opens } = window_state(&windows, (self.shared.clock)()) else {
+            return None;
+        };
+        let key = format!(
+            "{}/{}/{}",
+            Kind::ImageUpdateAutomation,
+            a.metadata.namespace,
+            a.metadata.name
+        );
+        if lock(&self.shared.handling).contains_key(&key) {
+            tracing::info!(kind = "ImageUpdateAutomation", namespace = %a.metadata.namespace, name = %a.metadata.name, "outside the change windows; running as requested");
+            return None;
+        }
+        Some(match opens {
+            Some(t) => format!(
+                "outside the change windows: changes wait until {} (tagpilot reconcile forces a round)",
+                tagpilot_api::rfc3339(t)
+            ),
+            None => "outside the change windows, and none opens again: changes wait (tagpilot reconcile forces a round)".to_owned(),
+        })
+    }
+
     /// An automation that cannot be planned: counted, alerted once, recorded.
     fn plan_failed(&self, a: &ImageUpdateAutomation, e: &anyhow::Error) {
         let (ns, name) = (&a.metadata.namespace, &a.metadata.name);
@@ -68,6 +104,10 @@ impl Engine {
                     true,
                     "suspended".into(),
                 );
+                continue;
+            }
+            if let Some(wait) = self.outside_windows(a) {
+                self.record(Kind::ImageUpdateAutomation, &ns, &name, true, wait);
                 continue;
             }
             match self.plan(a) {

@@ -75,6 +75,15 @@ pub struct Shared {
     /// Resolved policies: (namespace, name) → latest ref, one map for every engine (persisted
     /// in the store; a reload prunes deleted policies).
     latest: Mutex<BTreeMap<(String, String), LatestRef>>,
+    /// Per policy: [`ImagePolicySpec::selection_generation`] when its latest ref was chosen
+    /// (persisted with the latest ref): the downgrade guard's "did the policy change".
+    ///
+    /// [`ImagePolicySpec::selection_generation`]: tagpilot_api::ImagePolicySpec::selection_generation
+    selections: Mutex<BTreeMap<(String, String), i64>>,
+    /// Per policy: the candidates its gates held at the last resolution.
+    held: Mutex<BTreeMap<(String, String), Vec<tagpilot_reconcile::gates::HeldTag>>>,
+    /// Unix seconds now (a test sets its own clock).
+    pub(crate) clock: fn() -> u64,
     /// Provider delivery counters: one read-modify-write at a time.
     pub(crate) deliveries: Mutex<()>,
     /// Per remote URL: held while a round works in its warm clone.
@@ -100,6 +109,9 @@ impl Shared {
             listings: Mutex::new(BTreeMap::new()),
             reported: Mutex::new(Dedup::new()),
             latest: Mutex::new(BTreeMap::new()),
+            selections: Mutex::new(BTreeMap::new()),
+            held: Mutex::new(BTreeMap::new()),
+            clock: now,
             deliveries: Mutex::new(()),
             clones: Mutex::new(BTreeMap::new()),
             writer: store_writer(),
@@ -425,12 +437,16 @@ impl Engine {
             Ok(n) => tracing::info!(pruned = n, "latest refs of deleted policies removed"),
             Err(e) => tracing::warn!(error = %e, "cannot prune latest refs"),
         }
-        self.lock_latest()
-            .retain(|(ns, name), _| config.find::<ImagePolicy>(ns, name).is_some());
+        let exists = |(ns, name): &(String, String)| config.find::<ImagePolicy>(ns, name).is_some();
+        self.lock_latest().retain(|k, _| exists(k));
+        lock(&self.shared.selections).retain(|k, _| exists(k));
+        lock(&self.shared.held).retain(|k, _| exists(k));
         match self.store.latest_refs() {
             Ok(refs) => {
                 let mut latest = self.lock_latest();
+                let mut selections = lock(&self.shared.selections);
                 for (key, value) in refs {
+                    let generation = value.get("selectionGeneration").and_then(|g| g.as_i64());
                     let (Some((ns, name)), Ok(r)) = (
                         policy(config, &key),
                         serde_json::from_value::<LatestRef>(value),
@@ -446,7 +462,11 @@ impl Engine {
                         continue;
                     }
                     // What this process resolved since is newer than the store's copy.
-                    latest.entry((ns.to_owned(), name.to_owned())).or_insert(r);
+                    let k = (ns.to_owned(), name.to_owned());
+                    if let Some(g) = generation {
+                        selections.entry(k.clone()).or_insert(g);
+                    }
+                    latest.entry(k).or_insert(r);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot read stored latest refs"),
@@ -590,6 +610,33 @@ impl Engine {
             reporting_instance: "tagpilot".to_owned(),
         };
         lock(&self.events).push(event);
+    }
+
+    /// Queues a warning event about a policy (a refused downgrade), once per distinct message.
+    fn emit_policy(&self, p: &ImagePolicy, reason: &str, message: &str) {
+        // Keyed apart from the automations' own reports.
+        let key = (
+            p.metadata.namespace.clone(),
+            format!("ImagePolicy/{}", p.metadata.name),
+        );
+        if !lock(&self.shared.reported).failure(key, message) {
+            return;
+        }
+        lock(&self.events).push(Event {
+            involved_object: InvolvedObject {
+                kind: Kind::ImagePolicy.to_string(),
+                namespace: p.metadata.namespace.clone(),
+                name: p.metadata.name.clone(),
+                api_version: p.api_version.clone(),
+            },
+            severity: Severity::Error,
+            timestamp: tagpilot_api::rfc3339((self.shared.clock)()),
+            message: message.to_owned(),
+            reason: reason.to_owned(),
+            metadata: BTreeMap::new(),
+            reporting_controller: "image-reflector-controller".to_owned(),
+            reporting_instance: "tagpilot".to_owned(),
+        });
     }
 
     /// An automation is healthy again: its next failure is news.
@@ -841,5 +888,157 @@ mod tests {
         e.reconcile_policy(&p).await;
         let s = status(&store);
         assert!(s.suspended && s.message() == "suspended", "{s:?}");
+    }
+
+    fn engine_in(dir: &Path, store: &Arc<Store>, manifests: &str, shared: &Arc<Shared>) -> Engine {
+        let config = tagpilot_api::load_str(manifests, Path::new("m.yaml"));
+        assert!(config.errors.is_empty(), "{:?}", config.errors);
+        Engine::with_shared(
+            Arc::new(config),
+            None,
+            store.clone(),
+            Arc::new(Gates::new(tagpilot_registry::Limits::default())),
+            dir.join("git"),
+            shared.clone(),
+        )
+    }
+
+    fn tags(t: &[&str]) -> Vec<String> {
+        t.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    async fn resolve_once(e: &Engine) -> Status {
+        let p = e.policies()[0].clone();
+        e.reconcile_policy(&p).await;
+        status(&e.store)
+    }
+
+    static MIN_AGE_NOW: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+    #[tokio::test]
+    async fn min_age_holds_a_new_tag_until_it_is_old_enough() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
+        let mut shared = Shared::new(2);
+        shared.clock = || MIN_AGE_NOW.load(SeqCst);
+        let shared = Arc::new(shared);
+        let manifests = MANIFESTS.replace(
+            "  imageRepositoryRef",
+            "  gates: {minAge: 1h}\n  imageRepositoryRef",
+        );
+        // The first scan's tags have no known age: they count as old enough.
+        store
+            .record_scan("127.0.0.1:5000/app", &tags(&["1.0.0", "1.1.0"]), "r1", 1000)
+            .unwrap();
+        MIN_AGE_NOW.store(1000, SeqCst);
+        let e = engine_in(dir.path(), &store, &manifests, &shared);
+        let s = resolve_once(&e).await;
+        assert_eq!(s.field("latestRef")["tag"], "1.1.0", "{s:?}");
+        assert!(s.message().ends_with("resolved to 1.1.0"), "{s:?}");
+
+        // 1.2.0 appears at t=2000 (2026-12-02T09:00:00Z + …): held for an hour.
+        let t0 = tagpilot_api::parse_rfc3339("2026-12-02T09:00:00Z").unwrap();
+        store
+            .record_scan(
+                "127.0.0.1:5000/app",
+                &tags(&["1.0.0", "1.1.0", "1.2.0"]),
+                "r2",
+                t0,
+            )
+            .unwrap();
+        MIN_AGE_NOW.store(t0 + 1800, SeqCst);
+        let s = resolve_once(&e).await;
+        assert_eq!(s.field("latestRef")["tag"], "1.1.0");
+        assert!(
+            s.message().ends_with(
+                "resolved to 1.1.0 (1.2.0 held by minAge until 2026-12-02T10:00:00Z; using 1.1.0)"
+            ),
+            "{}",
+            s.message()
+        );
+        assert_eq!(s.field("heldTags")[0]["tag"], "1.2.0");
+        assert_eq!(s.field("heldTags")[0]["verdict"], "too-young");
+        assert!(s.is_ready(), "a hold is not a failure: {s:?}");
+
+        // An hour after it was first seen: taken, and the hold is gone from the status.
+        MIN_AGE_NOW.store(t0 + 3600, SeqCst);
+        let s = resolve_once(&e).await;
+        assert_eq!(s.field("latestRef")["tag"], "1.2.0");
+        assert_eq!(s.field("heldTags"), &serde_json::json!([]));
+    }
+
+    #[tokio::test]
+    async fn a_vanished_tag_is_not_replaced_by_an_older_one_without_a_policy_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
+        let shared = Arc::new(Shared::new(2));
+        store
+            .record_scan(
+                "127.0.0.1:5000/app",
+                &tags(&["1.0.0", "1.1.0", "1.2.0"]),
+                "r1",
+                1,
+            )
+            .unwrap();
+        let e = engine_in(dir.path(), &store, MANIFESTS, &shared);
+        assert_eq!(resolve_once(&e).await.field("latestRef")["tag"], "1.2.0");
+
+        // A registry clean-up drops 1.2.0: the latest ref stays, the status says why, an
+        // event is queued for Alerts.
+        store
+            .record_scan("127.0.0.1:5000/app", &tags(&["1.0.0", "1.1.0"]), "r2", 2)
+            .unwrap();
+        let s = resolve_once(&e).await;
+        assert_eq!(s.field("latestRef")["tag"], "1.2.0");
+        assert!(
+            s.message().ends_with("resolved to 1.2.0 (1.2.0 is no longer listed; not moving back to 1.1.0 without a policy change)"),
+            "{}",
+            s.message()
+        );
+        let events = e.take_events();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(
+            (
+                events[0].involved_object.kind.as_str(),
+                events[0].reason.as_str()
+            ),
+            ("ImagePolicy", "DowngradeRefused")
+        );
+        // The same refusal again is no new event.
+        resolve_once(&e).await;
+        assert!(e.take_events().is_empty());
+
+        // After a restart (a new engine, the ref read back from the store): still kept.
+        let shared2 = Arc::new(Shared::new(2));
+        let e2 = engine_in(dir.path(), &store, MANIFESTS, &shared2);
+        assert_eq!(resolve_once(&e2).await.field("latestRef")["tag"], "1.2.0");
+
+        // The guide's rollback: change the range. Now the lower tag is taken.
+        let rollback = MANIFESTS.replace(">=1.0.0", "<1.2.0");
+        let e3 = engine_in(dir.path(), &store, &rollback, &shared2);
+        assert_eq!(resolve_once(&e3).await.field("latestRef")["tag"], "1.1.0");
+        // Back to the old range with 1.2.0 listed again: up is always allowed.
+        store
+            .record_scan(
+                "127.0.0.1:5000/app",
+                &tags(&["1.0.0", "1.1.0", "1.2.0"]),
+                "r3",
+                3,
+            )
+            .unwrap();
+        let e4 = engine_in(dir.path(), &store, MANIFESTS, &shared2);
+        assert_eq!(resolve_once(&e4).await.field("latestRef")["tag"], "1.2.0");
+
+        // allowDowngrade: a vanished tag gives way to the best listed one.
+        let allow = MANIFESTS.replace(
+            "  imageRepositoryRef",
+            "  gates: {allowDowngrade: true}\n  imageRepositoryRef",
+        );
+        store
+            .record_scan("127.0.0.1:5000/app", &tags(&["1.0.0", "1.1.0"]), "r4", 4)
+            .unwrap();
+        let e5 = engine_in(dir.path(), &store, &allow, &shared2);
+        assert_eq!(resolve_once(&e5).await.field("latestRef")["tag"], "1.1.0");
     }
 }

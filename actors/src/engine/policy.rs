@@ -2,6 +2,14 @@
 //! persisted latest ref.
 
 use super::*;
+use tagpilot_api::gates::Platform;
+use tagpilot_reconcile::gates::{self, Current, Decision, Facts, Gates, HeldTag, Need, Verdict};
+
+/// Candidates the gates look at per resolution, best first.
+const MAX_CANDIDATES: usize = 50;
+/// Digest fetches per resolution (each a registry request or two): the walk stays within
+/// the registry's limits even when many candidates are held.
+const MAX_FETCHES: usize = 10;
 
 impl Engine {
     /// Resolves a policy and records its status.
@@ -13,10 +21,14 @@ impl Engine {
             Err(f) => f.outcome(|e| e.to_owned()),
         };
         let key = (ns.clone(), name.clone());
-        let fields = self
+        let mut fields = self
             .lock_latest()
             .get(&key)
             .map_or(json!({}), |l| json!({ "latestRef": l }));
+        // Holds are shown while they last; a suspended or failed resolution keeps the last.
+        if let Some(held) = lock(&self.shared.held).get(&key) {
+            fields["heldTags"] = json!(held);
+        }
         self.record_outcome_async(Kind::ImagePolicy, ns, name, outcome, fields)
             .await;
     }
@@ -42,25 +54,130 @@ impl Engine {
             .stalled(INVALID_POLICY)?;
         let name = ImageName::parse(&repo.spec.image).stalled(IMAGE_URL_INVALID)?;
         let canonical = name.canonical();
-        // The tag list is dropped before anything below awaits: a thousand policies resolving
-        // at once must not hold a thousand lists.
-        let selection = {
-            let tags: Vec<String> = self
+        let key = (ns.clone(), policy.metadata.name.clone());
+        let previous = self.lock_latest().get(&key).cloned();
+        let selection_generation = policy.spec.selection_generation();
+        let previous_generation = lock(&self.shared.selections).get(&key).copied();
+        let gates = Gates::from_spec(policy.spec.gates.as_ref());
+        let now = (self.shared.clock)();
+        // Only the best candidates are kept, and the tag list is dropped before anything
+        // below awaits: a thousand policies resolving at once must not hold a thousand lists.
+        let (candidates, current_listed) = {
+            let stored = self
                 .store
                 .tags(&canonical)
                 .because(FAILURE)?
                 .ok_or_else(|| anyhow::anyhow!("no tags in database"))
-                .because(DEPENDENCY_NOT_READY)?
+                .because(DEPENDENCY_NOT_READY)?;
+            let tags: Vec<&str> = stored.iter().map(|t| t.tag.as_str()).collect();
+            let ranked = engine.ranked(&tags, &Exclusions::none()).because(FAILURE)?;
+            let listed = previous
+                .as_ref()
+                .is_some_and(|p| tags.contains(&p.tag.as_str()));
+            let by_tag: BTreeMap<&str, &tagpilot_store::StoredTag> =
+                stored.iter().map(|t| (t.tag.as_str(), t)).collect();
+            let candidates: Vec<(String, Facts)> = ranked
                 .into_iter()
-                .map(|t| t.tag)
+                .take(MAX_CANDIDATES)
+                .map(|s| {
+                    let t = by_tag.get(s.tag.as_str());
+                    let facts = Facts {
+                        first_seen: t.map_or(0, |t| t.first_seen),
+                        digest_changed: t.map_or(0, |t| t.digest_changed),
+                        ..Facts::default()
+                    };
+                    (s.tag, facts)
+                })
                 .collect();
-            engine.select(&tags, &Exclusions::none()).because(FAILURE)?
+            (candidates, listed)
         };
-        let key = (ns.clone(), policy.metadata.name.clone());
-        let previous = self.lock_latest().get(&key).cloned();
+        let current = previous.as_ref().map(|p| Current {
+            tag: &p.tag,
+            listed: current_listed,
+            // A record from before the guard has no generation: nothing is known to have
+            // changed. Another image is another policy.
+            spec_changed: previous_generation.is_some_and(|g| g != selection_generation)
+                || p.name != repo.spec.image,
+        });
+        let allow = policy.spec.allows_downgrade();
+
+        // Best first, until one passes every gate; never below the current tag unless a
+        // downgrade may happen.
+        let mut held: Vec<(String, Verdict)> = Vec::new();
+        let mut chosen: Option<(String, Facts)> = None;
+        let mut fetches = 0;
+        // The best tag below the current one, where the walk stopped (the refusal names it).
+        let mut below = None;
+        for (tag, mut facts) in candidates {
+            let against = current.as_ref().and_then(|c| engine.compare(&tag, c.tag));
+            if !gates::may_descend(current.as_ref(), against, allow) {
+                below = Some(tag);
+                break;
+            }
+            let verdict = loop {
+                match gates::check(&gates, &facts, now) {
+                    Ok(v) => break v,
+                    Err(_) if fetches >= MAX_FETCHES => {
+                        break Verdict::Unchecked {
+                            gate: if gates.repush_hold.is_some() {
+                                "repushHold"
+                            } else {
+                                "platforms"
+                            },
+                            reason: format!(
+                                "at most {MAX_FETCHES} candidates are fetched per resolution"
+                            ),
+                        }
+                    }
+                    Err(Need::Digest) => {
+                        fetches += 1;
+                        facts.digest = Some(
+                            self.fresh_digest(repo, &name, &canonical, &tag, now, &mut facts)
+                                .await,
+                        );
+                    }
+                    Err(Need::Platforms) => {
+                        let digest = match &facts.digest {
+                            Some(Ok(d)) => d.clone(),
+                            _ => {
+                                break Verdict::Unchecked {
+                                    gate: "platforms",
+                                    reason: "no digest".into(),
+                                }
+                            }
+                        };
+                        facts.platforms = Some(self.platforms_of(repo, &name, &digest).await);
+                    }
+                }
+            };
+            if verdict.passed() {
+                chosen = Some((tag, facts));
+                break;
+            }
+            tracing::info!(kind = "ImagePolicy", namespace = %ns, name = %policy.metadata.name, tag = %tag, verdict = %verdict, "candidate held by a gate");
+            held.push((tag, verdict));
+        }
+        let chosen_tag = chosen
+            .as_ref()
+            .map(|(t, _)| t.as_str())
+            .or(below.as_deref());
+        let decision = gates::decide(current, chosen_tag, allow, |a, b| engine.compare(a, b));
+        let held_text = gates::held_summary(&held);
+        let (tag, kept) = match decision {
+            Decision::Use(tag) => (tag, None),
+            Decision::Keep { tag, reason } => (tag, Some(reason)),
+            Decision::Nothing => {
+                return Err(Failure::new(
+                    FAILURE,
+                    false,
+                    anyhow::anyhow!("no tag passes the gates: {held_text}"),
+                ))
+            }
+        };
+        let moved = previous.as_ref().is_none_or(|p| p.tag != tag);
         let mut latest = LatestRef {
             name: repo.spec.image.clone(),
-            tag: selection.tag.clone(),
+            tag: tag.clone(),
             digest: None,
         };
         let prev = previous.as_ref().map(|p| digest::Previous {
@@ -77,7 +194,15 @@ impl Engine {
             digest::Plan::None => {}
             digest::Plan::Keep => latest.digest = previous.as_ref().and_then(|p| p.digest.clone()),
             digest::Plan::Fetch => {
-                latest.digest = Some(self.digest_of(repo, &name, &selection.tag).await?);
+                // A digest the gates just fetched for this tag is as fresh as another HEAD.
+                let fetched = chosen
+                    .as_ref()
+                    .filter(|(t, _)| *t == tag)
+                    .and_then(|(_, f)| f.digest.clone()?.ok());
+                latest.digest = Some(match fetched {
+                    Some(d) => d,
+                    None => self.digest_of(repo, &name, &tag).await?,
+                });
             }
         }
         let mut message = format!(
@@ -87,9 +212,34 @@ impl Engine {
         if let Some(d) = &latest.digest {
             message.push_str(&format!(" with digest {d}"));
         }
-        if previous.as_ref() != Some(&latest) {
+        match (&kept, held.is_empty()) {
+            (Some(reason), true) => message.push_str(&format!(" ({reason})")),
+            (Some(reason), false) => message.push_str(&format!(" ({held_text}; {reason})")),
+            (None, false) => message.push_str(&format!(" ({held_text}; using {tag})")),
+            (None, true) => {}
+        }
+        if let Some(reason) = &kept {
+            if reason.contains("not moving back") {
+                self.emit_policy(policy, "DowngradeRefused", &message);
+            }
+        }
+        let generation = if moved || previous_generation.is_none() {
+            selection_generation
+        } else {
+            previous_generation.unwrap_or(selection_generation)
+        };
+        let stale_generation = previous_generation != Some(generation);
+        lock(&self.shared.selections).insert(key.clone(), generation);
+        lock(&self.shared.held).insert(
+            key.clone(),
+            held.iter().map(|(t, v)| HeldTag::new(t, v)).collect(),
+        );
+        if previous.as_ref() != Some(&latest) || stale_generation {
             let stored = format!("{}/{}", key.0, key.1);
-            let value = serde_json::to_value(&latest).ok();
+            let value = serde_json::to_value(&latest).ok().map(|mut v| {
+                v["selectionGeneration"] = json!(generation);
+                v
+            });
             let store = self.store.clone();
             if let Err(e) = self
                 .shared
@@ -103,15 +253,94 @@ impl Engine {
         Ok(message)
     }
 
-    /// The digest of `image:tag`, with the repository's own credentials (cloud providers
-    /// included) and through its host's gate; refused unless it is `<algorithm>:<hex>`.
-    async fn digest_of(
+    /// The digest of a candidate, recorded in the store (which notices a re-push: another
+    /// digest under the same tag); the re-push time goes into `facts`.
+    async fn fresh_digest(
         &self,
         repo: &ImageRepository,
         name: &ImageName,
+        canonical: &str,
         tag: &str,
-    ) -> Result<String, Failure> {
-        let what = || format!("failed fetching digest of {}:{tag}", repo.spec.image);
+        now: u64,
+        facts: &mut Facts,
+    ) -> Result<String, String> {
+        let d = self
+            .digest_of(repo, name, tag)
+            .await
+            .map_err(|f| format_chain(&f.error))?;
+        let (store, repo_key, t, dig) = (
+            self.store.clone(),
+            canonical.to_owned(),
+            tag.to_owned(),
+            d.clone(),
+        );
+        match self
+            .shared
+            .write(move || store.set_digest(&repo_key, &t, &dig, now))
+            .await
+        {
+            Ok(Some(record)) => facts.digest_changed = record.digest_changed,
+            Ok(None) => {}
+            // Without the record a re-push cannot be ruled out.
+            Err(e) => return Err(format!("cannot record the digest: {e}")),
+        }
+        Ok(d)
+    }
+
+    /// The platforms of an image digest: from the store, else from the registry (then kept:
+    /// a digest's content never changes).
+    async fn platforms_of(
+        &self,
+        repo: &ImageRepository,
+        name: &ImageName,
+        digest: &str,
+    ) -> Result<Vec<Platform>, String> {
+        let parse = |list: Vec<String>| -> Result<Vec<Platform>, String> {
+            // An entry no platform rule knows (a new OS) cannot serve a wanted platform.
+            Ok(list
+                .iter()
+                .filter_map(|p| Platform::parse(p).ok())
+                .collect())
+        };
+        if let Ok(Some(known)) = self.store.platforms(digest) {
+            return parse(known);
+        }
+        let what = || {
+            format!(
+                "failed reading the platforms of {}@{digest}",
+                repo.spec.image
+            )
+        };
+        let client = self
+            .repo_client(repo, name)
+            .await
+            .map_err(|f| format_chain(&f.error))?;
+        let found: Vec<String> = client
+            .platforms(digest)
+            .await
+            .map_err(|e| format!("{}: {e}", what()))?
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let (store, d, list) = (self.store.clone(), digest.to_owned(), found.clone());
+        if let Err(e) = self
+            .shared
+            .write(move || store.put_platforms(&d, &list))
+            .await
+        {
+            tracing::warn!(kind = "ImagePolicy", digest, error = %e, "cannot store platforms");
+        }
+        parse(found)
+    }
+
+    /// A client for the repository, with its own credentials (cloud providers included) and
+    /// through its host's gate.
+    async fn repo_client(
+        &self,
+        repo: &ImageRepository,
+        name: &ImageName,
+    ) -> Result<RepoClient, Failure> {
+        let what = || format!("cannot reach {}", repo.spec.image);
         let mut opts = self
             .client_options(repo)
             .await
@@ -122,10 +351,23 @@ impl Engine {
             .await
             .with_context(what)
             .because(reason::AUTHENTICATION_FAILED)?;
-        let found = RepoClient::new(name, opts, &self.gates)
+        RepoClient::new(name, opts, &self.gates)
             .map_err(anyhow::Error::from)
             .with_context(what)
-            .because(reason::FAILURE)?
+            .because(reason::FAILURE)
+    }
+
+    /// The digest of `image:tag`; refused unless it is `<algorithm>:<hex>`.
+    async fn digest_of(
+        &self,
+        repo: &ImageRepository,
+        name: &ImageName,
+        tag: &str,
+    ) -> Result<String, Failure> {
+        let what = || format!("failed fetching digest of {}:{tag}", repo.spec.image);
+        let found = self
+            .repo_client(repo, name)
+            .await?
             .head_digest(tag)
             .await
             .with_context(what)

@@ -388,6 +388,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 digest_reflection_policy: digest,
                 interval: policy_interval,
                 suspend: false,
+                gates: None,
             };
             (
                 common.plain.export,
@@ -463,6 +464,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 },
                 policy_selector: None,
                 suspend: false,
+                manual_changes: Default::default(),
+                windows: Vec::new(),
             };
             (
                 common.plain.export,

@@ -122,6 +122,26 @@ impl fmt::Display for Verdict {
     }
 }
 
+/// A candidate a gate held (an ImagePolicy's status `heldTags`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeldTag {
+    pub tag: String,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    /// The verdict in words.
+    pub message: String,
+}
+
+impl HeldTag {
+    pub fn new(tag: &str, verdict: &Verdict) -> Self {
+        HeldTag {
+            tag: tag.to_owned(),
+            verdict: verdict.clone(),
+            message: verdict.to_string(),
+        }
+    }
+}
+
 fn secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }

@@ -95,10 +95,10 @@ pub struct RepoClient {
     auth: Mutex<Option<String>>,
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
     url: Url,
 }
 
@@ -135,7 +135,7 @@ fn transport(url: &Url, e: &reqwest::Error) -> RegistryError {
     }
 }
 
-fn snippet(body: &[u8]) -> String {
+pub(crate) fn snippet(body: &[u8]) -> String {
     let s = String::from_utf8_lossy(&body[..body.len().min(200)]);
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -408,8 +408,51 @@ impl RepoClient {
         Ok(format!("sha256:{:x}", sha2::Sha256::digest(&reply.body)))
     }
 
+    /// A URL below the registry's base.
+    pub(crate) fn url(&self, path: &str) -> Result<Url, RegistryError> {
+        self.base
+            .join(path)
+            .map_err(|e| RegistryError::Config(e.to_string()))
+    }
+
+    /// Follows a redirect to another host (a blob store) once, without credentials, and
+    /// never from HTTPS down to plain HTTP.
+    pub(crate) async fn fetch_elsewhere(
+        &self,
+        from: &Url,
+        location: &str,
+    ) -> Result<Reply, RegistryError> {
+        let to = from
+            .join(location)
+            .map_err(|e| RegistryError::InvalidResponse {
+                url: from.to_string(),
+                message: format!("unusable redirect location: {e}"),
+            })?;
+        if from.scheme() == "https" && to.scheme() != "https" {
+            return Err(RegistryError::Redirect {
+                url: from.to_string(),
+                location: format!("{} (not HTTPS)", to.origin().ascii_serialization()),
+            });
+        }
+        let resp = self
+            .http
+            .get(to.clone())
+            .send()
+            .await
+            .map_err(|e| transport(&to, &e))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = self.read_body(resp, &to).await?;
+        Ok(Reply {
+            status,
+            headers,
+            body,
+            url: to,
+        })
+    }
+
     /// Sends one request through the gate, with auth, retries and back-off.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: Method,
         url: Url,

@@ -8,6 +8,7 @@
 //! - Per-host politeness ([`Gates`]): concurrency and rate limits, `429`/`Retry-After`,
 //!   exponential back-off with jitter on 5xx and transport errors, bounded retries.
 //! - [`scan`]: revisions and the never-downgrade rule.
+//! - [`RepoClient::platforms`]: the platforms of an image index or manifest (oci-spec types).
 //!
 //! `reqwest` is used directly (rather than `oci-client`) because pagination, retries and the
 //! shared per-host gate need control over every request.
@@ -17,6 +18,7 @@ mod client;
 mod error;
 pub mod gate;
 mod name;
+mod platforms;
 pub mod scan;
 
 pub use auth::{Credentials, DockerConfig};
@@ -26,3 +28,4 @@ pub use client::{
 pub use error::RegistryError;
 pub use gate::{Gates, Limits};
 pub use name::{ImageName, NameError, DOCKER_HUB};
+pub use platforms::ImagePlatform;

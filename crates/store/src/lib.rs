@@ -27,6 +27,9 @@ const OVERRIDES: TableDefinition<&str, u8> = TableDefinition::new("overrides");
 /// Every ImagePolicy's latest ref (`namespace/name` → JSON), so a restart resumes without a
 /// scan and a deleted policy's ref can be pruned. Added in schema 1 (opening creates it).
 const LATEST: TableDefinition<&str, &[u8]> = TableDefinition::new("latest");
+/// Platforms of image digests (`digest` → `os/arch[/variant]` lines), for the platform gate.
+/// Added in schema 1 (opening creates it).
+const PLATFORMS: TableDefinition<&str, &[u8]> = TableDefinition::new("platforms");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -60,9 +63,12 @@ db_err!(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoredTag {
     pub tag: String,
-    /// Unix seconds when a scan first listed it.
+    /// Unix seconds when a scan first listed it; 0 when it was listed at the repository's
+    /// first scan (its age is unknown).
     pub first_seen: u64,
     pub digest: Option<String>,
+    /// Unix seconds when its digest was seen to change under the same tag (0: never).
+    pub digest_changed: u64,
 }
 
 /// What the last accepted scan of a repository found.
@@ -92,6 +98,10 @@ fn encode(tags: &[StoredTag]) -> Vec<u8> {
         out.extend_from_slice(t.first_seen.to_string().as_bytes());
         out.push(b'\t');
         out.extend_from_slice(t.digest.as_deref().unwrap_or("").as_bytes());
+        if t.digest_changed > 0 {
+            out.push(b'\t');
+            out.extend_from_slice(t.digest_changed.to_string().as_bytes());
+        }
         out.push(b'\n');
     }
     out
@@ -115,10 +125,16 @@ fn decode(key: &str, bytes: &[u8]) -> Result<Vec<StoredTag>, StoreError> {
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| corrupt("bad first-seen time"))?;
             let digest = f.next().filter(|d| !d.is_empty()).map(str::to_owned);
+            // Absent in records written before the re-push gate.
+            let digest_changed = match f.next() {
+                None => 0,
+                Some(s) => s.parse().map_err(|_| corrupt("bad digest-change time"))?,
+            };
             Ok(StoredTag {
                 tag: tag.to_owned(),
                 first_seen,
                 digest,
+                digest_changed,
             })
         })
         .collect()
@@ -155,13 +171,16 @@ impl Store {
             tx.open_table(STATUS)?;
             tx.open_table(OVERRIDES)?;
             tx.open_table(LATEST)?;
+            tx.open_table(PLATFORMS)?;
         }
         tx.commit()?;
         Ok(store)
     }
 
     /// Records an accepted scan: the new tag list (sorted as given), keeping each known tag's
-    /// first-seen time and digest. Returns the new metadata.
+    /// first-seen time and digest. Tags of a repository's first scan get first-seen 0 (their
+    /// age is unknown: tagpilot was not watching when they were pushed). Returns the new
+    /// metadata.
     pub fn record_scan(
         &self,
         repo: &str,
@@ -187,9 +206,9 @@ impl Store {
             let mut table = tx.open_table(TAGS)?;
             let mut repos = tx.open_table(REPOS)?;
             for (repo, tags, revision) in scans {
-                let previous = match table.get(*repo)? {
-                    Some(v) => decode(repo, v.value())?,
-                    None => Vec::new(),
+                let (previous, first_seen) = match table.get(*repo)? {
+                    Some(v) => (decode(repo, v.value())?, now),
+                    None => (Vec::new(), 0),
                 };
                 let known: std::collections::HashMap<&str, &StoredTag> =
                     previous.iter().map(|t| (t.tag.as_str(), t)).collect();
@@ -199,8 +218,9 @@ impl Store {
                         Some(old) => (*old).clone(),
                         None => StoredTag {
                             tag: t.clone(),
-                            first_seen: now,
+                            first_seen,
                             digest: None,
+                            digest_changed: 0,
                         },
                     })
                     .collect();
@@ -237,8 +257,15 @@ impl Store {
         Ok(())
     }
 
-    /// Records the digest of one stored tag.
-    pub fn set_digest(&self, repo: &str, tag: &str, digest: &str) -> Result<bool, StoreError> {
+    /// Records the digest of one stored tag seen at `now`; a digest other than the known one
+    /// marks the tag re-pushed at `now`. Returns the tag's record, None when it is not stored.
+    pub fn set_digest(
+        &self,
+        repo: &str,
+        tag: &str,
+        digest: &str,
+        now: u64,
+    ) -> Result<Option<StoredTag>, StoreError> {
         let tx = self.db.begin_write()?;
         let found = {
             let mut table = tx.open_table(TAGS)?;
@@ -246,18 +273,47 @@ impl Store {
                 Some(v) => decode(repo, v.value())?,
                 None => Vec::new(),
             };
-            let found = tags
-                .iter_mut()
-                .find(|t| t.tag == tag)
-                .map(|t| t.digest = Some(digest.to_owned()))
-                .is_some();
-            if found {
+            let found = tags.iter_mut().find(|t| t.tag == tag).map(|t| {
+                let changed = t.digest.as_deref().is_some_and(|d| d != digest);
+                if changed {
+                    t.digest_changed = now;
+                }
+                let write = changed || t.digest.is_none();
+                t.digest = Some(digest.to_owned());
+                (t.clone(), write)
+            });
+            if found.as_ref().is_some_and(|(_, write)| *write) {
                 table.insert(repo, encode(&tags).as_slice())?;
             }
-            found
+            found.map(|(t, _)| t)
         };
         tx.commit()?;
         Ok(found)
+    }
+
+    /// The platforms (`os/arch[/variant]`) of the image with this digest, when recorded.
+    /// Content under a digest never changes, so the record never goes stale.
+    pub fn platforms(&self, digest: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(PLATFORMS)?;
+        let v = table.get(digest)?;
+        v.map(|v| {
+            std::str::from_utf8(v.value())
+                .map(|s| s.lines().map(str::to_owned).collect())
+                .map_err(|_| StoreError::Corrupt {
+                    key: digest.to_owned(),
+                    message: "not UTF-8".into(),
+                })
+        })
+        .transpose()
+    }
+
+    pub fn put_platforms(&self, digest: &str, platforms: &[String]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(PLATFORMS)?
+            .insert(digest, platforms.join("\n").as_bytes())?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// The stored tags of a repository, in stored order.
@@ -459,9 +515,16 @@ mod tests {
             .record_scan("r.io/app", &tags(&["1.0.1", "1.0.0"]), "sha256:a", 100)
             .unwrap();
         assert_eq!(m.tag_count, 2);
+        let set = store
+            .set_digest("r.io/app", "1.0.1", "sha256:d1", 150)
+            .unwrap();
+        // First seen at the first scan: age unknown; a first digest is no re-push.
+        assert_eq!(set.map(|t| (t.first_seen, t.digest_changed)), Some((0, 0)));
         assert_eq!(
-            store.set_digest("r.io/app", "1.0.1", "sha256:d1").ok(),
-            Some(true)
+            store
+                .set_digest("r.io/app", "9.9.9", "sha256:d1", 150)
+                .unwrap(),
+            None
         );
         store
             .record_scan("r.io/app", &tags(&["1.0.2", "1.0.1"]), "sha256:b", 200)
@@ -472,17 +535,44 @@ mod tests {
             StoredTag {
                 tag: "1.0.2".into(),
                 first_seen: 200,
-                digest: None
+                digest: None,
+                digest_changed: 0,
             }
         );
         assert_eq!(
             t[1],
             StoredTag {
                 tag: "1.0.1".into(),
-                first_seen: 100,
-                digest: Some("sha256:d1".into())
+                first_seen: 0,
+                digest: Some("sha256:d1".into()),
+                digest_changed: 0,
             }
         );
+        // The same digest again changes nothing; another one is a re-push, seen now.
+        let same = store
+            .set_digest("r.io/app", "1.0.1", "sha256:d1", 250)
+            .unwrap();
+        assert_eq!(same.map(|t| t.digest_changed), Some(0));
+        let repushed = store
+            .set_digest("r.io/app", "1.0.1", "sha256:d2", 300)
+            .unwrap();
+        assert_eq!(repushed.map(|t| t.digest_changed), Some(300));
+        let t = store.tags("r.io/app").unwrap().unwrap();
+        assert_eq!(
+            (t[1].digest.as_deref(), t[1].digest_changed),
+            (Some("sha256:d2"), 300)
+        );
+        store
+            .put_platforms(
+                "sha256:d2",
+                &["linux/amd64".into(), "linux/arm64/v8".into()],
+            )
+            .unwrap();
+        assert_eq!(
+            store.platforms("sha256:d2").unwrap(),
+            Some(vec!["linux/amd64".to_owned(), "linux/arm64/v8".to_owned()])
+        );
+        assert_eq!(store.platforms("sha256:none").unwrap(), None);
         store.set_pending("r.io/app", Some("sha256:c")).unwrap();
         drop(store);
         // Reopened: everything is still there.
