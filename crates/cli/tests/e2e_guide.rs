@@ -2539,3 +2539,115 @@ spec:
     }
     assert!(logs.contains("\"message\":\"reconciled\""), "{logs}");
 }
+
+impl Guide {
+    fn push_with(&self, tags: &[&str], env: &[(&str, &str)]) {
+        push_with(
+            &format!("http://{}", self.reg),
+            "stefanprodan/podinfo",
+            tags,
+            env,
+        );
+    }
+
+    /// `run --once`, which must succeed; its summary.
+    fn run_once_ok(&self) -> String {
+        let o = self.run_once();
+        let out = stdout(&o);
+        assert!(o.status.success(), "{out}\n{}", stderr(&o));
+        out
+    }
+
+    fn commits(&self) -> usize {
+        git_cmd(&self.git.bare, &["rev-list", "--count", "main"])
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+const BOTH: &str = "linux/amd64 linux/arm64/v8";
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn rollout_gates_hold_tags_and_the_latest_ref_never_moves_down_by_itself() {
+    let g = Guide::new();
+    let policy = |gates: &str| format!("5.0.x\n  gates: {gates}");
+    // 5.0.4 is a two-platform index; 5.0.5 a single amd64 manifest.
+    g.push_with(&["5.0.4"], &[("PLATFORMS", BOTH)]);
+    g.push_with(&["5.0.5"], &[("UNIQUE", "1")]);
+    g.configure(&policy("{platforms: [linux/amd64, linux/arm64]}"), "");
+    let out = g.run_once_ok();
+    assert!(
+        out.contains(
+            "resolved to 5.0.4 (5.0.5 held by platforms: no image for linux/arm64; using 5.0.4)"
+        ),
+        "{out}"
+    );
+    g.wait_for_tag("5.0.4");
+
+    // 5.0.5 is pushed again, now for both platforms: another digest under the same tag.
+    g.push_with(&["5.0.5"], &[("PLATFORMS", BOTH), ("SALT", "again")]);
+    g.configure(
+        &policy("{platforms: [linux/amd64, linux/arm64], repushHold: 1h}"),
+        "",
+    );
+    let before = g.commits();
+    let out = g.run_once_ok();
+    assert!(
+        out.contains("resolved to 5.0.4 (5.0.5 held by repushHold until "),
+        "{out}"
+    );
+    assert!(out.contains("(re-pushed: digest changed at "), "{out}");
+    assert_eq!(g.commits(), before, "a held tag is not pushed");
+    // The hold ends: with a 2 s hold, a later run takes it.
+    g.configure(
+        &policy("{platforms: [linux/amd64, linux/arm64], repushHold: 2s}"),
+        "",
+    );
+    assert!(
+        eventually(20, || g.run_once_ok().contains("resolved to 5.0.5")),
+        "the re-push hold never ended"
+    );
+    g.wait_for_tag("5.0.5");
+
+    // A registry clean-up removes 5.0.5: tagpilot keeps it and says why, twice in a row
+    // (the second scan confirms the shorter list).
+    let tags = g
+        ._reg
+        .dir
+        .path()
+        .join("data/docker/registry/v2/repositories/stefanprodan/podinfo/_manifests/tags");
+    std::fs::remove_dir_all(tags.join("5.0.5")).unwrap();
+    let before = g.commits();
+    for _ in 0..2 {
+        let out = g.run_once_ok();
+        assert!(
+            out.contains("resolved to 5.0.5 (5.0.5 is no longer listed; not moving back to 5.0.4 without a policy change)"),
+            "{out}"
+        );
+    }
+    assert_eq!(g.commits(), before, "no downgrade was pushed");
+    assert!(g.deployment().contains("podinfo:5.0.5 #"));
+    // The guide's way back is a policy change: then the lower tag is written.
+    g.configure("<5.0.5", "");
+    let out = g.run_once_ok();
+    assert!(out.contains("resolved to 5.0.4"), "{out}");
+    g.wait_for_tag("5.0.4");
+
+    // minAge: a tag pushed after tagpilot first scanned the repository waits its age out.
+    g.push_with(&["5.0.6"], &[("UNIQUE", "1")]);
+    g.configure(&policy("{minAge: 1h}"), "");
+    let out = g.run_once_ok();
+    assert!(
+        out.contains("resolved to 5.0.4 (5.0.6 held by minAge until "),
+        "{out}"
+    );
+    assert!(g.deployment().contains("podinfo:5.0.4 #"));
+    g.configure(&policy("{minAge: 2s}"), "");
+    assert!(
+        eventually(20, || g.run_once_ok().contains("resolved to 5.0.6")),
+        "the minimum age never passed"
+    );
+    g.wait_for_tag("5.0.6");
+}

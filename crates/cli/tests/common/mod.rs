@@ -281,6 +281,17 @@ pub fn push(base: &str, repo: &str, tags: &[&str], curl_auth: Option<&str>) {
     run(&mut cmd);
 }
 
+/// [`push`] with extra settings of push-tags.sh (`PLATFORMS`, `SALT`, `UNIQUE`).
+pub fn push_with(base: &str, repo: &str, tags: &[&str], env: &[(&str, &str)]) {
+    let mut cmd = Command::new("bash");
+    cmd.arg(e2e_script("push-tags.sh"))
+        .arg(base)
+        .arg(repo)
+        .args(tags)
+        .envs(env.iter().copied());
+    run(&mut cmd);
+}
+
 /// The front's request statistics.
 pub fn front_stats(port: u16) -> serde_json::Value {
     let out = run(Command::new("curl").args(["-sf", &format!("http://127.0.0.1:{port}/__stats")]));
