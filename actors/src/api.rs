@@ -215,6 +215,114 @@ async fn control(
     HttpResponse::Ok().json(serde_json::json!({ "requestedAt": requested_at, "suspended": wanted }))
 }
 
+/// `GET /api/v1/explain/ImagePolicy/{namespace}/{name}`: every tag of the policy's
+/// repository with the verdict of each filter and gate, from the store (no registry call).
+async fn explain(
+    req: actix_web::HttpRequest,
+    path: web::Path<(String, String, String)>,
+    state: web::Data<ApiState>,
+) -> HttpResponse {
+    if let Some(no) = refused(&req, &state, false) {
+        return no;
+    }
+    let (kind, namespace, name) = path.into_inner();
+    if !kind.eq_ignore_ascii_case("ImagePolicy") {
+        return HttpResponse::BadRequest()
+            .body(format!("explain knows ImagePolicy only, not '{kind}'\n"));
+    }
+    let Some((config, _)) = state
+        .control
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+    else {
+        return HttpResponse::ServiceUnavailable().body("configuration not loaded yet\n");
+    };
+    let store = state.store.clone();
+    match web::block(move || explain_policy(&config, &store, &namespace, &name)).await {
+        Ok(Ok(body)) => HttpResponse::Ok().json(body),
+        Ok(Err((status, message))) => HttpResponse::build(status).body(format!("{message}\n")),
+        Err(e) => HttpResponse::InternalServerError().body(format!("{e}\n")),
+    }
+}
+
+type Refusal = (actix_web::http::StatusCode, String);
+
+fn explain_policy(
+    config: &Config,
+    store: &Store,
+    namespace: &str,
+    name: &str,
+) -> Result<serde_json::Value, Refusal> {
+    use actix_web::http::StatusCode;
+    use tagpilot_reconcile::gates::{explain_rows, HeldLine};
+    let failed = |e: &dyn std::fmt::Display| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    let Some(policy) = config.find::<tagpilot_api::ImagePolicy>(namespace, name) else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!("ImagePolicy {namespace}/{name} not found"),
+        ));
+    };
+    let r = &policy.spec.image_repository_ref;
+    let repo_ns = r.namespace.as_deref().unwrap_or(namespace);
+    let repo = config
+        .find::<tagpilot_api::ImageRepository>(repo_ns, &r.name)
+        .ok_or_else(|| {
+            (
+                StatusCode::CONFLICT,
+                format!("ImageRepository {repo_ns}/{} not found", r.name),
+            )
+        })?;
+    let engine = tagpilot_api::build_policy(&policy.spec)
+        .map_err(|e| (StatusCode::CONFLICT, format!("invalid policy: {e}")))?;
+    let image = tagpilot_registry::ImageName::parse(&repo.spec.image)
+        .map_err(|e| (StatusCode::CONFLICT, e.to_string()))?;
+    let stored = store
+        .tags(&image.canonical())
+        .map_err(|e| failed(&e))?
+        .ok_or_else(|| {
+            (
+                StatusCode::CONFLICT,
+                "no tags in database: the repository was not scanned yet".to_owned(),
+            )
+        })?;
+    let status = store
+        .status(&format!("ImagePolicy/{namespace}/{name}"))
+        .map_err(|e| failed(&e))?
+        .unwrap_or_default();
+    let latest = status["latestRef"]["tag"].as_str();
+    let held = status["heldTags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| {
+            Some((
+                h["tag"].as_str()?.to_owned(),
+                HeldLine {
+                    verdict: h["verdict"].as_str()?.to_owned(),
+                    message: h["message"].as_str().unwrap_or_default().to_owned(),
+                },
+            ))
+        })
+        .collect();
+    let tags: Vec<&str> = stored.iter().map(|t| t.tag.as_str()).collect();
+    let ex = engine.explain(&tags, &tagpilot_policy::Exclusions::none());
+    let first_seen = |tag: &str| stored.iter().find(|t| t.tag == tag).map(|t| t.first_seen);
+    let rows = explain_rows(&ex, &held, latest, first_seen);
+    let ready = tagpilot_api::Status::from_value(status.clone());
+    Ok(serde_json::json!({
+        "kind": "ImagePolicy",
+        "namespace": namespace,
+        "name": name,
+        "policy": ex.policy,
+        "gates": policy.spec.gates,
+        "latestRef": status.get("latestRef"),
+        "message": ready.message(),
+        "error": ex.error,
+        "tags": rows,
+    }))
+}
+
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
 }
@@ -271,6 +379,7 @@ async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     let mut last_success = String::from("# HELP tagpilot_last_success_timestamp_seconds When the object last ended a reconciliation Ready.\n# TYPE tagpilot_last_success_timestamp_seconds gauge\n");
     let mut notes = String::from("# HELP tagpilot_notifications_total Notifications a Provider delivered or failed to deliver.\n# TYPE tagpilot_notifications_total counter\n");
     let mut pushes = String::from("# HELP tagpilot_automation_last_push_timestamp_seconds Time of the last push.\n# TYPE tagpilot_automation_last_push_timestamp_seconds gauge\n");
+    let mut held = String::from("# HELP tagpilot_policy_held_tags Candidate tags a rollout gate held at the policy's last resolution.\n# TYPE tagpilot_policy_held_tags gauge\n");
     for (key, status) in &statuses {
         let (kind, ns, name) = split_key(key);
         let ready = tagpilot_api::Status::value_is_ready(status);
@@ -315,12 +424,29 @@ async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
                 label(name)
             ));
         }
+        if let Some(list) = status["heldTags"].as_array() {
+            let mut by_verdict: std::collections::BTreeMap<&str, usize> = Default::default();
+            for h in list {
+                *by_verdict
+                    .entry(h["verdict"].as_str().unwrap_or("unknown"))
+                    .or_default() += 1;
+            }
+            for (verdict, n) in by_verdict {
+                held.push_str(&format!(
+                    "tagpilot_policy_held_tags{{namespace=\"{}\",name=\"{}\",verdict=\"{}\"}} {n}\n",
+                    label(ns),
+                    label(name),
+                    label(verdict)
+                ));
+            }
+        }
         if let Some(t) = status["lastPushTime"].as_u64() {
             pushes.push_str(&format!("tagpilot_automation_last_push_timestamp_seconds{{namespace=\"{}\",name=\"{}\"}} {t}\n", label(ns), label(name)));
         }
     }
     out.push_str(&tags);
     out.push_str(&latest);
+    out.push_str(&held);
     out.push_str(&pushes);
     out.push_str(&last_success);
     out.push_str(&notes);
@@ -393,6 +519,10 @@ pub fn start(address: &str, state: Arc<ApiState>) -> std::io::Result<actix_web::
             .route("/readyz", web::get().to(readyz))
             .route("/metrics", web::get().to(metrics))
             .route("/api/v1/objects", web::get().to(objects))
+            .route(
+                "/api/v1/explain/{kind}/{namespace}/{name}",
+                web::get().to(explain),
+            )
             .route(
                 "/api/v1/{action}/{kind}/{namespace}/{name}",
                 web::post().to(control),

@@ -8,6 +8,7 @@ pub(crate) use tagpilot_actors::format_chain;
 
 mod control;
 mod create;
+mod explain;
 mod export;
 mod get;
 mod once;
@@ -52,6 +53,8 @@ enum Command {
     Resume(control::Args),
     /// Reconcile an object now and wait for the outcome.
     Reconcile(control::Args),
+    /// Why a policy chose its tag: every tag's filter and gate verdicts, from a running daemon.
+    Explain(explain::Args),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Command::Suspend(args) => control::run(control::Action::Suspend, args),
         Command::Resume(args) => control::run(control::Action::Resume, args),
         Command::Reconcile(args) => control::run(control::Action::Reconcile, args),
+        Command::Explain(args) => explain::run(args),
     };
     match result {
         Ok(code) => code,

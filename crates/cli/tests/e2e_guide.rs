@@ -2651,3 +2651,114 @@ fn rollout_gates_hold_tags_and_the_latest_ref_never_moves_down_by_itself() {
     );
     g.wait_for_tag("5.0.6");
 }
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn change_windows_hold_pushes_and_explain_shows_every_verdict() {
+    let g = Guide::new();
+    g.push_with(&["5.0.4"], &[("PLATFORMS", BOTH)]);
+    g.push_with(&["5.0.5"], &[("UNIQUE", "1")]);
+    // A window that opens once a year, New Year's midnight in Berlin: closed now.
+    g.configure_hourly(
+        "5.0.x\n  gates: {platforms: [linux/amd64, linux/arm64]}",
+        "  windows:\n  - {cron: '0 0 1 1 *', duration: 1m, timeZone: Europe/Berlin}\n",
+    );
+    let api = format!("127.0.0.1:{}", free_port());
+    let mut daemon = g.daemon(&["--api-address", &api, "--webhook-address", ""]);
+    let objects = || http_get(&format!("http://{api}/api/v1/objects")).unwrap_or_default();
+    assert!(
+        eventually(30, || objects()
+            .contains("outside the change windows: changes wait until")),
+        "the automation never reported the closed window: {}\n{}",
+        objects(),
+        g.logs()
+    );
+    assert!(
+        g.deployment().contains("podinfo:5.0.0 #"),
+        "nothing is pushed outside a window"
+    );
+
+    // explain: every tag with its verdict.
+    let o = tagpilot(&[
+        "explain",
+        "image",
+        "policy",
+        "podinfo",
+        "-n",
+        "flux-system",
+        "--api-address",
+        &api,
+    ]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    assert!(out.starts_with("policy: semver range '5.0.x'\ngates: platforms linux/amd64, linux/arm64\nlatest: 5.0.4\n"), "{out}");
+    let line = |tag: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(tag))
+            .unwrap_or_else(|| panic!("no line for {tag}: {out}"))
+            .to_owned()
+    };
+    assert!(
+        line("5.0.5").contains("missing-platforms  held by platforms: no image for linux/arm64"),
+        "{out}"
+    );
+    assert!(line("5.0.4").contains("chosen"), "{out}");
+    assert!(line("5.0.3").contains("ranked-lower"), "{out}");
+    assert!(line("5.1.0").contains("outside-range"), "{out}");
+    assert!(line("latest").contains("not-a-version"), "{out}");
+    // Tags of the first scan have no known age; 5.0.4 and 5.0.5 were there too.
+    assert!(!out.contains("first seen"), "{out}");
+    let o = tagpilot(&[
+        "explain",
+        "image",
+        "policy",
+        "podinfo",
+        "-n",
+        "flux-system",
+        "--api-address",
+        &api,
+        "-o",
+        "json",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(json["latestRef"]["tag"], "5.0.4");
+    assert_eq!(json["gates"]["platforms"][1], "linux/arm64");
+    let o = tagpilot(&[
+        "explain",
+        "image",
+        "policy",
+        "nope",
+        "-n",
+        "flux-system",
+        "--api-address",
+        &api,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("ImagePolicy flux-system/nope not found"),
+        "{}",
+        stderr(&o)
+    );
+    let metrics = http_get(&format!("http://{api}/metrics")).unwrap_or_default();
+    assert!(
+        metrics.contains("tagpilot_policy_held_tags{namespace=\"flux-system\",name=\"podinfo\",verdict=\"missing-platforms\"} 1"),
+        "{metrics}"
+    );
+
+    // A reconcile request forces a round outside the window.
+    let o = tagpilot(&[
+        "reconcile",
+        "image",
+        "update",
+        "flux-system",
+        "-n",
+        "flux-system",
+        "--api-address",
+        &api,
+        "--timeout",
+        "30",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    g.wait_for_tag("5.0.4");
+    g.stop(&mut daemon);
+}

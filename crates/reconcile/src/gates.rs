@@ -290,6 +290,79 @@ pub fn held_summary(held: &[(String, Verdict)]) -> String {
         .join("; ")
 }
 
+/// One tag's line in `tagpilot explain`: the policy's verdict, or the gate's for a
+/// candidate the gates held, or `chosen` for the latest ref.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExplainRow {
+    pub tag: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// `chosen`, a gate's verdict (`too-young`, `repushed`, `missing-platforms`,
+    /// `unchecked`) or the policy's (`excluded`, `filtered-out`, `outside-range`, …).
+    pub verdict: String,
+    pub message: String,
+    /// When tagpilot first listed the tag (RFC 3339); None when it was listed at the
+    /// repository's first scan (age unknown, old enough for minAge).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<String>,
+}
+
+/// A held candidate as the status records it (`heldTags`): verdict name and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldLine {
+    pub verdict: String,
+    pub message: String,
+}
+
+/// Every tag's line: the policy's explanation, overlaid with the last resolution's holds
+/// and the current latest ref.
+pub fn explain_rows(
+    ex: &tagpilot_policy::Explanation,
+    held: &std::collections::BTreeMap<String, HeldLine>,
+    latest: Option<&str>,
+    first_seen: impl Fn(&str) -> Option<u64>,
+) -> Vec<ExplainRow> {
+    use tagpilot_policy::Verdict as P;
+    ex.tags
+        .iter()
+        .map(|t| {
+            let (verdict, message) = if latest == Some(t.tag.as_str()) {
+                ("chosen".to_owned(), "the latest ref".to_owned())
+            } else if let Some(h) = held.get(&t.tag) {
+                (h.verdict.clone(), h.message.clone())
+            } else {
+                let name = match &t.verdict {
+                    P::Excluded { .. } => "excluded",
+                    P::FilteredOut => "filtered-out",
+                    P::NotAVersion { .. } => "not-a-version",
+                    P::NotANumber => "not-a-number",
+                    P::OutsideRange => "outside-range",
+                    P::PrereleaseNotAdmitted => "prerelease-not-admitted",
+                    // The policy's best that is not the latest ref and was not held: the
+                    // guard kept a higher current tag, or no resolution ran since it appeared.
+                    P::Selected => "not-chosen",
+                    P::RankedLower | P::TieBroken => "ranked-lower",
+                };
+                let message = match &t.verdict {
+                    P::Selected => {
+                        "ranked first, not the latest ref (see the policy's status)".to_owned()
+                    }
+                    v => v.to_string(),
+                };
+                (name.to_owned(), message)
+            };
+            ExplainRow {
+                tag: t.tag.clone(),
+                value: t.value.clone(),
+                verdict,
+                message,
+                first_seen: first_seen(&t.tag).filter(|s| *s > 0).map(rfc3339),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,5 +529,48 @@ mod tests {
             s,
             "5.0.5 held by platforms: no image for linux/arm64; 5.0.4 held by minAge until 2026-12-02T10:00:00Z"
         );
+    }
+
+    #[test]
+    fn explain_rows_overlay_holds_and_the_chosen_tag_on_the_policy_verdicts() {
+        use tagpilot_policy::{Choice, Exclusions, Policy};
+        let p = Policy::new(Choice::semver("5.0.x").unwrap(), None);
+        let tags = ["5.0.6", "5.0.5", "5.0.4", "5.1.0", "latest", "x.sig"];
+        let ex = p.explain(&tags, &Exclusions::flux_default());
+        let mut held = std::collections::BTreeMap::new();
+        held.insert(
+            "5.0.6".to_owned(),
+            HeldLine {
+                verdict: "too-young".into(),
+                message: "held by minAge until 2026-12-02T10:00:00Z".into(),
+            },
+        );
+        held.insert(
+            "5.0.5".to_owned(),
+            HeldLine {
+                verdict: "missing-platforms".into(),
+                message: "held by platforms: no image for linux/arm64".into(),
+            },
+        );
+        let rows = explain_rows(&ex, &held, Some("5.0.4"), |t| {
+            (t == "5.0.6").then_some(1_796_202_000)
+        });
+        let v: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.tag.as_str(), r.verdict.as_str()))
+            .collect();
+        assert_eq!(
+            v,
+            [
+                ("5.0.6", "too-young"),
+                ("5.0.5", "missing-platforms"),
+                ("5.0.4", "chosen"),
+                ("5.1.0", "outside-range"),
+                ("latest", "not-a-version"),
+                ("x.sig", "excluded"),
+            ]
+        );
+        assert_eq!(rows[0].first_seen.as_deref(), Some("2026-12-02T09:00:00Z"));
+        assert_eq!(rows[2].first_seen, None);
     }
 }
