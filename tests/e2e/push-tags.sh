@@ -3,7 +3,8 @@
 # usage: push-tags.sh BASE_URL REPO TAG...      e.g. push-tags.sh http://127.0.0.1:5000 app 1.0.0 1.0.1
 # env: CURL_AUTH="-u user:pass --cacert ca.pem" (optional); UNIQUE=1 gives each tag its own digest;
 #      SALT=x changes every digest (a re-push); PLATFORMS="linux/amd64 linux/arm64/v8" pushes an OCI
-#      image index with one manifest per platform (each with its own config) under each tag.
+#      image index with one manifest per platform (each with its own config) under each tag;
+#      DOCKER=1 uses Docker's schema 2 media types (manifest list, manifest, config, layer) instead.
 set -euo pipefail
 base=$1; repo=$2; shift 2
 read -r -a auth <<< "${CURL_AUTH:-}"
@@ -26,10 +27,18 @@ upload() {
 }
 ldg=$(upload layer.tar.gz); cdg=$(upload config.json)
 lsize=$(stat -c %s layer.tar.gz)
+mt_index=application/vnd.oci.image.index.v1+json mt_manifest=application/vnd.oci.image.manifest.v1+json
+mt_config=application/vnd.oci.image.config.v1+json mt_layer=application/vnd.oci.image.layer.v1.tar+gzip
+if [ "${DOCKER:-0}" = 1 ]; then
+  mt_index=application/vnd.docker.distribution.manifest.list.v2+json
+  mt_manifest=application/vnd.docker.distribution.manifest.v2+json
+  mt_config=application/vnd.docker.container.image.v1+json
+  mt_layer=application/vnd.docker.image.rootfs.diff.tar.gzip
+fi
 # manifest CONFIG_DIGEST CONFIG_SIZE EXTRA_JSON > manifest.json
 manifest() {
-  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"%s","size":%d}]%s}' \
-    "$1" "$2" "$ldg" "$lsize" "$3"
+  printf '{"schemaVersion":2,"mediaType":"%s","config":{"mediaType":"%s","digest":"%s","size":%d},"layers":[{"mediaType":"%s","digest":"%s","size":%d}]%s}' \
+    "$mt_manifest" "$mt_config" "$1" "$2" "$mt_layer" "$ldg" "$lsize" "$3"
 }
 put_manifest() { # FILE REF MEDIA_TYPE
   curl -sf "${auth[@]}" -X PUT -H "Content-Type: $3" --data-binary "@$1" "$b/manifests/$2" -o /dev/null
@@ -42,7 +51,7 @@ for tag in "$@"; do
   [ "${UNIQUE:-0}" != 1 ] && [ -n "$salt" ] && ann=",\"annotations\":{${salt#,}}"
   if [ -z "${PLATFORMS:-}" ]; then
     manifest "$cdg" "$(stat -c %s config.json)" "$ann" > manifest.json
-    put_manifest manifest.json "$tag" application/vnd.oci.image.manifest.v1+json
+    put_manifest manifest.json "$tag" "$mt_manifest"
     continue
   fi
   entries=""
@@ -55,9 +64,9 @@ for tag in "$@"; do
     pcdg=$(upload "config-$os-$arch.json")
     manifest "$pcdg" "$(stat -c %s "config-$os-$arch.json")" "" > "m-$os-$arch.json"
     mdg=sha256:$(sha256sum "m-$os-$arch.json" | cut -d' ' -f1)
-    put_manifest "m-$os-$arch.json" "$mdg" application/vnd.oci.image.manifest.v1+json
-    entries="$entries${entries:+,}{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"$mdg\",\"size\":$(stat -c %s "m-$os-$arch.json"),\"platform\":{\"architecture\":\"$arch\",\"os\":\"$os\"$pv}}"
+    put_manifest "m-$os-$arch.json" "$mdg" "$mt_manifest"
+    entries="$entries${entries:+,}{\"mediaType\":\"$mt_manifest\",\"digest\":\"$mdg\",\"size\":$(stat -c %s "m-$os-$arch.json"),\"platform\":{\"architecture\":\"$arch\",\"os\":\"$os\"$pv}}"
   done
-  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[%s]%s}' "$entries" "$ann" > index.json
-  put_manifest index.json "$tag" application/vnd.oci.image.index.v1+json
+  printf '{"schemaVersion":2,"mediaType":"%s","manifests":[%s]%s}' "$mt_index" "$entries" "$ann" > index.json
+  put_manifest index.json "$tag" "$mt_index"
 done
