@@ -182,6 +182,9 @@ async fn control(
         tagpilot_api::Object::ImageUpdateAutomation(o) => o.spec.suspend,
         _ => false,
     };
+    if action == "release" {
+        return release(&config, &state, &supervisor, kind, &namespace, &name);
+    }
     let key = format!("{kind}/{namespace}/{name}");
     let current = match state.store.suspended(&key) {
         Ok(o) => o.unwrap_or(spec_suspended),
@@ -323,6 +326,59 @@ fn explain_policy(
     }))
 }
 
+/// Ends the manual holds of a policy (`manualChanges: hold`): the automations that select it
+/// write its latest ref at their next round, which is requested now.
+fn release(
+    config: &Config,
+    state: &ApiState,
+    supervisor: &Recipient<ReconcileNow>,
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+) -> HttpResponse {
+    let Some(policy) = config
+        .find::<tagpilot_api::ImagePolicy>(namespace, name)
+        .filter(|_| kind == Kind::ImagePolicy)
+    else {
+        return HttpResponse::BadRequest().body("release applies to an ImagePolicy\n");
+    };
+    let requested_at = requested_at();
+    if let Err(e) = state
+        .store
+        .request_release(&format!("{namespace}/{name}"), &requested_at)
+    {
+        return HttpResponse::InternalServerError().body(format!("{e}\n"));
+    }
+    let automations: Vec<(Kind, String, String)> = config
+        .all::<tagpilot_api::ImageUpdateAutomation>()
+        .filter(|a| a.spec.manual_changes == tagpilot_api::ManualChanges::Hold)
+        .filter(|a| tagpilot_reconcile::writers::selects(a, policy))
+        .map(|a| {
+            (
+                Kind::ImageUpdateAutomation,
+                a.metadata.namespace.clone(),
+                a.metadata.name.clone(),
+            )
+        })
+        .collect();
+    tracing::info!(
+        kind = "ImagePolicy",
+        namespace,
+        name,
+        automations = automations.len(),
+        "manual holds released by request"
+    );
+    let names: Vec<String> = automations
+        .iter()
+        .map(|(_, ns, n)| format!("{ns}/{n}"))
+        .collect();
+    if !automations.is_empty() {
+        supervisor.do_send(ReconcileNow(automations, Some(requested_at.clone())));
+    }
+    HttpResponse::Ok()
+        .json(serde_json::json!({ "requestedAt": requested_at, "automations": names }))
+}
+
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
 }
@@ -379,6 +435,7 @@ async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     let mut last_success = String::from("# HELP tagpilot_last_success_timestamp_seconds When the object last ended a reconciliation Ready.\n# TYPE tagpilot_last_success_timestamp_seconds gauge\n");
     let mut notes = String::from("# HELP tagpilot_notifications_total Notifications a Provider delivered or failed to deliver.\n# TYPE tagpilot_notifications_total counter\n");
     let mut pushes = String::from("# HELP tagpilot_automation_last_push_timestamp_seconds Time of the last push.\n# TYPE tagpilot_automation_last_push_timestamp_seconds gauge\n");
+    let mut manual = String::from("# HELP tagpilot_manual_holds Policies an automation keeps at a value a person chose (manualChanges: hold).\n# TYPE tagpilot_manual_holds gauge\n");
     let mut held = String::from("# HELP tagpilot_policy_held_tags Candidate tags a rollout gate held at the policy's last resolution.\n# TYPE tagpilot_policy_held_tags gauge\n");
     for (key, status) in &statuses {
         let (kind, ns, name) = split_key(key);
@@ -440,6 +497,14 @@ async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
                 ));
             }
         }
+        if let Some(list) = status["manualHolds"].as_array() {
+            manual.push_str(&format!(
+                "tagpilot_manual_holds{{namespace=\"{}\",name=\"{}\"}} {}\n",
+                label(ns),
+                label(name),
+                list.len()
+            ));
+        }
         if let Some(t) = status["lastPushTime"].as_u64() {
             pushes.push_str(&format!("tagpilot_automation_last_push_timestamp_seconds{{namespace=\"{}\",name=\"{}\"}} {t}\n", label(ns), label(name)));
         }
@@ -447,6 +512,7 @@ async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     out.push_str(&tags);
     out.push_str(&latest);
     out.push_str(&held);
+    out.push_str(&manual);
     out.push_str(&pushes);
     out.push_str(&last_success);
     out.push_str(&notes);

@@ -2,6 +2,23 @@
 //! selects) and the Git rounds of one remote, one branch after the other.
 
 use super::*;
+use tagpilot_reconcile::manual::{self, ManualState};
+
+/// The holds of an automation, for its status line.
+fn manual_note(state: &ManualState) -> Option<String> {
+    let held: Vec<String> = state
+        .holds
+        .iter()
+        .filter(|(_, h)| !h.released)
+        .map(|(p, h)| {
+            format!(
+                "{p} kept at {} by a manual change until a tag above {}",
+                h.value, h.moved_away_from
+            )
+        })
+        .collect();
+    (!held.is_empty()).then(|| held.join("; "))
+}
 
 impl Engine {
     /// Runs every automation; automations writing the same remote share one round per branch.
@@ -18,6 +35,84 @@ impl Engine {
             }
             if let Err(e) = self.plan(a) {
                 self.plan_failed(a, &e);
+            }
+        }
+    }
+
+    /// The manual-change state of a `manualChanges: hold` automation, with the holds that end
+    /// now (a tag above the one the person left, or a release request) marked released.
+    fn manual_state(
+        &self,
+        a: &ImageUpdateAutomation,
+        policies: &Policies,
+        pending: &[(String, String)],
+    ) -> (ManualState, Vec<(String, String)>) {
+        let key = format!("{}/{}", a.metadata.namespace, a.metadata.name);
+        let mut state: ManualState = match self.store.manual_state(&key) {
+            Ok(Some(v)) => serde_json::from_value(v).unwrap_or_else(|e| {
+                tracing::warn!(kind = "ImageUpdateAutomation", namespace = %a.metadata.namespace, name = %a.metadata.name, error = %e, "stored manual holds unreadable; starting afresh");
+                ManualState::default()
+            }),
+            Ok(None) => ManualState::default(),
+            Err(e) => {
+                tracing::warn!(kind = "ImageUpdateAutomation", namespace = %a.metadata.namespace, name = %a.metadata.name, error = %e, "cannot read manual holds");
+                ManualState::default()
+            }
+        };
+        let releases: Vec<(String, String)> = pending
+            .iter()
+            .filter(|(p, _)| state.holds.contains_key(p))
+            .cloned()
+            .collect();
+        let requested: Vec<&str> = releases.iter().map(|(p, _)| p.as_str()).collect();
+        let latest = |p: &str| {
+            let (ns, n) = p.split_once('/')?;
+            policies
+                .get(&(ns.to_owned(), n.to_owned()))
+                .map(|l| l.tag.clone())
+        };
+        let cmp = |p: &str, x: &str, y: &str| {
+            let (ns, n) = p.split_once('/')?;
+            let policy = self.config.find::<ImagePolicy>(ns, n)?;
+            build_policy(&policy.spec).ok()?.compare(x, y)
+        };
+        for p in manual::release(&mut state, &requested, latest, cmp) {
+            tracing::info!(kind = "ImageUpdateAutomation", namespace = %a.metadata.namespace, name = %a.metadata.name, policy = %p, "manual hold released");
+        }
+        (state, releases)
+    }
+
+    /// After a successful round: records what the markers are at now and the holds, and
+    /// retires the release requests applied.
+    fn settle_manual(
+        &self,
+        a: &ImageUpdateAutomation,
+        state: &mut ManualState,
+        policies: &Policies,
+        releases: &[(String, String)],
+    ) {
+        let latest: BTreeMap<String, manual::Written> = policies
+            .iter()
+            .map(|((ns, n), l)| {
+                (
+                    format!("{ns}/{n}"),
+                    manual::Written {
+                        name: l.name.clone(),
+                        tag: l.tag.clone(),
+                        digest: l.digest.clone(),
+                    },
+                )
+            })
+            .collect();
+        manual::settle(state, &latest);
+        let key = format!("{}/{}", a.metadata.namespace, a.metadata.name);
+        let value = serde_json::to_value(&*state).unwrap_or_default();
+        if let Err(e) = self.store.put_manual_state(&key, &value) {
+            tracing::warn!(kind = "ImageUpdateAutomation", namespace = %a.metadata.namespace, name = %a.metadata.name, error = %e, "cannot store manual holds");
+        }
+        for (policy, token) in releases {
+            if let Err(e) = self.store.release_done(policy, token) {
+                tracing::warn!(policy = %policy, error = %e, "cannot retire a release request");
             }
         }
     }
@@ -87,7 +182,15 @@ impl Engine {
             message_template: Option<String>,
             /// Files the setters skipped or could not edit in the last attempt, with why.
             skipped: Mutex<Vec<String>>,
+            /// `manualChanges: hold`: what it last wrote and the holds; None for overwrite.
+            manual: Option<Mutex<ManualState>>,
+            /// The release requests applied to `manual` (policy, token).
+            releases: Vec<(String, String)>,
         }
+        let pending_releases = self.store.releases().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read release requests");
+            Vec::new()
+        });
         let mut groups: BTreeMap<(String, String), (RoundSpec, Access, Vec<Job<'_>>)> =
             BTreeMap::new();
         for a in self.config.all::<ImageUpdateAutomation>() {
@@ -113,11 +216,21 @@ impl Engine {
             match self.plan(a) {
                 Ok((key, spec, auth, policies)) => {
                     self.mark_progressing(Kind::ImageUpdateAutomation, &ns, &name);
+                    let (manual, releases) = match a.spec.manual_changes {
+                        tagpilot_api::ManualChanges::Overwrite => (None, Vec::new()),
+                        tagpilot_api::ManualChanges::Hold => {
+                            let (state, releases) =
+                                self.manual_state(a, &policies, &pending_releases);
+                            (Some(Mutex::new(state)), releases)
+                        }
+                    };
                     let job = Job {
                         automation: a,
                         policies,
                         message_template: a.spec.git.commit.message_template.clone(),
                         skipped: Mutex::new(Vec::new()),
+                        manual,
+                        releases,
                     };
                     groups
                         .entry(key)
@@ -140,7 +253,35 @@ impl Engine {
                         let a = job.automation;
                         Box::new(move |root: &Path| {
                             let dir = update_dir(root, a.spec.update.path.as_deref())?;
-                            let set = scan_tree(&dir, &job.policies).map_err(|e| e.to_string())?;
+                            let mut set =
+                                scan_tree(&dir, &job.policies).map_err(|e| e.to_string())?;
+                            if let Some(m) = &job.manual {
+                                let held = {
+                                    let mut st = lock(m);
+                                    let seen: Vec<manual::Seen<'_>> = set
+                                        .files
+                                        .iter()
+                                        .flat_map(|f| &f.objects)
+                                        .flat_map(|o| &o.changes)
+                                        .map(|c| manual::Seen {
+                                            setter: &c.setter,
+                                            old_value: &c.old_value,
+                                        })
+                                        .collect();
+                                    manual::detect(&mut st, &seen, now());
+                                    st.held().map(str::to_owned).collect::<Vec<_>>()
+                                };
+                                if !held.is_empty() {
+                                    // The person's values stay: their policies' markers are left out.
+                                    let kept: Policies = job
+                                        .policies
+                                        .iter()
+                                        .filter(|((ns, n), _)| !held.contains(&format!("{ns}/{n}")))
+                                        .map(|(k, v)| (k.clone(), v.clone()))
+                                        .collect();
+                                    set = scan_tree(&dir, &kept).map_err(|e| e.to_string())?;
+                                }
+                            }
                             *lock(&job.skipped) =
                                 set.errors.iter().chain(&set.warnings).cloned().collect();
                             if set.is_empty() {
@@ -209,6 +350,27 @@ impl Engine {
                 if let (serde_json::Value::Object(f), false) = (&mut fields, skipped.is_empty()) {
                     f.insert("skippedFiles".into(), json!(skipped));
                 }
+                let message = match &job.manual {
+                    Some(m) => {
+                        let mut st = lock(m);
+                        if outcome.is_ok() {
+                            self.settle_manual(a, &mut st, &job.policies, &job.releases);
+                        }
+                        fields["manualHolds"] = json!(st
+                            .holds
+                            .iter()
+                            .map(|(p, h)| json!({"policy": p, "value": h.value, "movedAwayFrom": h.moved_away_from, "since": tagpilot_api::rfc3339(h.since)}))
+                            .collect::<Vec<_>>());
+                        match manual_note(&st) {
+                            Some(note) => match message.split_once('\n') {
+                                Some((first, rest)) => format!("{first} ({note})\n{rest}"),
+                                None => format!("{message} ({note})"),
+                            },
+                            None => message,
+                        }
+                    }
+                    None => message,
+                };
                 if let serde_json::Value::Object(f) = &mut fields {
                     f.insert(
                         "lastAutomationRunTime".into(),

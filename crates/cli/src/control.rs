@@ -43,6 +43,8 @@ pub enum Action {
     Suspend,
     Resume,
     Reconcile,
+    /// Ends a policy's manual holds (`manualChanges: hold`).
+    Release,
 }
 
 fn post(daemon: &crate::get::Daemon, path: &str) -> anyhow::Result<serde_json::Value> {
@@ -87,10 +89,18 @@ pub fn run(action: Action, args: Args) -> anyhow::Result<ExitCode> {
         ImageKind::Update { name } => ("ImageUpdateAutomation", "image update automation", name),
     };
     let ns = &args.daemon.namespace;
+    if action == Action::Release {
+        if kind != "ImagePolicy" {
+            eprintln!("✗ release applies to an image policy");
+            return Ok(ExitCode::FAILURE);
+        }
+        return release(&args, name);
+    }
     let (verb, done) = match action {
         Action::Suspend => ("suspending", "suspended"),
         Action::Resume => ("resuming", "resumed"),
         Action::Reconcile => ("annotating", "annotated"),
+        Action::Release => ("releasing", "released"),
     };
     let label = if action == Action::Reconcile {
         kind
@@ -104,6 +114,7 @@ pub fn run(action: Action, args: Args) -> anyhow::Result<ExitCode> {
             Action::Suspend => "suspend",
             Action::Resume => "resume",
             Action::Reconcile => "reconcile",
+            Action::Release => "release",
         }
     );
     let answer = match post(&args.daemon, &path) {
@@ -123,14 +134,27 @@ pub fn run(action: Action, args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("✗ the daemon did not return a request token");
         return Ok(ExitCode::FAILURE);
     };
+    wait_for(&args.daemon, args.timeout, kind, ns, name, &requested)
+}
+
+/// Waits until `kind ns/name` reports the reconciliation that handled `requested`, and
+/// prints its outcome.
+fn wait_for(
+    daemon: &crate::get::Daemon,
+    timeout: u64,
+    kind: &str,
+    ns: &str,
+    name: &str,
+    requested: &str,
+) -> anyhow::Result<ExitCode> {
     eprintln!("◎ waiting for {kind} reconciliation");
-    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    let deadline = Instant::now() + Duration::from_secs(timeout);
     loop {
-        let item = fetch(&args.daemon)?.into_iter().find(|i| {
+        let item = fetch(daemon)?.into_iter().find(|i| {
             i.kind == kind
-                && &i.namespace == ns
-                && &i.name == name
-                && i.status.last_handled_reconcile_at.as_deref() == Some(requested.as_str())
+                && i.namespace == ns
+                && i.name == name
+                && i.status.last_handled_reconcile_at.as_deref() == Some(requested)
         });
         if let Some(item) = item {
             if item.status.is_ready() {
@@ -147,4 +171,49 @@ pub fn run(action: Action, args: Args) -> anyhow::Result<ExitCode> {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// `tagpilot release image policy NAME`: the automations holding the policy at a person's
+/// value write its latest ref again; waits for each of their rounds.
+fn release(args: &Args, name: &str) -> anyhow::Result<ExitCode> {
+    let ns = &args.daemon.namespace;
+    eprintln!("► releasing manual holds of image policy {name} in {ns} namespace");
+    let path = format!("/api/v1/release/ImagePolicy/{ns}/{name}");
+    let answer = match post(&args.daemon, &path) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("✗ {}", crate::format_chain(&e));
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let requested = answer["requestedAt"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let automations: Vec<String> = answer["automations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect();
+    if automations.is_empty() {
+        eprintln!("✔ released; no automation with manualChanges: hold selects it");
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("✔ released for {}", automations.join(", "));
+    for a in &automations {
+        let (a_ns, a_name) = a.split_once('/').unwrap_or((ns.as_str(), a.as_str()));
+        let code = wait_for(
+            &args.daemon,
+            args.timeout,
+            "ImageUpdateAutomation",
+            a_ns,
+            a_name,
+            &requested,
+        )?;
+        if code != ExitCode::SUCCESS {
+            return Ok(code);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

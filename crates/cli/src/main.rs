@@ -53,6 +53,8 @@ enum Command {
     Resume(control::Args),
     /// Reconcile an object now and wait for the outcome.
     Reconcile(control::Args),
+    /// End a policy's manual holds (`manualChanges: hold`) and wait for the rounds that follow.
+    Release(control::Args),
     /// Why a policy chose its tag: every tag's filter and gate verdicts, from a running daemon.
     Explain(explain::Args),
 }
@@ -83,6 +85,7 @@ fn main() -> ExitCode {
         Command::Resume(args) => control::run(control::Action::Resume, args),
         Command::Reconcile(args) => control::run(control::Action::Reconcile, args),
         Command::Explain(args) => explain::run(args),
+        Command::Release(args) => control::run(control::Action::Release, args),
     };
     match result {
         Ok(code) => code,

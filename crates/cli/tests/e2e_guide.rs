@@ -2762,3 +2762,105 @@ fn change_windows_hold_pushes_and_explain_shows_every_verdict() {
     g.wait_for_tag("5.0.4");
     g.stop(&mut daemon);
 }
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn manual_changes_hold_a_revert_until_a_newer_tag_or_a_release() {
+    let g = Guide::new();
+    g.configure_hourly("5.0.x", "  manualChanges: hold\n");
+    let api = format!("127.0.0.1:{}", free_port());
+    let mut daemon = g.daemon(&["--api-address", &api, "--webhook-address", ""]);
+    g.wait_for_tag("5.0.3");
+    let reconcile_update = || {
+        let o = tagpilot(&[
+            "reconcile",
+            "image",
+            "update",
+            "flux-system",
+            "-n",
+            "flux-system",
+            "--api-address",
+            &api,
+            "--timeout",
+            "30",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stderr(&o)
+    };
+
+    // A person reverts the automated commit with the git CLI.
+    let tmp = tempfile::tempdir().unwrap();
+    git_cmd(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            &format!("file://{}", g.git.bare.display()),
+            "w",
+        ],
+    );
+    let w = tmp.path().join("w");
+    git_cmd(&w, &["revert", "--no-edit", "HEAD"]);
+    git_cmd(&w, &["push", "-q", "origin", "main"]);
+    let reverted = g.commits();
+    let out = reconcile_update();
+    assert!(
+        out.contains("flux-system/podinfo kept at ")
+            && out.contains("by a manual change until a tag above 5.0.3"),
+        "{out}"
+    );
+    assert_eq!(g.commits(), reverted, "the revert stays");
+    assert!(g.deployment().contains("podinfo:5.0.0 #"));
+    let metrics = http_get(&format!("http://{api}/metrics")).unwrap_or_default();
+    assert!(
+        metrics.contains("tagpilot_manual_holds{namespace=\"flux-system\",name=\"flux-system\"} 1"),
+        "{metrics}"
+    );
+    // Still held at the next round.
+    reconcile_update();
+    assert_eq!(g.commits(), reverted);
+
+    // A tag above the one they left ends the hold.
+    g.push_tag("5.0.4");
+    let o = g.reconcile_repository(&api, 30);
+    assert!(o.status.success(), "{}", stderr(&o));
+    g.wait_for_tag("5.0.4");
+
+    // A hand edit back to 5.0.2: held again, then released by the command.
+    git_cmd(&w, &["pull", "-q", "--rebase", "origin", "main"]);
+    let file = w.join("clusters/my-cluster/podinfo-deployment.yaml");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("podinfo:5.0.4 #", "podinfo:5.0.2 #");
+    std::fs::write(&file, text).unwrap();
+    git_cmd(&w, &["commit", "-qam", "pin 5.0.2 by hand"]);
+    git_cmd(&w, &["push", "-q", "origin", "main"]);
+    let out = reconcile_update();
+    assert!(out.contains("kept at 127.0.0.1:"), "{out}");
+    assert!(g.deployment().contains("podinfo:5.0.2 #"));
+    let o = tagpilot(&[
+        "release",
+        "image",
+        "policy",
+        "podinfo",
+        "-n",
+        "flux-system",
+        "--api-address",
+        &api,
+        "--timeout",
+        "30",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("✔ released for flux-system/flux-system"),
+        "{}",
+        stderr(&o)
+    );
+    g.wait_for_tag("5.0.4");
+    let metrics = http_get(&format!("http://{api}/metrics")).unwrap_or_default();
+    assert!(
+        metrics.contains("tagpilot_manual_holds{namespace=\"flux-system\",name=\"flux-system\"} 0"),
+        "{metrics}"
+    );
+    g.stop(&mut daemon);
+}

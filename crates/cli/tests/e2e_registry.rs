@@ -666,8 +666,18 @@ fn through_a_proxy() {
 fn platforms_of_indexes_manifest_lists_and_single_manifests() {
     let reg = registry(Auth::None);
     let base = format!("http://127.0.0.1:{}", reg.port);
-    push_with(&base, "multi", &["oci"], &[("PLATFORMS", "linux/amd64 linux/arm64/v8 linux/arm/v7")]);
-    push_with(&base, "multi", &["docker"], &[("PLATFORMS", "linux/amd64 windows/amd64"), ("DOCKER", "1")]);
+    push_with(
+        &base,
+        "multi",
+        &["oci"],
+        &[("PLATFORMS", "linux/amd64 linux/arm64/v8 linux/arm/v7")],
+    );
+    push_with(
+        &base,
+        "multi",
+        &["docker"],
+        &[("PLATFORMS", "linux/amd64 windows/amd64"), ("DOCKER", "1")],
+    );
     push_with(&base, "multi", &["single"], &[]);
     push_with(&base, "multi", &["single-docker"], &[("DOCKER", "1")]);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -694,14 +704,23 @@ fn platforms_of_indexes_manifest_lists_and_single_manifests() {
             .map(ToString::to_string)
             .collect()
     };
-    assert_eq!(platforms("oci"), ["linux/amd64", "linux/arm/v7", "linux/arm64/v8"]);
+    assert_eq!(
+        platforms("oci"),
+        ["linux/amd64", "linux/arm/v7", "linux/arm64/v8"]
+    );
     assert_eq!(platforms("docker"), ["linux/amd64", "windows/amd64"]);
     // A single manifest names its platform in its config blob.
     assert_eq!(platforms("single"), ["linux/amd64"]);
     assert_eq!(platforms("single-docker"), ["linux/amd64"]);
     let bad = rt.block_on(client.platforms("sha256:nothex"));
-    assert!(matches!(bad, Err(tagpilot_registry::RegistryError::Config(_))), "{bad:?}");
+    assert!(
+        matches!(bad, Err(tagpilot_registry::RegistryError::Config(_))),
+        "{bad:?}"
+    );
     let missing = format!("sha256:{}", "0".repeat(64));
     let gone = rt.block_on(client.platforms(&missing));
-    assert!(matches!(gone, Err(tagpilot_registry::RegistryError::NotFound { .. })), "{gone:?}");
+    assert!(
+        matches!(gone, Err(tagpilot_registry::RegistryError::NotFound { .. })),
+        "{gone:?}"
+    );
 }

@@ -7,6 +7,7 @@
 //! - [`slots`]: each registry host's fair share of the scan slots.
 //! - [`digest`]: when a policy fetches a digest, and what a digest must look like.
 //! - [`gates`]: which ranked tags pass the rollout gates; the downgrade guard.
+//! - [`manual`]: values people changed in Git, held until a newer tag or a release.
 //!
 //! The actors (tagpilot-actors) hold the mailboxes and timers and call into these.
 
@@ -14,6 +15,7 @@ pub mod backoff;
 pub mod digest;
 pub mod events;
 pub mod gates;
+pub mod manual;
 pub mod schedule;
 pub mod slots;
 pub mod writers;

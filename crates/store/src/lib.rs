@@ -27,6 +27,12 @@ const OVERRIDES: TableDefinition<&str, u8> = TableDefinition::new("overrides");
 /// Every ImagePolicy's latest ref (`namespace/name` → JSON), so a restart resumes without a
 /// scan and a deleted policy's ref can be pruned. Added in schema 1 (opening creates it).
 const LATEST: TableDefinition<&str, &[u8]> = TableDefinition::new("latest");
+/// Per ImageUpdateAutomation (`namespace/name`): what it last wrote per policy and the manual
+/// holds (`manualChanges: hold`), as JSON. Added in schema 1 (opening creates it).
+const MANUAL: TableDefinition<&str, &[u8]> = TableDefinition::new("manual");
+/// Release requests (`tagpilot release image policy`): `namespace/name` of a policy → the
+/// request's token (JSON string); the round that applies one removes it.
+const RELEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("releases");
 /// Platforms of image digests (`digest` → `os/arch[/variant]` lines), for the platform gate.
 /// Added in schema 1 (opening creates it).
 const PLATFORMS: TableDefinition<&str, &[u8]> = TableDefinition::new("platforms");
@@ -172,6 +178,8 @@ impl Store {
             tx.open_table(OVERRIDES)?;
             tx.open_table(LATEST)?;
             tx.open_table(PLATFORMS)?;
+            tx.open_table(MANUAL)?;
+            tx.open_table(RELEASES)?;
         }
         tx.commit()?;
         Ok(store)
@@ -289,6 +297,56 @@ impl Store {
         };
         tx.commit()?;
         Ok(found)
+    }
+
+    /// An automation's manual-change state (JSON), under `namespace/name`.
+    pub fn manual_state(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        self.get_json(MANUAL, key)
+    }
+
+    pub fn put_manual_state(&self, key: &str, state: &serde_json::Value) -> Result<(), StoreError> {
+        self.put_json(MANUAL, key, state)
+    }
+
+    /// Drops the manual-change state of automations `keep` refuses (deleted ones).
+    pub fn retain_manual_states(&self, keep: impl Fn(&str) -> bool) -> Result<usize, StoreError> {
+        self.retain(MANUAL, keep)
+    }
+
+    /// Asks the rounds to release a policy's manual holds; `token` tells this request apart.
+    pub fn request_release(&self, policy: &str, token: &str) -> Result<(), StoreError> {
+        self.put_json(
+            RELEASES,
+            policy,
+            &serde_json::Value::String(token.to_owned()),
+        )
+    }
+
+    /// Pending release requests: policy → token.
+    pub fn releases(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self
+            .all_json(RELEASES)?
+            .into_iter()
+            .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_owned()))
+            .collect())
+    }
+
+    /// Removes a release request once applied, unless a newer one replaced it meanwhile.
+    pub fn release_done(&self, policy: &str, token: &str) -> Result<bool, StoreError> {
+        let tx = self.db.begin_write()?;
+        let removed = {
+            let mut t = tx.open_table(RELEASES)?;
+            let same = t
+                .get(policy)?
+                .and_then(|v| serde_json::from_slice::<String>(v.value()).ok())
+                .is_some_and(|v| v == token);
+            if same {
+                t.remove(policy)?;
+            }
+            same
+        };
+        tx.commit()?;
+        Ok(removed)
     }
 
     /// The platforms (`os/arch[/variant]`) of the image with this digest, when recorded.
@@ -573,6 +631,16 @@ mod tests {
             Some(vec!["linux/amd64".to_owned(), "linux/arm64/v8".to_owned()])
         );
         assert_eq!(store.platforms("sha256:none").unwrap(), None);
+        store.request_release("apps/p", "t1").unwrap();
+        store.request_release("apps/p", "t2").unwrap();
+        assert_eq!(
+            store.releases().unwrap(),
+            vec![("apps/p".to_owned(), "t2".to_owned())]
+        );
+        // A round that applied t1 does not drop the newer request.
+        assert!(!store.release_done("apps/p", "t1").unwrap());
+        assert!(store.release_done("apps/p", "t2").unwrap());
+        assert!(store.releases().unwrap().is_empty());
         store.set_pending("r.io/app", Some("sha256:c")).unwrap();
         drop(store);
         // Reopened: everything is still there.
