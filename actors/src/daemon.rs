@@ -387,6 +387,7 @@ impl Supervisor {
                 interval: None,
                 timer: None,
                 debounce: None,
+                window_timer: None,
                 runs: Coalescer::new(),
                 executor: self.executor.clone(),
                 draining: false,
@@ -964,6 +965,8 @@ struct GitWorker {
     timer: Option<SpawnHandle>,
     /// The debounce timer of a pending round.
     debounce: Option<SpawnHandle>,
+    /// A round when the next change window of an automation on this remote opens.
+    window_timer: Option<SpawnHandle>,
     runs: Coalescer,
     executor: Recipient<Round>,
     /// Shutting down: no new round starts; `drained` are told when the one in flight ended.
@@ -1011,6 +1014,7 @@ impl Supervised for GitWorker {
         self.runs = Coalescer::new();
         self.timer = None;
         self.debounce = None;
+        self.window_timer = None;
     }
 }
 
@@ -1086,6 +1090,15 @@ impl GitWorker {
             }
             log_reports(&engine);
             deliver_events(&engine);
+            if let Some(h) = this.window_timer.take() {
+                ctx.cancel_future(h);
+            }
+            if let Some(wait) = engine.until_window_opens(&this.url) {
+                this.window_timer = Some(ctx.run_later(wait, |this, ctx| {
+                    this.window_timer = None;
+                    ctx.notify(RunRound);
+                }));
+            }
             if this.draining {
                 this.runs.cancel_follow_up();
             }
@@ -1330,6 +1343,7 @@ mod tests {
             interval: None,
             timer: None,
             debounce: None,
+            window_timer: None,
             runs: Coalescer::new(),
             executor,
             draining: false,

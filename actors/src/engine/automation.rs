@@ -117,9 +117,33 @@ impl Engine {
         }
     }
 
+    /// How long until a change window of a closed automation on remote `url` opens (a round
+    /// then pushes what waited); None when none waits for one.
+    pub fn until_window_opens(&self, url: &str) -> Option<std::time::Duration> {
+        use tagpilot_api::gates::{window_state, Window, WindowState};
+        let now = (self.shared.clock)();
+        self.config
+            .all::<ImageUpdateAutomation>()
+            .filter(|a| !a.spec.windows.is_empty())
+            .filter(|a| writers::remote_of(&self.config, a) == Some(url))
+            .filter(|a| !self.is_suspended(Kind::ImageUpdateAutomation, &a.metadata, a.spec.suspend))
+            .filter_map(|a| {
+                let windows: Vec<Window> =
+                    a.spec.windows.iter().filter_map(|w| Window::parse(w).ok()).collect();
+                match window_state(&windows, now) {
+                    WindowState::Closed { opens: Some(t) } => Some(t),
+                    _ => None,
+                }
+            })
+            .min()
+            // A second past the opening, so the round sees the window open; at most a week
+            // ahead (a later round plans again).
+            .map(|t| std::time::Duration::from_secs(t.saturating_sub(now).min(7 * 86_400) + 1))
+    }
+
     /// Why the automation does not push now: outside all of its change windows, unless a
     /// reconcile request asked for this round.
-    fn outside_windows(&self, a: &ImageUpdateAutomation) -> Option<String> {
+    pub(crate) fn outside_windows(&self, a: &ImageUpdateAutomation) -> Option<String> {
         use tagpilot_api::gates::{window_state, Window, WindowState};
         if a.spec.windows.is_empty() {
             return None;

@@ -1041,4 +1041,32 @@ mod tests {
         let e5 = engine_in(dir.path(), &store, &allow, &shared2);
         assert_eq!(resolve_once(&e5).await.field("latestRef")["tag"], "1.1.0");
     }
+
+    static WINDOW_NOW: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+    #[test]
+    fn a_closed_window_says_when_the_remote_should_run_again() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
+        let mut shared = Shared::new(2);
+        shared.clock = || WINDOW_NOW.load(SeqCst);
+        let shared = Arc::new(shared);
+        let manifests = format!("{MANIFESTS}---\napiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {{name: fleet, namespace: apps}}\nspec: {{url: 'git://127.0.0.1/fleet', interval: 1h}}\n---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageUpdateAutomation\nmetadata: {{name: a, namespace: apps}}\nspec:\n  interval: 1h\n  sourceRef: {{name: fleet}}\n  git: {{commit: {{author: {{email: bot@example.com}}}}}}\n  windows: [{{cron: '0 9 * * 1-5', duration: 8h, timeZone: Europe/Berlin}}]\n");
+        let e = engine_in(dir.path(), &store, &manifests, &shared);
+        let t = |s: &str| tagpilot_api::parse_rfc3339(s).unwrap();
+        WINDOW_NOW.store(t("2026-12-02T07:00:00Z"), SeqCst);
+        // Opens at 09:00 Berlin (08:00Z): an hour and a second from now.
+        assert_eq!(e.until_window_opens("git://127.0.0.1/fleet"), Some(std::time::Duration::from_secs(3601)));
+        assert_eq!(e.until_window_opens("git://127.0.0.1/other"), None);
+        WINDOW_NOW.store(t("2026-12-02T09:00:00Z"), SeqCst);
+        assert_eq!(e.until_window_opens("git://127.0.0.1/fleet"), None, "open now");
+        let a = e.config.all::<ImageUpdateAutomation>().next().unwrap().clone();
+        assert_eq!(e.outside_windows(&a), None);
+        WINDOW_NOW.store(t("2026-12-04T17:00:00Z"), SeqCst);
+        assert_eq!(
+            e.outside_windows(&a).as_deref(),
+            Some("outside the change windows: changes wait until 2026-12-07T08:00:00Z (tagpilot reconcile forces a round)")
+        );
+    }
 }
