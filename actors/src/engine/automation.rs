@@ -126,10 +126,16 @@ impl Engine {
             .all::<ImageUpdateAutomation>()
             .filter(|a| !a.spec.windows.is_empty())
             .filter(|a| writers::remote_of(&self.config, a) == Some(url))
-            .filter(|a| !self.is_suspended(Kind::ImageUpdateAutomation, &a.metadata, a.spec.suspend))
+            .filter(|a| {
+                !self.is_suspended(Kind::ImageUpdateAutomation, &a.metadata, a.spec.suspend)
+            })
             .filter_map(|a| {
-                let windows: Vec<Window> =
-                    a.spec.windows.iter().filter_map(|w| Window::parse(w).ok()).collect();
+                let windows: Vec<Window> = a
+                    .spec
+                    .windows
+                    .iter()
+                    .filter_map(|w| Window::parse(w).ok())
+                    .collect();
                 match window_state(&windows, now) {
                     WindowState::Closed { opens: Some(t) } => Some(t),
                     _ => None,

@@ -1057,11 +1057,23 @@ mod tests {
         let t = |s: &str| tagpilot_api::parse_rfc3339(s).unwrap();
         WINDOW_NOW.store(t("2026-12-02T07:00:00Z"), SeqCst);
         // Opens at 09:00 Berlin (08:00Z): an hour and a second from now.
-        assert_eq!(e.until_window_opens("git://127.0.0.1/fleet"), Some(std::time::Duration::from_secs(3601)));
+        assert_eq!(
+            e.until_window_opens("git://127.0.0.1/fleet"),
+            Some(std::time::Duration::from_secs(3601))
+        );
         assert_eq!(e.until_window_opens("git://127.0.0.1/other"), None);
         WINDOW_NOW.store(t("2026-12-02T09:00:00Z"), SeqCst);
-        assert_eq!(e.until_window_opens("git://127.0.0.1/fleet"), None, "open now");
-        let a = e.config.all::<ImageUpdateAutomation>().next().unwrap().clone();
+        assert_eq!(
+            e.until_window_opens("git://127.0.0.1/fleet"),
+            None,
+            "open now"
+        );
+        let a = e
+            .config
+            .all::<ImageUpdateAutomation>()
+            .next()
+            .unwrap()
+            .clone();
         assert_eq!(e.outside_windows(&a), None);
         WINDOW_NOW.store(t("2026-12-04T17:00:00Z"), SeqCst);
         assert_eq!(

@@ -8,8 +8,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use serde::Serialize;
+use tagpilot_api::gates::Platform;
+use tagpilot_api::PolicyGates;
 use tagpilot_api::{Kind, Object};
 use tagpilot_policy::{Choice, Exclusions, Explanation, Policy, Selection, TagFilter};
+use tagpilot_reconcile::gates::{check, Facts, Gates, Verdict};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -64,23 +67,65 @@ struct JsonResult<'a> {
     value: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     explain: Option<&'a Explanation>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    gates: Vec<GateLine>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<String>,
 }
 
+/// A candidate the platform gate looked at.
+#[derive(Debug, Serialize)]
+struct GateLine {
+    tag: String,
+    #[serde(flatten)]
+    verdict: Verdict,
+    message: String,
+}
+
+/// Candidates whose platforms are read, best first, before giving up.
+const MAX_PLATFORM_CHECKS: usize = 10;
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (policy, exclusions) = build(&args)?;
+    let (policy, exclusions, gates) = build(&args)?;
     let tags = match (&args.tags_file, &args.image) {
         (Some(file), _) => read_tags(file)?,
         (None, Some(image)) => crate::scan::fetch(image, &args.registry)?.tags,
         (None, None) => bail!("one of --tags-file or --image is required"),
     };
-    let explanation = args.explain.then(|| policy.explain(&tags, &exclusions));
-    let outcome: anyhow::Result<Selection> = match &explanation {
+    let mut explanation = args.explain.then(|| policy.explain(&tags, &exclusions));
+    let mut outcome: anyhow::Result<Selection> = match &explanation {
         Some(ex) => match (&ex.selected, &ex.error) {
             (Some(s), _) => Ok(s.clone()),
             (None, e) => Err(anyhow::anyhow!(e.clone().unwrap_or_default())),
         },
         None => policy.select(&tags, &exclusions).map_err(Into::into),
     };
+    let (mut lines, mut notes) = (Vec::new(), Vec::new());
+    if let Some(g) = &gates {
+        if g.min_age.is_some() || g.repush_hold.is_some() {
+            notes.push("minAge and repushHold need tagpilot's history of the repository (first-seen times, digests seen): not evaluated here; `tagpilot explain image policy NAME` asks a running daemon".to_owned());
+        }
+        match (&args.image, g.platforms.is_empty(), &outcome) {
+            (_, true, _) | (_, _, Err(_)) => {}
+            (None, false, _) => {
+                notes.push("platforms need the registry: give --image to check them".to_owned())
+            }
+            (Some(image), false, Ok(_)) => {
+                let (chosen, walked) =
+                    platform_walk(image, &args.registry, &policy, &tags, &exclusions, g)?;
+                lines = walked;
+                outcome = chosen.ok_or_else(|| {
+                    anyhow::anyhow!("no tag passes the gates among the {} best", lines.len())
+                });
+                if let Some(ex) = explanation.as_mut() {
+                    ex.selected = outcome.as_ref().ok().cloned();
+                }
+            }
+        }
+    }
+    for n in notes.iter().filter(|_| !args.explain) {
+        eprintln!("note: {n}");
+    }
     let selection = match outcome {
         Ok(s) => s,
         Err(e) => {
@@ -88,6 +133,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             if let Some(ex) = &explanation {
                 let mut err = io::stderr().lock();
                 write_explanation(&mut err, ex)?;
+                write_gates(&mut err, &lines, &notes)?;
             }
             return Ok(ExitCode::FAILURE);
         }
@@ -98,6 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             writeln!(out, "{}", selection.tag)?;
             if let Some(ex) = &explanation {
                 write_explanation(&mut out, ex)?;
+                write_gates(&mut out, &lines, &notes)?;
             }
         }
         Output::Json => {
@@ -105,6 +152,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 tag: &selection.tag,
                 value: &selection.value,
                 explain: explanation.as_ref(),
+                gates: lines,
+                notes,
             };
             serde_json::to_writer_pretty(&mut out, &json)?;
             writeln!(out)?;
@@ -140,16 +189,95 @@ fn write_explanation(out: &mut dyn Write, ex: &Explanation) -> io::Result<()> {
     Ok(())
 }
 
-fn build(args: &Args) -> anyhow::Result<(Policy, Exclusions)> {
+/// The platform gate, offline: the best candidates' indexes are read until one serves every
+/// wanted platform. Returns that tag and the verdict of each candidate read.
+fn platform_walk(
+    image: &str,
+    registry: &crate::scan::RegistryArgs,
+    policy: &Policy,
+    tags: &[String],
+    exclusions: &Exclusions,
+    spec: &PolicyGates,
+) -> anyhow::Result<(Option<Selection>, Vec<GateLine>)> {
+    let gates = Gates {
+        platforms: Gates::from_spec(Some(spec)).platforms,
+        ..Gates::default()
+    };
+    let ranked = policy.ranked(tags, exclusions)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let limits = tagpilot_registry::Gates::new(registry.limits());
+    runtime.block_on(async {
+        let client = crate::scan::client(image, registry, &limits).await?;
+        let mut lines = Vec::new();
+        for candidate in ranked.into_iter().take(MAX_PLATFORM_CHECKS) {
+            let digest = client
+                .head_digest(&candidate.tag)
+                .await
+                .map_err(|e| e.to_string());
+            let platforms = match &digest {
+                Ok(d) => Some(
+                    client
+                        .platforms(d)
+                        .await
+                        .map(|list| {
+                            list.iter()
+                                .filter_map(|p| Platform::parse(&p.to_string()).ok())
+                                .collect()
+                        })
+                        .map_err(|e| e.to_string()),
+                ),
+                Err(_) => None,
+            };
+            let facts = Facts {
+                digest: Some(digest),
+                platforms,
+                ..Facts::default()
+            };
+            // Only the platform gate runs here, and it has every fact it needs.
+            let verdict = check(&gates, &facts, 0).unwrap_or(Verdict::Unchecked {
+                gate: "platforms",
+                reason: "not read".into(),
+            });
+            let passed = verdict.passed();
+            lines.push(GateLine {
+                tag: candidate.tag.clone(),
+                message: verdict.to_string(),
+                verdict,
+            });
+            if passed {
+                return Ok((Some(candidate), lines));
+            }
+        }
+        Ok((None, lines))
+    })
+}
+
+fn write_gates(out: &mut dyn Write, lines: &[GateLine], notes: &[String]) -> io::Result<()> {
+    if !lines.is_empty() {
+        writeln!(out, "gates:")?;
+        let width = lines.iter().map(|l| l.tag.len()).max().unwrap_or(0).min(60);
+        for l in lines {
+            writeln!(out, "  {:width$}  {}", l.tag, l.message)?;
+        }
+    }
+    for n in notes {
+        writeln!(out, "note: {n}")?;
+    }
+    Ok(())
+}
+
+fn build(args: &Args) -> anyhow::Result<(Policy, Exclusions, Option<PolicyGates>)> {
     let user_exclusions = (!args.exclude.is_empty())
         .then(|| Exclusions::new(&args.exclude))
         .transpose()?;
     if let Some(path) = &args.policy {
-        let (policy, repo_exclusions) = policy_from_file(path)?;
+        let (policy, repo_exclusions, gates) = policy_from_file(path)?;
         let exclusions = user_exclusions
             .or(repo_exclusions)
             .unwrap_or_else(Exclusions::flux_default);
-        return Ok((policy, exclusions));
+        return Ok((policy, exclusions, gates));
     }
     let choice = if let Some(range) = &args.semver {
         Choice::semver(range)?
@@ -170,12 +298,16 @@ fn build(args: &Args) -> anyhow::Result<(Policy, Exclusions)> {
     Ok((
         Policy::new(choice, filter),
         user_exclusions.unwrap_or_else(Exclusions::flux_default),
+        None,
     ))
 }
 
 /// The single ImagePolicy in `path`, and the exclusion list of the ImageRepository it
 /// references when that is in the same file.
-fn policy_from_file(path: &Path) -> anyhow::Result<(Policy, Option<Exclusions>)> {
+#[allow(clippy::type_complexity)]
+fn policy_from_file(
+    path: &Path,
+) -> anyhow::Result<(Policy, Option<Exclusions>, Option<PolicyGates>)> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
     let config = tagpilot_api::load_str(&text, path);
     if let Some(e) = config.errors.first() {
@@ -208,7 +340,7 @@ fn policy_from_file(path: &Path) -> anyhow::Result<(Policy, Option<Exclusions>)>
         Some(repo) => Some(Exclusions::new(&repo.spec.exclusion_list)?),
         None => None,
     };
-    Ok((engine, exclusions))
+    Ok((engine, exclusions, policy.spec.gates.clone()))
 }
 
 fn read_tags(path: &Path) -> anyhow::Result<Vec<String>> {

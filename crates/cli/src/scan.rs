@@ -49,7 +49,7 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
-    fn limits(&self) -> Limits {
+    pub fn limits(&self) -> Limits {
         Limits {
             max_concurrent: self.max_concurrent.max(1),
             requests_per_second: self.rps.max(0.0),
@@ -106,13 +106,19 @@ fn docker_config(args: &RegistryArgs) -> anyhow::Result<Option<DockerConfig>> {
         .transpose()
 }
 
-async fn fetch_one(
-    image: &str,
+/// A client for `image` with the registry flags (for `resolve --explain`'s platform gate).
+pub async fn client(image: &str, args: &RegistryArgs, gates: &Gates) -> anyhow::Result<RepoClient> {
+    let config = docker_config(args)?;
+    let name = ImageName::parse(image)?;
+    repo_client(&name, args, config.as_ref(), gates).await
+}
+
+async fn repo_client(
+    name: &ImageName,
     args: &RegistryArgs,
     config: Option<&DockerConfig>,
     gates: &Gates,
-) -> anyhow::Result<Listing> {
-    let name = ImageName::parse(image)?;
+) -> anyhow::Result<RepoClient> {
     let credentials = match config {
         Some(c) => c.credentials_for(&name.registry).await?,
         None => None,
@@ -133,7 +139,17 @@ async fn fetch_one(
         proxy: args.proxy.as_deref().map(proxy_spec).transpose()?,
         ..ClientOptions::default()
     };
-    let client = RepoClient::new(&name, opts, gates)?;
+    Ok(RepoClient::new(name, opts, gates)?)
+}
+
+async fn fetch_one(
+    image: &str,
+    args: &RegistryArgs,
+    config: Option<&DockerConfig>,
+    gates: &Gates,
+) -> anyhow::Result<Listing> {
+    let name = ImageName::parse(image)?;
+    let client = repo_client(&name, args, config, gates).await?;
     let listing = client
         .list_tags()
         .await

@@ -723,4 +723,52 @@ fn platforms_of_indexes_manifest_lists_and_single_manifests() {
         matches!(gone, Err(tagpilot_registry::RegistryError::NotFound { .. })),
         "{gone:?}"
     );
+
+    // `resolve --explain` applies the platform gate live and says what it cannot judge.
+    push_with(
+        &base,
+        "gated",
+        &["1.0.0"],
+        &[("PLATFORMS", "linux/amd64 linux/arm64/v8")],
+    );
+    push_with(&base, "gated", &["1.1.0"], &[]);
+    let image = format!("127.0.0.1:{}/gated", reg.port);
+    let policy = reg.dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {name: gated}\nspec:\n  imageRepositoryRef: {name: gated}\n  policy: {semver: {range: '>=1.0.0'}}\n  gates: {minAge: 1h, platforms: [linux/amd64, linux/arm64]}\n",
+    )
+    .unwrap();
+    let policy = policy.to_string_lossy().into_owned();
+    let o = tagpilot(&[
+        "resolve",
+        "--image",
+        &image,
+        "--insecure",
+        "--policy",
+        &policy,
+        "--explain",
+    ]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    assert!(out.starts_with("1.0.0\n"), "{out}");
+    assert!(
+        out.contains("gates:\n  1.1.0  held by platforms: no image for linux/arm64\n  1.0.0  passes every gate\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("note: minAge and repushHold need tagpilot's history"),
+        "{out}"
+    );
+    // Without --explain the answer honours the gate too; the note goes to stderr.
+    let o = tagpilot(&[
+        "resolve",
+        "--image",
+        &image,
+        "--insecure",
+        "--policy",
+        &policy,
+    ]);
+    assert_eq!(stdout(&o), "1.0.0\n");
+    assert!(stderr(&o).contains("note: minAge"), "{}", stderr(&o));
 }
