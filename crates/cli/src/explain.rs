@@ -73,7 +73,7 @@ fn write_text(out: &mut dyn Write, body: &serde_json::Value) -> std::io::Result<
             .map(|(k, v)| match v {
                 serde_json::Value::Array(a) => format!(
                     "{k} {}",
-                    a.iter().map(|p| s(p)).collect::<Vec<_>>().join(", ")
+                    a.iter().map(&s).collect::<Vec<_>>().join(", ")
                 ),
                 serde_json::Value::String(t) => format!("{k} {t}"),
                 other => format!("{k} {other}"),
