@@ -11,6 +11,17 @@ const MAX_CANDIDATES: usize = 50;
 /// the registry's limits even when many candidates are held.
 const MAX_FETCHES: usize = 10;
 
+/// What a walk through the candidates found.
+#[derive(Default)]
+struct Walk {
+    /// The best candidate that passed every gate, with what was learnt about it.
+    chosen: Option<(String, Facts)>,
+    /// The best tag below the current one, where the walk stopped (a refusal names it).
+    below: Option<String>,
+    /// The candidates a gate held, best first.
+    held: Vec<(String, Verdict)>,
+}
+
 impl Engine {
     /// Resolves a policy and records its status.
     pub async fn reconcile_policy(&self, policy: &ImagePolicy) {
@@ -101,61 +112,24 @@ impl Engine {
         });
         let allow = policy.spec.allows_downgrade();
 
-        // Best first, until one passes every gate; never below the current tag unless a
-        // downgrade may happen.
-        let mut held: Vec<(String, Verdict)> = Vec::new();
-        let mut chosen: Option<(String, Facts)> = None;
-        let mut fetches = 0;
-        // The best tag below the current one, where the walk stopped (the refusal names it).
-        let mut below = None;
-        for (tag, mut facts) in candidates {
-            let against = current.as_ref().and_then(|c| engine.compare(&tag, c.tag));
-            if !gates::may_descend(current.as_ref(), against, allow) {
-                below = Some(tag);
-                break;
-            }
-            let verdict = loop {
-                match gates::check(&gates, &facts, now) {
-                    Ok(v) => break v,
-                    Err(_) if fetches >= MAX_FETCHES => {
-                        break Verdict::Unchecked {
-                            gate: if gates.repush_hold.is_some() {
-                                "repushHold"
-                            } else {
-                                "platforms"
-                            },
-                            reason: format!(
-                                "at most {MAX_FETCHES} candidates are fetched per resolution"
-                            ),
-                        }
-                    }
-                    Err(Need::Digest) => {
-                        fetches += 1;
-                        facts.digest = Some(
-                            self.fresh_digest(repo, &name, &canonical, &tag, now, &mut facts)
-                                .await,
-                        );
-                    }
-                    Err(Need::Platforms) => {
-                        let digest = match &facts.digest {
-                            Some(Ok(d)) => d.clone(),
-                            _ => {
-                                break Verdict::Unchecked {
-                                    gate: "platforms",
-                                    reason: "no digest".into(),
-                                }
-                            }
-                        };
-                        facts.platforms = Some(self.platforms_of(repo, &name, &digest).await);
-                    }
-                }
-            };
-            if verdict.passed() {
-                chosen = Some((tag, facts));
-                break;
-            }
+        let Walk {
+            chosen,
+            below,
+            held,
+        } = self
+            .walk(
+                repo,
+                &name,
+                &engine,
+                &gates,
+                candidates,
+                current.as_ref(),
+                allow,
+                now,
+            )
+            .await;
+        for (tag, verdict) in &held {
             tracing::info!(kind = "ImagePolicy", namespace = %ns, name = %policy.metadata.name, tag = %tag, verdict = %verdict, "candidate held by a gate");
-            held.push((tag, verdict));
         }
         let chosen_tag = chosen
             .as_ref()
@@ -174,7 +148,6 @@ impl Engine {
                 ))
             }
         };
-        let moved = previous.as_ref().is_none_or(|p| p.tag != tag);
         let mut latest = LatestRef {
             name: repo.spec.image.clone(),
             tag: tag.clone(),
@@ -223,11 +196,9 @@ impl Engine {
                 self.emit_policy(policy, "DowngradeRefused", &message);
             }
         }
-        let generation = if moved || previous_generation.is_none() {
-            selection_generation
-        } else {
-            previous_generation.unwrap_or(selection_generation)
-        };
+        // The decision above took any policy change into account: from now on the current
+        // tag is this policy's choice.
+        let generation = selection_generation;
         let stale_generation = previous_generation != Some(generation);
         lock(&self.shared.selections).insert(key.clone(), generation);
         lock(&self.shared.held).insert(
@@ -251,6 +222,71 @@ impl Engine {
             self.lock_latest().insert(key, latest);
         }
         Ok(message)
+    }
+
+    /// The candidates best first, until one passes every gate; never below the current tag
+    /// unless a downgrade may happen.
+    #[allow(clippy::too_many_arguments)]
+    async fn walk(
+        &self,
+        repo: &ImageRepository,
+        name: &ImageName,
+        engine: &tagpilot_policy::Policy,
+        gates: &Gates,
+        candidates: Vec<(String, Facts)>,
+        current: Option<&Current<'_>>,
+        allow: bool,
+        now: u64,
+    ) -> Walk {
+        let canonical = name.canonical();
+        let mut walk = Walk::default();
+        let mut fetches = 0;
+        for (tag, mut facts) in candidates {
+            let against = current.and_then(|c| engine.compare(&tag, c.tag));
+            if !gates::may_descend(current, against, allow) {
+                walk.below = Some(tag);
+                break;
+            }
+            let verdict = loop {
+                match gates::check(gates, &facts, now) {
+                    Ok(v) => break v,
+                    Err(Need::Digest) if fetches >= MAX_FETCHES => {
+                        break Verdict::Unchecked {
+                            gate: if gates.repush_hold.is_some() {
+                                "repushHold"
+                            } else {
+                                "platforms"
+                            },
+                            reason: format!(
+                                "at most {MAX_FETCHES} candidates are fetched per resolution"
+                            ),
+                        }
+                    }
+                    Err(Need::Digest) => {
+                        fetches += 1;
+                        facts.digest = Some(
+                            self.fresh_digest(repo, name, &canonical, &tag, now, &mut facts)
+                                .await,
+                        );
+                    }
+                    Err(Need::Platforms) => {
+                        let Some(Ok(digest)) = facts.digest.clone() else {
+                            break Verdict::Unchecked {
+                                gate: "platforms",
+                                reason: "no digest".into(),
+                            };
+                        };
+                        facts.platforms = Some(self.platforms_of(repo, name, &digest).await);
+                    }
+                }
+            };
+            if verdict.passed() {
+                walk.chosen = Some((tag, facts));
+                break;
+            }
+            walk.held.push((tag, verdict));
+        }
+        walk
     }
 
     /// The digest of a candidate, recorded in the store (which notices a re-push: another

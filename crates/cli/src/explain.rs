@@ -71,10 +71,9 @@ fn write_text(out: &mut dyn Write, body: &serde_json::Value) -> std::io::Result<
         let parts: Vec<String> = g
             .iter()
             .map(|(k, v)| match v {
-                serde_json::Value::Array(a) => format!(
-                    "{k} {}",
-                    a.iter().map(&s).collect::<Vec<_>>().join(", ")
-                ),
+                serde_json::Value::Array(a) => {
+                    format!("{k} {}", a.iter().map(&s).collect::<Vec<_>>().join(", "))
+                }
                 serde_json::Value::String(t) => format!("{k} {t}"),
                 other => format!("{k} {other}"),
             })
