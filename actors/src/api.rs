@@ -343,12 +343,6 @@ fn release(
         return HttpResponse::BadRequest().body("release applies to an ImagePolicy\n");
     };
     let requested_at = requested_at();
-    if let Err(e) = state
-        .store
-        .request_release(&format!("{namespace}/{name}"), &requested_at)
-    {
-        return HttpResponse::InternalServerError().body(format!("{e}\n"));
-    }
     let automations: Vec<(Kind, String, String)> = config
         .all::<tagpilot_api::ImageUpdateAutomation>()
         .filter(|a| a.spec.manual_changes == tagpilot_api::ManualChanges::Hold)
@@ -361,6 +355,13 @@ fn release(
             )
         })
         .collect();
+    // One request per automation: each retires its own when its round applied it.
+    for (_, ns, n) in &automations {
+        let key = format!("{ns}/{n}|{namespace}/{name}");
+        if let Err(e) = state.store.request_release(&key, &requested_at) {
+            return HttpResponse::InternalServerError().body(format!("{e}\n"));
+        }
+    }
     tracing::info!(
         kind = "ImagePolicy",
         namespace,

@@ -59,12 +59,17 @@ impl Engine {
                 ManualState::default()
             }
         };
+        // This automation's requests (`automation|policy` → token); one for a policy it does
+        // not hold is moot and retired with the others.
         let releases: Vec<(String, String)> = pending
             .iter()
-            .filter(|(p, _)| state.holds.contains_key(p))
+            .filter(|(k, _)| k.split_once('|').is_some_and(|(auto, _)| auto == key))
             .cloned()
             .collect();
-        let requested: Vec<&str> = releases.iter().map(|(p, _)| p.as_str()).collect();
+        let requested: Vec<&str> = releases
+            .iter()
+            .filter_map(|(k, _)| k.split_once('|').map(|(_, p)| p))
+            .collect();
         let latest = |p: &str| {
             let (ns, n) = p.split_once('/')?;
             policies
@@ -120,7 +125,7 @@ impl Engine {
     /// How long until a change window of a closed automation on remote `url` opens (a round
     /// then pushes what waited); None when none waits for one.
     pub fn until_window_opens(&self, url: &str) -> Option<std::time::Duration> {
-        use tagpilot_api::gates::{window_state, Window, WindowState};
+        use tagpilot_api::gates::{window_state, WindowState};
         let now = (self.shared.clock)();
         self.config
             .all::<ImageUpdateAutomation>()
@@ -129,17 +134,9 @@ impl Engine {
             .filter(|a| {
                 !self.is_suspended(Kind::ImageUpdateAutomation, &a.metadata, a.spec.suspend)
             })
-            .filter_map(|a| {
-                let windows: Vec<Window> = a
-                    .spec
-                    .windows
-                    .iter()
-                    .filter_map(|w| Window::parse(w).ok())
-                    .collect();
-                match window_state(&windows, now) {
-                    WindowState::Closed { opens: Some(t) } => Some(t),
-                    _ => None,
-                }
+            .filter_map(|a| match window_state(&a.spec.parsed_windows(), now) {
+                WindowState::Closed { opens: Some(t) } => Some(t),
+                _ => None,
             })
             .min()
             // A second past the opening, so the round sees the window open; at most a week
@@ -150,17 +147,11 @@ impl Engine {
     /// Why the automation does not push now: outside all of its change windows, unless a
     /// reconcile request asked for this round.
     pub(crate) fn outside_windows(&self, a: &ImageUpdateAutomation) -> Option<String> {
-        use tagpilot_api::gates::{window_state, Window, WindowState};
+        use tagpilot_api::gates::{window_state, WindowState};
         if a.spec.windows.is_empty() {
             return None;
         }
-        // Validated at load: a window that does not parse never got here.
-        let windows: Vec<Window> = a
-            .spec
-            .windows
-            .iter()
-            .filter_map(|w| Window::parse(w).ok())
-            .collect();
+        let windows = a.spec.parsed_windows();
         let WindowState::Closed { opens } = window_state(&windows, (self.shared.clock)()) else {
             return None;
         };

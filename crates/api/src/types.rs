@@ -380,6 +380,16 @@ pub struct ImageUpdateAutomationSpec {
     pub windows: Vec<ChangeWindow>,
 }
 
+impl ImageUpdateAutomationSpec {
+    /// The change windows, parsed (validated at load: one that does not parse is skipped).
+    pub fn parsed_windows(&self) -> Vec<crate::gates::Window> {
+        self.windows
+            .iter()
+            .filter_map(|w| crate::gates::Window::parse(w).ok())
+            .collect()
+    }
+}
+
 /// `spec.manualChanges` of an ImageUpdateAutomation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

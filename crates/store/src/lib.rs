@@ -30,8 +30,9 @@ const LATEST: TableDefinition<&str, &[u8]> = TableDefinition::new("latest");
 /// Per ImageUpdateAutomation (`namespace/name`): what it last wrote per policy and the manual
 /// holds (`manualChanges: hold`), as JSON. Added in schema 1 (opening creates it).
 const MANUAL: TableDefinition<&str, &[u8]> = TableDefinition::new("manual");
-/// Release requests (`tagpilot release image policy`): `namespace/name` of a policy → the
-/// request's token (JSON string); the round that applies one removes it.
+/// Release requests (`tagpilot release image policy`): `automation|policy` (each
+/// `namespace/name`) → the request's token (JSON string); the automation's round that applies
+/// one removes it.
 const RELEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("releases");
 /// Platforms of image digests (`digest` → `os/arch[/variant]` lines), for the platform gate.
 /// Added in schema 1 (opening creates it).
@@ -322,7 +323,7 @@ impl Store {
         )
     }
 
-    /// Pending release requests: policy → token.
+    /// Pending release requests: `automation|policy` → token.
     pub fn releases(&self) -> Result<Vec<(String, String)>, StoreError> {
         Ok(self
             .all_json(RELEASES)?
@@ -332,16 +333,16 @@ impl Store {
     }
 
     /// Removes a release request once applied, unless a newer one replaced it meanwhile.
-    pub fn release_done(&self, policy: &str, token: &str) -> Result<bool, StoreError> {
+    pub fn release_done(&self, key: &str, token: &str) -> Result<bool, StoreError> {
         let tx = self.db.begin_write()?;
         let removed = {
             let mut t = tx.open_table(RELEASES)?;
             let same = t
-                .get(policy)?
+                .get(key)?
                 .and_then(|v| serde_json::from_slice::<String>(v.value()).ok())
                 .is_some_and(|v| v == token);
             if same {
-                t.remove(policy)?;
+                t.remove(key)?;
             }
             same
         };
@@ -631,15 +632,15 @@ mod tests {
             Some(vec!["linux/amd64".to_owned(), "linux/arm64/v8".to_owned()])
         );
         assert_eq!(store.platforms("sha256:none").unwrap(), None);
-        store.request_release("apps/p", "t1").unwrap();
-        store.request_release("apps/p", "t2").unwrap();
+        store.request_release("apps/a|apps/p", "t1").unwrap();
+        store.request_release("apps/a|apps/p", "t2").unwrap();
         assert_eq!(
             store.releases().unwrap(),
-            vec![("apps/p".to_owned(), "t2".to_owned())]
+            vec![("apps/a|apps/p".to_owned(), "t2".to_owned())]
         );
         // A round that applied t1 does not drop the newer request.
-        assert!(!store.release_done("apps/p", "t1").unwrap());
-        assert!(store.release_done("apps/p", "t2").unwrap());
+        assert!(!store.release_done("apps/a|apps/p", "t1").unwrap());
+        assert!(store.release_done("apps/a|apps/p", "t2").unwrap());
         assert!(store.releases().unwrap().is_empty());
         store.set_pending("r.io/app", Some("sha256:c")).unwrap();
         drop(store);
