@@ -7,8 +7,6 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-
 use crate::get::{fetch, Item};
 
 #[derive(Debug, clap::Args)]
@@ -48,25 +46,11 @@ pub enum Action {
 }
 
 fn post(daemon: &crate::get::Daemon, path: &str) -> anyhow::Result<serde_json::Value> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let req = daemon
         .request(reqwest::Method::POST, path)?
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body("{}");
-    let api = &daemon.api_address;
-    runtime.block_on(async {
-        let resp = req.send().await.with_context(|| {
-            format!("cannot reach the tagpilot API at {api} (is `tagpilot run` running?)")
-        })?;
-        let status = resp.status();
-        let body = resp.bytes().await?;
-        if !status.is_success() {
-            bail!("{}", String::from_utf8_lossy(&body).trim());
-        }
-        Ok(serde_json::from_slice(&body)?)
-    })
+    daemon.call(req)
 }
 
 /// The outcome line flux prints after a reconciliation.

@@ -5,8 +5,6 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
-
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
@@ -38,21 +36,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ns = &args.daemon.namespace;
     let path = format!("/api/v1/explain/ImagePolicy/{ns}/{name}");
     let req = args.daemon.request(reqwest::Method::GET, &path)?;
-    let api = &args.daemon.api_address;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let body: serde_json::Value = runtime.block_on(async {
-        let resp = req.send().await.with_context(|| {
-            format!("cannot reach the tagpilot API at {api} (is `tagpilot run` running?)")
-        })?;
-        let status = resp.status();
-        let bytes = resp.bytes().await?;
-        if !status.is_success() {
-            bail!("{}", String::from_utf8_lossy(&bytes).trim());
-        }
-        Ok(serde_json::from_slice(&bytes)?)
-    })?;
+    let body = args.daemon.call(req)?;
     let mut out = std::io::stdout().lock();
     match args.output {
         crate::resolve::Output::Json => {

@@ -38,6 +38,26 @@ impl Daemon {
             .transpose()
     }
 
+    /// Sends `req` (from [`Daemon::request`]) and reads the JSON answer; a refusal is the
+    /// error, in the daemon's words.
+    pub fn call(&self, req: reqwest::RequestBuilder) -> anyhow::Result<serde_json::Value> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let api = &self.api_address;
+        runtime.block_on(async {
+            let resp = req.send().await.with_context(|| {
+                format!("cannot reach the tagpilot API at {api} (is `tagpilot run` running?)")
+            })?;
+            let status = resp.status();
+            let body = resp.bytes().await?;
+            if !status.is_success() {
+                anyhow::bail!("{}", String::from_utf8_lossy(&body).trim());
+            }
+            Ok(serde_json::from_slice(&body)?)
+        })
+    }
+
     /// A request to the API, with the token and the header the daemon wants of controls.
     pub fn request(
         &self,

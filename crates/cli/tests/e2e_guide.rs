@@ -211,6 +211,24 @@ impl Guide {
         ])
     }
 
+    /// `tagpilot reconcile image update flux-system`, which must succeed; its stderr.
+    fn reconcile_update(&self, api: &str) -> String {
+        let o = tagpilot(&[
+            "reconcile",
+            "image",
+            "update",
+            "flux-system",
+            "-n",
+            "flux-system",
+            "--api-address",
+            api,
+            "--timeout",
+            "30",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stderr(&o)
+    }
+
     /// The Deployment on the Git server's main branch.
     fn deployment(&self) -> String {
         self.show("main", "podinfo-deployment.yaml")
@@ -2746,19 +2764,7 @@ fn change_windows_hold_pushes_and_explain_shows_every_verdict() {
     );
 
     // A reconcile request forces a round outside the window.
-    let o = tagpilot(&[
-        "reconcile",
-        "image",
-        "update",
-        "flux-system",
-        "-n",
-        "flux-system",
-        "--api-address",
-        &api,
-        "--timeout",
-        "30",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    g.reconcile_update(&api);
     g.wait_for_tag("5.0.4");
     g.stop(&mut daemon);
 }
@@ -2771,22 +2777,7 @@ fn manual_changes_hold_a_revert_until_a_newer_tag_or_a_release() {
     let api = format!("127.0.0.1:{}", free_port());
     let mut daemon = g.daemon(&["--api-address", &api, "--webhook-address", ""]);
     g.wait_for_tag("5.0.3");
-    let reconcile_update = || {
-        let o = tagpilot(&[
-            "reconcile",
-            "image",
-            "update",
-            "flux-system",
-            "-n",
-            "flux-system",
-            "--api-address",
-            &api,
-            "--timeout",
-            "30",
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        stderr(&o)
-    };
+    let reconcile_update = || g.reconcile_update(&api);
 
     // A person reverts the automated commit with the git CLI.
     let tmp = tempfile::tempdir().unwrap();

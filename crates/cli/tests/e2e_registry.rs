@@ -500,22 +500,8 @@ fn digests_for_tags() {
     };
     let (d0, d1) = (digest("1.0.0"), digest("1.0.1"));
     assert!(d0.starts_with("sha256:") && d0 != d1);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let name =
-        tagpilot_registry::ImageName::parse(&format!("127.0.0.1:{}/uniq", reg.port)).unwrap();
-    let gates = tagpilot_registry::Gates::new(tagpilot_registry::Limits::default());
-    let client = tagpilot_registry::RepoClient::new(
-        &name,
-        tagpilot_registry::ClientOptions {
-            insecure: true,
-            ..Default::default()
-        },
-        &gates,
-    )
-    .unwrap();
+    let (rt, gates) = (runtime(), default_gates());
+    let client = insecure_client(&reg, "uniq", &gates);
     let got = rt.block_on(client.head_digest("1.0.1")).unwrap();
     assert_eq!(got, d1);
     let missing = rt.block_on(client.head_digest("9.9.9"));
@@ -680,22 +666,8 @@ fn platforms_of_indexes_manifest_lists_and_single_manifests() {
     );
     push_with(&base, "multi", &["single"], &[]);
     push_with(&base, "multi", &["single-docker"], &[("DOCKER", "1")]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let name =
-        tagpilot_registry::ImageName::parse(&format!("127.0.0.1:{}/multi", reg.port)).unwrap();
-    let gates = tagpilot_registry::Gates::new(tagpilot_registry::Limits::default());
-    let client = tagpilot_registry::RepoClient::new(
-        &name,
-        tagpilot_registry::ClientOptions {
-            insecure: true,
-            ..Default::default()
-        },
-        &gates,
-    )
-    .unwrap();
+    let (rt, gates) = (runtime(), default_gates());
+    let client = insecure_client(&reg, "multi", &gates);
     let platforms = |tag: &str| -> Vec<String> {
         let digest = rt.block_on(client.head_digest(tag)).unwrap();
         rt.block_on(client.platforms(&digest))
@@ -771,4 +743,34 @@ fn platforms_of_indexes_manifest_lists_and_single_manifests() {
     ]);
     assert_eq!(stdout(&o), "1.0.0\n");
     assert!(stderr(&o).contains("note: minAge"), "{}", stderr(&o));
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn default_gates() -> tagpilot_registry::Gates {
+    tagpilot_registry::Gates::new(tagpilot_registry::Limits::default())
+}
+
+/// A client for `repo` on the plain-HTTP test registry.
+fn insecure_client(
+    reg: &Server,
+    repo: &str,
+    gates: &tagpilot_registry::Gates,
+) -> tagpilot_registry::RepoClient {
+    let name =
+        tagpilot_registry::ImageName::parse(&format!("127.0.0.1:{}/{repo}", reg.port)).unwrap();
+    tagpilot_registry::RepoClient::new(
+        &name,
+        tagpilot_registry::ClientOptions {
+            insecure: true,
+            ..Default::default()
+        },
+        gates,
+    )
+    .unwrap()
 }
