@@ -350,6 +350,7 @@ impl Supervisor {
                 stopped: false,
                 // A new or changed policy resolves from the stored tags at once.
                 resolve_at_start: old.is_some(),
+                expiry: None,
             };
             let addr = actix::Supervisor::start_in_arbiter(&self.arbiter(), move |_| resolver);
             self.resolvers.insert(key, (repo, addr));
@@ -779,7 +780,11 @@ impl RegistryScanner {
             log_reports(&engine);
             let after = engine.stored_revision(repo);
             // A first scan after a restart also wakes policies that have not resolved.
-            if after.is_some() && (after != before || engine.latest_of_repo_is_empty(&key)) {
+            if after.is_some()
+                && (after != before
+                    || engine.latest_of_repo_is_empty(&key)
+                    || engine.resolves_every_scan(&key))
+            {
                 supervisor.do_send(TagsScanned(key, urgent));
             }
             Some(ready)
@@ -848,6 +853,8 @@ struct PolicyResolver {
     restarts: u32,
     stopped: bool,
     resolve_at_start: bool,
+    /// A resolution when the first time-bound hold (minAge, repushHold) ends.
+    expiry: Option<SpawnHandle>,
 }
 
 impl Actor for PolicyResolver {
@@ -872,6 +879,7 @@ impl Supervised for PolicyResolver {
     fn restarting(&mut self, _: &mut Context<Self>) {
         self.runs = Coalescer::new();
         self.restarts += 1;
+        self.expiry = None;
     }
 }
 
@@ -907,6 +915,15 @@ impl PolicyResolver {
                 return;
             }
             this.restarts = 0;
+            if let Some(h) = this.expiry.take() {
+                ctx.cancel_future(h);
+            }
+            if let Some(wait) = this.engine.until_hold_ends(&this.key.0, &this.key.1) {
+                this.expiry = Some(ctx.run_later(wait, |this, ctx| {
+                    this.expiry = None;
+                    ctx.notify(Tick(false));
+                }));
+            }
             if let Some(urgent) = this.runs.finish() {
                 this.resolve(urgent, ctx);
             }

@@ -415,6 +415,32 @@ impl Engine {
         Ok(found)
     }
 
+    /// How long until the first time-bound hold of a policy ends (a resolution then may take
+    /// the tag); None when nothing waits for the clock.
+    pub fn until_hold_ends(&self, namespace: &str, name: &str) -> Option<std::time::Duration> {
+        let now = (self.shared.clock)();
+        lock(&self.shared.held)
+            .get(&(namespace.to_owned(), name.to_owned()))?
+            .iter()
+            .filter_map(|h| h.verdict.until())
+            .min()
+            .map(|t| std::time::Duration::from_secs(t.saturating_sub(now) + 1))
+    }
+
+    /// Whether a policy of `repo` must resolve after every scan, not only when the tag list
+    /// changed: `repushHold` compares the digests of its candidates each time.
+    pub fn resolves_every_scan(&self, repo: &(String, String)) -> bool {
+        self.policies().into_iter().any(|p| {
+            let r = &p.spec.image_repository_ref;
+            r.name == repo.1
+                && r.namespace.as_deref().unwrap_or(&p.metadata.namespace) == repo.0
+                && p.spec
+                    .gates
+                    .as_ref()
+                    .is_some_and(|g| g.repush_hold.is_some())
+        })
+    }
+
     /// The latest ref of a policy, once resolved.
     pub fn latest_of(&self, namespace: &str, name: &str) -> Option<LatestRef> {
         self.lock_latest()

@@ -2855,3 +2855,48 @@ fn manual_changes_hold_a_revert_until_a_newer_tag_or_a_release() {
     );
     g.stop(&mut daemon);
 }
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn the_daemon_takes_a_held_tag_when_its_hold_ends_and_sees_re_pushes() {
+    let g = Guide::new();
+    g.configure_hourly("5.0.x\n  gates: {minAge: 3s, repushHold: 1h}", "");
+    let api = format!("127.0.0.1:{}", free_port());
+    let mut daemon = g.daemon(&["--api-address", &api, "--webhook-address", ""]);
+    g.wait_for_tag("5.0.3");
+    let policy = || {
+        let o = tagpilot(&[
+            "get",
+            "image",
+            "policy",
+            "podinfo",
+            "-n",
+            "flux-system",
+            "--api-address",
+            &api,
+        ]);
+        stdout(&o)
+    };
+    // A new tag: held for 3 s after the scan that found it, then taken with no other trigger
+    // (every interval here is an hour).
+    g.push_with(&["5.0.4"], &[("UNIQUE", "1")]);
+    let o = g.reconcile_repository(&api, 30);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        eventually(10, || policy().contains("5.0.4 held by minAge until")),
+        "{}",
+        policy()
+    );
+    g.wait_for_tag("5.0.4");
+    // 5.0.4 pushed again with other content: the next scan's list is the same, yet the
+    // policy looks at the digests again and holds it (it stays, being current).
+    g.push_with(&["5.0.4"], &[("UNIQUE", "1"), ("SALT", "again")]);
+    let o = g.reconcile_repository(&api, 30);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        eventually(10, || policy().contains("5.0.4 held by repushHold until")),
+        "{}",
+        policy()
+    );
+    g.stop(&mut daemon);
+}

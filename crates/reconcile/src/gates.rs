@@ -99,6 +99,14 @@ impl Verdict {
     pub fn passed(&self) -> bool {
         matches!(self, Verdict::Passed)
     }
+
+    /// When a time-bound hold ends (minAge, repushHold): the policy should resolve again then.
+    pub fn until(&self) -> Option<u64> {
+        match self {
+            Verdict::TooYoung { until } | Verdict::Repushed { until, .. } => Some(*until),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Verdict {
