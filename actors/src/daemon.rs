@@ -208,7 +208,13 @@ impl Supervisor {
             if known.is_some() {
                 tracing::info!(dir = %settings.config_dir.display(), "configuration changed, reloading");
             }
-            let mut loaded = tagpilot_api::load_dir(&settings.config_dir);
+            // Read again at every load: a rotated key is picked up with the files it opens.
+            let (keys, problems) = tagpilot_api::sops_keys(settings.secrets_dir.as_deref());
+            for p in problems {
+                tracing::warn!(problem = %p, "SOPS age key not usable");
+            }
+            let mut loaded = tagpilot_api::load_dir_with(&settings.config_dir, &keys);
+            drop(keys);
             if let Some(old) = &old {
                 for (kind, namespace, name) in loaded.keep_last_good(old.config()) {
                     tracing::warn!(kind = %kind, %namespace, %name, "invalid edit: the last good version keeps running");

@@ -11,13 +11,16 @@ pub mod status;
 mod types;
 
 pub use duration::{parse_rfc3339, rfc3339, DurationError, GoDuration, Timeout};
-pub use load::{load_dir, load_str, Config, LoadError, Loaded, Source};
+pub use load::{
+    load_dir, load_dir_with, load_str, load_str_with, Config, LoadError, Loaded, Source,
+};
 pub use object::{
     build_policy, check_update_path, validate_image, FieldError, Kind, Object, Typed, MIN_INTERVAL,
 };
-pub use secrets::{SecretError, Secrets};
+pub use secrets::{sops_keys, SecretError, Secrets};
 pub use status::{
     generation_of, Condition, ConditionStatus, ConditionType, Ending, Outcome, Status,
     SUSPENDED_MESSAGE,
 };
+pub use tagpilot_sops::{Keys as SopsKeys, SopsError};
 pub use types::*;

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use tagpilot_sops::Keys;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -183,6 +184,11 @@ pub const MAX_DEPTH: usize = 256;
 /// relative to `dir`; the empty path is `dir` itself), as is a file over [`MAX_FILE_BYTES`] or
 /// nested deeper than [`MAX_DEPTH`].
 pub fn load_dir(dir: &Path) -> Config {
+    load_dir_with(dir, &Keys::default())
+}
+
+/// [`load_dir`], decrypting SOPS-encrypted documents with `keys` (in memory only).
+pub fn load_dir_with(dir: &Path, keys: &Keys) -> Config {
     let mut files = Vec::new();
     let mut config = Config::default();
     collect_files(dir, dir, &mut files, &mut config.errors);
@@ -190,7 +196,7 @@ pub fn load_dir(dir: &Path) -> Config {
     for file in files {
         let display = file.strip_prefix(dir).unwrap_or(&file).to_path_buf();
         match read_bounded(&file) {
-            Ok(text) => load_str_into(&text, &display, &mut config),
+            Ok(text) => load_str_into(&text, &display, &mut config, keys),
             Err(message) => config.errors.push(file_error(&display, message)),
         }
     }
@@ -250,8 +256,13 @@ fn check_depth(text: &str) -> Result<(), String> {
 
 /// Loads manifests from one string (multi-document), as if read from `file`.
 pub fn load_str(text: &str, file: &Path) -> Config {
+    load_str_with(text, file, &Keys::default())
+}
+
+/// [`load_str`] with SOPS keys.
+pub fn load_str_with(text: &str, file: &Path, keys: &Keys) -> Config {
     let mut config = Config::default();
-    load_str_into(text, file, &mut config);
+    load_str_into(text, file, &mut config, keys);
     config
 }
 
@@ -301,7 +312,7 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>, errors: &mut V
     }
 }
 
-fn load_str_into(text: &str, file: &Path, config: &mut Config) {
+fn load_str_into(text: &str, file: &Path, config: &mut Config, keys: &Keys) {
     if let Err(message) = check_depth(text) {
         config.errors.push(file_error(file, message));
         return;
@@ -337,6 +348,17 @@ fn load_str_into(text: &str, file: &Path, config: &mut Config) {
                 break;
             }
         };
+        let value = if tagpilot_sops::is_encrypted(&value) {
+            match tagpilot_sops::decrypt(&value, keys) {
+                Ok(plain) => plain,
+                Err(e) => {
+                    config.errors.push(sops_error(&value, source, &e));
+                    continue;
+                }
+            }
+        } else {
+            value
+        };
         match load_value(value, &source, &mut config.warnings) {
             Ok(None) => {}
             Ok(Some(object)) => {
@@ -358,6 +380,33 @@ fn load_str_into(text: &str, file: &Path, config: &mut Config) {
             }
             Err(e) => config.errors.extend(e),
         }
+    }
+}
+
+/// A document that cannot be decrypted: an error on its object when its kind and name are
+/// readable (SOPS often leaves them in clear), else on the document.
+fn sops_error(doc: &Value, source: Source, e: &tagpilot_sops::SopsError) -> LoadError {
+    // An encrypted field reads `ENC[…]`: not a name.
+    let clear = |path: &[&str]| {
+        let mut v = doc;
+        for key in path {
+            v = v.get(*key)?;
+        }
+        v.as_str()
+            .filter(|s| !s.starts_with("ENC["))
+            .map(str::to_owned)
+    };
+    let kind = clear(&["kind"]);
+    let namespace = kind
+        .as_ref()
+        .map(|_| clear(&["metadata", "namespace"]).unwrap_or_else(crate::types::default_namespace));
+    LoadError {
+        source,
+        name: kind.as_ref().and_then(|_| clear(&["metadata", "name"])),
+        kind,
+        namespace,
+        field: None,
+        message: format!("cannot decrypt with SOPS: {e}"),
     }
 }
 

@@ -202,7 +202,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let secrets_dir = args.secrets_dir.clone();
-    let config = Arc::new(tagpilot_api::load_dir(&args.config));
+    let (keys, problems) = tagpilot_api::sops_keys(secrets_dir.as_deref());
+    for p in problems {
+        tracing::warn!(problem = %p, "SOPS age key not usable");
+    }
+    let config = Arc::new(tagpilot_api::load_dir_with(&args.config, &keys));
+    drop(keys);
     let store =
         Store::open(&args.state_dir.join("tagpilot.redb")).context("opening the state store")?;
     let engine = Engine::with_shared(

@@ -11,13 +11,21 @@ pub struct Args {
     /// Treat warnings (unknown or unsupported fields) as errors.
     #[arg(long)]
     pub strict: bool,
+    /// Where `*.agekey` files for SOPS-encrypted manifests are (besides $SOPS_AGE_KEY_FILE and
+    /// $SOPS_AGE_KEY).
+    #[arg(long, value_name = "DIR")]
+    pub secrets_dir: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !args.dir.is_dir() {
         anyhow::bail!("{}: not a directory", args.dir.display());
     }
-    let config = tagpilot_api::load_dir(&args.dir);
+    let (keys, problems) = tagpilot_api::sops_keys(args.secrets_dir.as_deref());
+    for p in &problems {
+        println!("warning SOPS age key not usable: {p}");
+    }
+    let config = tagpilot_api::load_dir_with(&args.dir, &keys);
     for loaded in &config.objects {
         let m = loaded.object.metadata();
         println!(

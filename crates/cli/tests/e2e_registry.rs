@@ -774,3 +774,133 @@ fn insecure_client(
     )
     .unwrap()
 }
+
+/// The sops binary tests/run.sh installs (TAGPILOT_SOPS), else one on PATH.
+fn sops() -> String {
+    std::env::var("TAGPILOT_SOPS").unwrap_or_else(|_| "sops".to_owned())
+}
+
+/// A new age key in `file`; its public recipient.
+fn age_key(file: &std::path::Path) -> String {
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(file);
+    run(std::process::Command::new("age-keygen").arg("-o").arg(file));
+    std::fs::read_to_string(file)
+        .unwrap()
+        .split_whitespace()
+        .find(|w| w.starts_with("age1"))
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+#[ignore = "needs docker-registry, sops and age; run by tests/run.sh"]
+fn a_sops_encrypted_pull_secret_opens_an_authenticated_registry() {
+    let reg = registry(Auth::HtpasswdTls);
+    let d = reg.dir.path();
+    let ca = d.join("ca.pem");
+    let base = format!("https://127.0.0.1:{}", reg.port);
+    push(
+        &base,
+        "app",
+        &["1.0.0", "1.1.0"],
+        Some(&format!("-u testuser:testpass --cacert {}", ca.display())),
+    );
+    let config = d.join("config");
+    let secrets = d.join("secrets");
+    std::fs::create_dir_all(&config).unwrap();
+    let recipient = age_key(&secrets.join("sops-age/age.agekey"));
+    let ca_pem = std::fs::read_to_string(&ca).unwrap().replace('\n', "\\n");
+    std::fs::write(
+        config.join("app.yaml"),
+        format!(
+            "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {{name: app, namespace: flux-system}}\nspec:\n  image: 127.0.0.1:{port}/app\n  interval: 1h\n  secretRef: {{name: regcred}}\n  certSecretRef: {{name: regca}}\n---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {{name: app, namespace: flux-system}}\nspec:\n  imageRepositoryRef: {{name: app}}\n  policy: {{semver: {{range: '>=1.0.0'}}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: regca, namespace: flux-system}}\nstringData: {{ca.crt: \"{ca_pem}\"}}\n",
+            port = reg.port
+        ),
+    )
+    .unwrap();
+    // The pull secret, encrypted by the real sops the way Flux users keep it in Git.
+    let plain = d.join("regcred.yaml");
+    std::fs::write(
+        &plain,
+        format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: regcred\n  namespace: flux-system\ntype: kubernetes.io/dockerconfigjson\nstringData:\n  .dockerconfigjson: '{{\"auths\":{{\"127.0.0.1:{}\":{{\"auth\":\"dGVzdHVzZXI6dGVzdHBhc3M=\"}}}}}}'\n", reg.port),
+    )
+    .unwrap();
+    let encrypt = |to: &str| {
+        let out = run(std::process::Command::new(sops())
+            .args([
+                "encrypt",
+                "--age",
+                to,
+                "--encrypted-regex",
+                "^(data|stringData)$",
+            ])
+            .arg(&plain));
+        std::fs::write(config.join("regcred.sops.yaml"), &out.stdout).unwrap();
+    };
+    encrypt(&recipient);
+    let state = d.join("state");
+    let run_once = || {
+        tagpilot(&[
+            "run",
+            "--once",
+            "--config",
+            &config.to_string_lossy(),
+            "--state-dir",
+            &state.to_string_lossy(),
+            "--secrets-dir",
+            &secrets.to_string_lossy(),
+        ])
+    };
+    let o = run_once();
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    assert!(out.contains("resolved to 1.1.0"), "{out}");
+    // validate opens it too, given the same keys.
+    let o = tagpilot(&[
+        "validate",
+        &config.to_string_lossy(),
+        "--secrets-dir",
+        &secrets.to_string_lossy(),
+    ]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("ok     Secret flux-system/regcred in regcred.sops.yaml"),
+        "{}",
+        stdout(&o)
+    );
+
+    // Encrypted for someone else: an error on that Secret naming the recipient, the rest loads.
+    let other = age_key(&d.join("other.agekey"));
+    encrypt(&other);
+    let o = run_once();
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        all.contains(&format!("Secret flux-system/regcred: cannot decrypt with SOPS: no age identity decrypts it: encrypted for age {other}; tagpilot has 1 age identity")),
+        "{all}"
+    );
+    assert!(
+        all.contains("imagepolicy/flux-system/app"),
+        "the rest still runs: {all}"
+    );
+    assert!(
+        !all.contains("dGVzdHVzZXI6dGVzdHBhc3M") && !all.contains("testpass"),
+        "{all}"
+    );
+
+    // A value changed by hand after encryption: the MAC catches it.
+    encrypt(&recipient);
+    let file = config.join("regcred.sops.yaml");
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "name: regcred",
+        "name: regcred\n    labels: {tampered: \"yes\"}",
+    );
+    std::fs::write(&file, text).unwrap();
+    let o = run_once();
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        all.contains("Secret flux-system/regcred: cannot decrypt with SOPS: MAC mismatch"),
+        "{all}"
+    );
+    assert!(!all.contains("testpass"), "{all}");
+}
