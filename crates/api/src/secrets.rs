@@ -200,6 +200,57 @@ impl Secrets<'_> {
     }
 }
 
+/// The age identities for SOPS-encrypted manifests: every `*.agekey` file of the secrets
+/// directory (`<dir>/<secret>/<key>.agekey`, as Flux's `sops-age` Secret holds them, or flat),
+/// the file `$SOPS_AGE_KEY_FILE` and the keys in `$SOPS_AGE_KEY`. Returns the keys and the
+/// problems found (each names its source, never a key).
+pub fn sops_keys(secrets_dir: Option<&Path>) -> (tagpilot_sops::Keys, Vec<String>) {
+    let read = |f: &Path| std::fs::read_to_string(f).map_err(|e| format!("cannot read: {e}"));
+    // (where from, its text)
+    let mut sources: Vec<(String, Result<String, String>)> = Vec::new();
+    if let Some(dir) = secrets_dir {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                files.extend(
+                    std::fs::read_dir(&path)
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .map(|e| e.path()),
+                );
+            } else {
+                files.push(path);
+            }
+        }
+        files.sort();
+        for f in files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "agekey"))
+        {
+            sources.push((f.display().to_string(), read(f)));
+        }
+    }
+    if let Some(f) = std::env::var_os("SOPS_AGE_KEY_FILE") {
+        let f = Path::new(&f);
+        sources.push((format!("SOPS_AGE_KEY_FILE {}", f.display()), read(f)));
+    }
+    if let Ok(text) = std::env::var("SOPS_AGE_KEY") {
+        sources.push(("SOPS_AGE_KEY".to_owned(), Ok(text)));
+    }
+    let mut keys = tagpilot_sops::Keys::default();
+    let problems = sources
+        .into_iter()
+        .filter_map(|(origin, text)| {
+            text.and_then(|t| keys.add(&t).map(|_| ()))
+                .err()
+                .map(|e| format!("{origin}: {e}"))
+        })
+        .collect();
+    (keys, problems)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,55 +391,4 @@ mod tests {
             Err(SecretError::InvalidPath { .. })
         ));
     }
-}
-
-/// The age identities for SOPS-encrypted manifests: every `*.agekey` file of the secrets
-/// directory (`<dir>/<secret>/<key>.agekey`, as Flux's `sops-age` Secret holds them, or flat),
-/// the file `$SOPS_AGE_KEY_FILE` and the keys in `$SOPS_AGE_KEY`. Returns the keys and the
-/// problems found (each names its source, never a key).
-pub fn sops_keys(secrets_dir: Option<&Path>) -> (tagpilot_sops::Keys, Vec<String>) {
-    let read = |f: &Path| std::fs::read_to_string(f).map_err(|e| format!("cannot read: {e}"));
-    // (where from, its text)
-    let mut sources: Vec<(String, Result<String, String>)> = Vec::new();
-    if let Some(dir) = secrets_dir {
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                files.extend(
-                    std::fs::read_dir(&path)
-                        .into_iter()
-                        .flatten()
-                        .flatten()
-                        .map(|e| e.path()),
-                );
-            } else {
-                files.push(path);
-            }
-        }
-        files.sort();
-        for f in files
-            .iter()
-            .filter(|f| f.extension().is_some_and(|e| e == "agekey"))
-        {
-            sources.push((f.display().to_string(), read(f)));
-        }
-    }
-    if let Some(f) = std::env::var_os("SOPS_AGE_KEY_FILE") {
-        let f = Path::new(&f);
-        sources.push((format!("SOPS_AGE_KEY_FILE {}", f.display()), read(f)));
-    }
-    if let Ok(text) = std::env::var("SOPS_AGE_KEY") {
-        sources.push(("SOPS_AGE_KEY".to_owned(), Ok(text)));
-    }
-    let mut keys = tagpilot_sops::Keys::default();
-    let problems = sources
-        .into_iter()
-        .filter_map(|(origin, text)| {
-            text.and_then(|t| keys.add(&t).map(|_| ()))
-                .err()
-                .map(|e| format!("{origin}: {e}"))
-        })
-        .collect();
-    (keys, problems)
 }
