@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -33,7 +33,7 @@ use tagpilot_reconcile::writers::WriterIndex;
 use tagpilot_registry::{Gates, Limits};
 use tagpilot_store::Store;
 
-use crate::engine::{Engine, Shared};
+use crate::engine::{lock, Engine, Shared};
 use crate::receiver::{ReceiverState, ReconcileNow, Routes};
 
 /// How the daemon is set up.
@@ -58,6 +58,18 @@ pub struct Settings {
     pub concurrency: usize,
     /// When set, the API's controls need this bearer token.
     pub api_token: Option<Vec<u8>>,
+    /// Manifests from Git (the local directory, if any, is an overlay).
+    pub source: Option<crate::source::SourceSetting>,
+}
+
+/// The Git source between loads: what was fetched last, and when the next fetch is due.
+#[derive(Debug, Default)]
+struct SourceCache {
+    fetched: Option<Arc<crate::source::Fetched>>,
+    interval: Option<Duration>,
+    last_attempt: Option<std::time::Instant>,
+    /// A webhook or reconcile request asked for a fetch now.
+    force: bool,
 }
 
 type Key = (String, String);
@@ -96,7 +108,8 @@ struct LatestChanged(Key, Urgent);
 /// keys already done: automations planned, receiver routes made, alerts checked.
 struct Prepared {
     fingerprint: String,
-    engine: Arc<Engine>,
+    /// None: the manifests did not change (a commit elsewhere in the source), nothing to apply.
+    engine: Option<Arc<Engine>>,
     routes: Vec<crate::receiver::Route>,
 }
 
@@ -132,6 +145,7 @@ struct Supervisor {
     /// One worker per remote URL, never stopped: it alone owns that URL's warm clone.
     workers: BTreeMap<String, Addr<GitWorker>>,
     index: WriterIndex,
+    source: Arc<Mutex<SourceCache>>,
     executor: Recipient<Round>,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
@@ -169,6 +183,7 @@ impl Supervisor {
             images: BTreeMap::new(),
             workers: BTreeMap::new(),
             index: WriterIndex::default(),
+            source: Arc::default(),
             executor,
             arbiters: (0..cores.clamp(1, 16))
                 .map(|_| Arbiter::new().handle())
@@ -200,24 +215,62 @@ impl Supervisor {
         let store = self.store.clone();
         let gates = self.gates.clone();
         let shared = self.shared.clone();
+        let source = self.source.clone();
         let work = tokio::task::spawn_blocking(move || {
-            let fingerprint = fingerprint(&settings);
+            let (fetched, source_error) = match &settings.source {
+                Some(setting) => fetch_if_due(setting, &settings, &source, &shared),
+                None => (None, None),
+            };
+            let mut fingerprint = fingerprint(&settings);
+            if let Some(f) = &fetched {
+                fingerprint.push_str("\n--source--\n");
+                fingerprint.push_str(&f.content_key());
+            }
             if known.as_ref() == Some(&fingerprint) {
                 return None;
             }
             if known.is_some() {
-                tracing::info!(dir = %settings.config_dir.display(), "configuration changed, reloading");
+                tracing::info!(dir = %settings.config_dir.display(), revision = fetched.as_ref().map_or("", |f| f.revision.as_str()), "configuration changed, reloading");
             }
-            // Read again at every load: a rotated key is picked up with the files it opens.
-            let (keys, problems) = tagpilot_api::sops_keys(settings.secrets_dir.as_deref());
-            for p in problems {
-                tracing::warn!(problem = %p, "SOPS age key not usable");
+            let mut loaded = crate::source::load(
+                &settings.config_dir,
+                settings.secrets_dir.as_deref(),
+                fetched.as_deref(),
+            );
+            if let Some(e) = source_error {
+                loaded.errors.push(tagpilot_api::LoadError {
+                    source: tagpilot_api::Source {
+                        file: "tagpilot.toml [source]".into(),
+                        document: 0,
+                    },
+                    kind: None,
+                    namespace: None,
+                    name: None,
+                    field: None,
+                    message: e,
+                });
             }
-            let mut loaded = tagpilot_api::load_dir_with(&settings.config_dir, &keys);
-            drop(keys);
             if let Some(old) = &old {
                 for (kind, namespace, name) in loaded.keep_last_good(old.config()) {
                     tracing::warn!(kind = %kind, %namespace, %name, "invalid edit: the last good version keeps running");
+                }
+                let o = old.config();
+                // A commit that changed no manifest (tagpilot's own image updates): the
+                // running configuration stays as it is, no actor is touched.
+                if loaded.objects == o.objects
+                    && loaded.errors == o.errors
+                    && loaded.warnings == o.warnings
+                    && settings.source.is_some()
+                {
+                    tracing::info!(
+                        revision = loaded.source_revision.as_deref().unwrap_or(""),
+                        "config source: no manifest changed"
+                    );
+                    return Some(Prepared {
+                        fingerprint,
+                        engine: None,
+                        routes: Vec::new(),
+                    });
                 }
             }
             let engine = Engine::with_shared(
@@ -236,7 +289,7 @@ impl Supervisor {
             engine.check_alerts();
             Some(Prepared {
                 fingerprint,
-                engine: Arc::new(engine),
+                engine: Some(Arc::new(engine)),
                 routes,
             })
         });
@@ -244,7 +297,9 @@ impl Supervisor {
             match done {
                 Ok(Some(p)) => {
                     this.fingerprint = Some(p.fingerprint);
-                    this.apply(p.engine, p.routes, ctx);
+                    if let Some(engine) = p.engine {
+                        this.apply(engine, p.routes, ctx);
+                    }
                 }
                 Ok(None) => {}
                 Err(e) => tracing::error!(error = %e, "loading the configuration did not complete"),
@@ -443,6 +498,60 @@ impl Supervisor {
 
 /// A cheap summary of the configuration and secrets directories' contents, to notice changes
 /// (including Kubernetes volumes that swap a `..data` link).
+/// Fetches the Git source when a fetch is due (its interval passed, or one was asked for);
+/// else the last fetch serves. A failed fetch keeps the last good manifests and says why.
+fn fetch_if_due(
+    setting: &crate::source::SourceSetting,
+    settings: &Settings,
+    cache: &Mutex<SourceCache>,
+    shared: &Shared,
+) -> (Option<Arc<crate::source::Fetched>>, Option<String>) {
+    let due = {
+        let c = lock(cache);
+        c.force
+            || c.fetched.is_none()
+            || c.last_attempt
+                .is_none_or(|t| t.elapsed() >= c.interval.unwrap_or(Duration::from_secs(60)))
+    };
+    if !due {
+        return (lock(cache).fetched.clone(), None);
+    }
+    let result = crate::source::fetch_setting(
+        setting,
+        &settings.config_dir,
+        settings.secrets_dir.as_deref(),
+        &settings.state_dir.join("git"),
+        shared,
+    );
+    let mut c = lock(cache);
+    c.force = false;
+    c.last_attempt = Some(std::time::Instant::now());
+    match result {
+        Ok((spec, fetched)) => {
+            c.interval = Some(spec.interval);
+            if c.fetched
+                .as_ref()
+                .is_none_or(|f| f.revision != fetched.revision)
+            {
+                tracing::info!(revision = %fetched.revision, "config source fetched");
+            }
+            c.fetched = Some(Arc::new(fetched));
+            (c.fetched.clone(), None)
+        }
+        Err(e) => {
+            let running = c
+                .fetched
+                .as_ref()
+                .map_or("nothing from it yet".to_owned(), |f| {
+                    format!("running {}", f.revision)
+                });
+            let message = format!("{}; {running}", crate::format_chain(&e));
+            tracing::warn!(error = %message, "config source cannot be fetched");
+            (c.fetched.clone(), Some(message))
+        }
+    }
+}
+
 fn fingerprint(settings: &Settings) -> String {
     let mut entries = Vec::new();
     collect(&settings.config_dir, &mut entries);
@@ -562,7 +671,7 @@ impl Handler<TagsScanned> for Supervisor {
 
 impl Handler<ReconcileNow> for Supervisor {
     type Result = ();
-    fn handle(&mut self, msg: ReconcileNow, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: ReconcileNow, ctx: &mut Context<Self>) {
         let ReconcileNow(targets, token) = msg;
         for (kind, namespace, name) in targets {
             if let (Some(token), Some(engine)) = (&token, &self.engine) {
@@ -590,8 +699,20 @@ impl Handler<ReconcileNow> for Supervisor {
                         w.do_send(Tick(true));
                     }
                 }
-                // A Git source: the remotes of the automations that use it.
+                // A Git source: the remotes of the automations that use it, and the
+                // configuration when it comes from that GitRepository.
                 _ => {
+                    if self
+                        .settings
+                        .source
+                        .as_ref()
+                        .and_then(|s| s.repository())
+                        .as_ref()
+                        == Some(&key)
+                    {
+                        lock(&self.source).force = true;
+                        ctx.notify(ConfigTouched);
+                    }
                     for url in self.index.of_source(&key) {
                         if let Some(w) = self.workers.get(url) {
                             w.do_send(Tick(true));

@@ -10,5 +10,6 @@ mod engine;
 pub mod metrics;
 pub mod receiver;
 pub mod sd_notify;
+pub mod source;
 
 pub use engine::{format_chain, Engine, Failure, Report, Shared, DEFAULT_CONCURRENCY};

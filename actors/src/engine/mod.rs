@@ -168,7 +168,7 @@ impl Default for Shared {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -751,6 +751,16 @@ impl Engine {
         }
         if let serde_json::Value::Object(extra) = fields {
             status.fields.extend(extra);
+        }
+        // The Git revision the manifest came from (an automation's own field of that name is
+        // its checkout, as in Flux).
+        if let (Some(rev), false) = (
+            &self.config.source_revision,
+            kind == Kind::ImageUpdateAutomation,
+        ) {
+            status
+                .fields
+                .insert("observedSourceRevision".into(), json!(rev));
         }
         status.config_error = self.config_errors.get(&key).map(|e| config_error_text(e));
         status.config_warnings = self.config_warnings.get(&key).cloned().unwrap_or_default();

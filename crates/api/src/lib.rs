@@ -12,7 +12,8 @@ mod types;
 
 pub use duration::{parse_rfc3339, rfc3339, DurationError, GoDuration, Timeout};
 pub use load::{
-    load_dir, load_dir_with, load_str, load_str_with, Config, LoadError, Loaded, Source,
+    load_dir, load_dir_with, load_files_with, load_str, load_str_with, Config, LoadError, Loaded,
+    Source, MAX_FILE_BYTES,
 };
 pub use object::{
     build_policy, check_update_path, validate_image, FieldError, Kind, Object, Typed, MIN_INTERVAL,

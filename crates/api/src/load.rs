@@ -86,6 +86,8 @@ pub struct Config {
     /// Fields tagpilot does not know (misspellings, Flux fields it does not implement): the
     /// object still loads. `validate --strict` makes them errors.
     pub warnings: Vec<LoadError>,
+    /// The Git revision (`branch@sha1:…`) the manifests came from, with a Git source.
+    pub source_revision: Option<String>,
 }
 
 impl Config {
@@ -199,6 +201,59 @@ pub fn load_dir_with(dir: &Path, keys: &Keys) -> Config {
             Ok(text) => load_str_into(&text, &display, &mut config, keys),
             Err(message) => config.errors.push(file_error(&display, message)),
         }
+    }
+    config
+}
+
+/// Loads manifests read from a Git tree (`files`: path, content or why it was not read;
+/// only `*.yaml`/`*.yml` are looked at), then the local directory `overlay` when given. An
+/// object defined in both is an error on the second definition.
+pub fn load_files_with(
+    files: &[(PathBuf, Result<Vec<u8>, String>)],
+    overlay: Option<&Path>,
+    keys: &Keys,
+) -> Config {
+    let mut config = Config::default();
+    for (path, content) in files {
+        let name = path.to_string_lossy();
+        if !(name.ends_with(".yaml") || name.ends_with(".yml")) {
+            continue;
+        }
+        match content {
+            Ok(bytes) => match std::str::from_utf8(bytes) {
+                Ok(text) => load_str_into(text, path, &mut config, keys),
+                Err(e) => config.errors.push(file_error(
+                    path,
+                    format!("cannot read file: not UTF-8: {e}"),
+                )),
+            },
+            Err(message) => config.errors.push(file_error(path, message.clone())),
+        }
+    }
+    if let Some(dir) = overlay {
+        let local = load_dir_with(dir, keys);
+        // Each local object passes the same duplicate check as a file of the tree would.
+        for o in local.objects {
+            let m = o.object.metadata();
+            let kind = o.object.kind();
+            if let Some(first) = config.get(kind, &m.namespace, &m.name) {
+                config.errors.push(LoadError {
+                    kind: Some(kind.to_string()),
+                    namespace: Some(m.namespace.clone()),
+                    name: Some(m.name.clone()),
+                    field: Some("metadata.name".to_owned()),
+                    message: format!(
+                        "defined both in the Git source ({}) and locally; the local one is not used",
+                        first.source
+                    ),
+                    source: o.source.clone(),
+                });
+            } else {
+                config.objects.push(o);
+            }
+        }
+        config.errors.extend(local.errors);
+        config.warnings.extend(local.warnings);
     }
     config
 }

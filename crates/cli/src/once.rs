@@ -15,6 +15,7 @@ use tagpilot_registry::{Gates, Limits};
 use tagpilot_store::Store;
 
 use crate::settings::LogFormat;
+use tagpilot_actors::source::{SourceRef, SourceSetting, SourceSpec};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -79,6 +80,38 @@ pub struct Args {
     /// Attempts per registry request on 429, 5xx and network errors. [default: 5]
     #[arg(long, env = "TAGPILOT_REGISTRY_MAX_ATTEMPTS")]
     pub registry_max_attempts: Option<u32>,
+    /// Read the manifests from this Git remote (ssh, https, git, file) instead of only --config.
+    #[arg(long, env = "TAGPILOT_SOURCE_URL")]
+    pub source_url: Option<String>,
+    /// Read the manifests from the remote of this GitRepository (`namespace/name`) of --config.
+    #[arg(
+        long,
+        env = "TAGPILOT_SOURCE_REPOSITORY",
+        conflicts_with = "source_url"
+    )]
+    pub source_repository: Option<String>,
+    /// The source's branch. [default: master, as Flux]
+    #[arg(long, env = "TAGPILOT_SOURCE_BRANCH")]
+    pub source_branch: Option<String>,
+    /// The source's tag.
+    #[arg(long, env = "TAGPILOT_SOURCE_TAG")]
+    pub source_tag: Option<String>,
+    /// The source's semver range over tags.
+    #[arg(long, env = "TAGPILOT_SOURCE_SEMVER")]
+    pub source_semver: Option<String>,
+    /// The source's commit.
+    #[arg(long, env = "TAGPILOT_SOURCE_COMMIT")]
+    pub source_commit: Option<String>,
+    /// Where the manifests are in the source (recursive). [default: the root]
+    #[arg(long, env = "TAGPILOT_SOURCE_PATH")]
+    pub source_path: Option<String>,
+    /// How often the daemon fetches the source (Go duration). [default: 1m]
+    #[arg(long, env = "TAGPILOT_SOURCE_INTERVAL")]
+    pub source_interval: Option<String>,
+    /// The Secret with the source's Git credentials, `[namespace/]name` (namespace
+    /// flux-system by default), from --secrets-dir or --config.
+    #[arg(long, env = "TAGPILOT_SOURCE_SECRET")]
+    pub source_secret: Option<String>,
 }
 
 /// The settings in force: flag or variable, else the file, else the default.
@@ -97,10 +130,92 @@ struct Resolved {
     log_level: String,
     concurrency: usize,
     limits: Limits,
+    source: Option<SourceSetting>,
+}
+
+/// `[namespace/]name` → (namespace, name).
+fn ns_name(s: &str, default_ns: &str) -> (String, String) {
+    match s.split_once('/') {
+        Some((ns, n)) => (ns.to_owned(), n.to_owned()),
+        None => (default_ns.to_owned(), s.to_owned()),
+    }
+}
+
+/// The Git source in force: flags and variables over the file's `source`.
+fn source_of(
+    args: &Args,
+    file: Option<crate::settings::SourceFile>,
+) -> anyhow::Result<Option<SourceSetting>> {
+    use crate::settings::{SourceFile, SourceTable};
+    let mut t = match file {
+        None => SourceTable::default(),
+        Some(SourceFile::Repository(r)) => SourceTable {
+            repository: Some(r),
+            ..SourceTable::default()
+        },
+        Some(SourceFile::Table(t)) => t,
+    };
+    // A flag naming the remote replaces the file's remote altogether.
+    if args.source_url.is_some() || args.source_repository.is_some() {
+        t.url = args.source_url.clone();
+        t.repository = args.source_repository.clone();
+    }
+    let pick = |flag: &Option<String>, file: Option<String>| flag.clone().or(file);
+    let branch = pick(&args.source_branch, t.branch);
+    let tag = pick(&args.source_tag, t.tag);
+    let semver = pick(&args.source_semver, t.semver);
+    let commit = pick(&args.source_commit, t.commit);
+    let path = pick(&args.source_path, t.path).unwrap_or_else(|| ".".into());
+    tagpilot_api::check_update_path(&path).map_err(|e| anyhow::anyhow!("source path: {e}"))?;
+    let interval = pick(&args.source_interval, t.interval);
+    let secret = pick(&args.source_secret, t.secret);
+    match (t.url, t.repository) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => anyhow::bail!("source: give either url or repository, not both"),
+        (None, Some(r)) => {
+            anyhow::ensure!(
+                branch.is_none() && tag.is_none() && semver.is_none() && commit.is_none() && interval.is_none() && secret.is_none(),
+                "source: with a repository, its GitRepository gives the ref, interval and secret; only path may be set"
+            );
+            let (namespace, name) = ns_name(&r, "flux-system");
+            Ok(Some(SourceSetting::Repository(SourceRef {
+                namespace,
+                name,
+                path,
+            })))
+        }
+        (Some(url), None) => {
+            let interval = match interval {
+                Some(i) => tagpilot_api::GoDuration::parse(&i)
+                    .map_err(|e| anyhow::anyhow!("source interval: {e}"))?
+                    .as_duration(),
+                None => std::time::Duration::from_secs(60),
+            };
+            anyhow::ensure!(
+                interval >= tagpilot_api::MIN_INTERVAL,
+                "source interval: must be at least 1s"
+            );
+            Ok(Some(SourceSetting::Spec(SourceSpec {
+                url,
+                checkout: tagpilot_git::CheckoutRef::from_fields(
+                    branch.as_deref(),
+                    tag.as_deref(),
+                    semver.as_deref(),
+                    None,
+                    commit.as_deref(),
+                ),
+                path,
+                interval,
+                secret: secret.map(|s| ns_name(&s, "flux-system")),
+                repository: None,
+            })))
+        }
+    }
 }
 
 fn resolve(args: Args) -> anyhow::Result<Resolved> {
-    let (f, _) = crate::settings::load(args.settings.as_deref())?;
+    let (mut f, _) = crate::settings::load(args.settings.as_deref())?;
+    let source = source_of(&args, f.source.take())?;
     let d = Limits::default();
     let tls = (
         args.webhook_tls_cert.or(f.webhook_tls_cert),
@@ -177,6 +292,7 @@ fn resolve(args: Args) -> anyhow::Result<Resolved> {
                 .max(1),
             ..d
         },
+        source,
     })
 }
 
@@ -198,16 +314,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             limits: args.limits,
             concurrency: args.concurrency,
             api_token: args.api_token.clone(),
+            source: args.source.clone(),
         })?;
         return Ok(ExitCode::SUCCESS);
     }
     let secrets_dir = args.secrets_dir.clone();
-    let (keys, problems) = tagpilot_api::sops_keys(secrets_dir.as_deref());
-    for p in problems {
-        tracing::warn!(problem = %p, "SOPS age key not usable");
+    let shared = Arc::new(tagpilot_actors::Shared::new(args.concurrency));
+    let fetched = match &args.source {
+        None => None,
+        Some(setting) => Some(
+            tagpilot_actors::source::fetch_setting(
+                setting,
+                &args.config,
+                secrets_dir.as_deref(),
+                &args.state_dir.join("git"),
+                &shared,
+            )?
+            .1,
+        ),
+    };
+    if let Some(f) = &fetched {
+        eprintln!("configuration from {}", f.revision);
     }
-    let config = Arc::new(tagpilot_api::load_dir_with(&args.config, &keys));
-    drop(keys);
+    let config = Arc::new(tagpilot_actors::source::load(
+        &args.config,
+        secrets_dir.as_deref(),
+        fetched.as_ref(),
+    ));
     let store =
         Store::open(&args.state_dir.join("tagpilot.redb")).context("opening the state store")?;
     let engine = Engine::with_shared(
@@ -216,7 +349,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Arc::new(store),
         Arc::new(Gates::new(args.limits)),
         args.state_dir.join("git"),
-        Arc::new(tagpilot_actors::Shared::new(args.concurrency)),
+        shared,
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

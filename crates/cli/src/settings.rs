@@ -25,6 +25,31 @@ pub struct RegistryFile {
     pub max_attempts: Option<u32>,
 }
 
+/// `source`: a GitRepository of the local manifests (`"namespace/name"`), or a table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum SourceFile {
+    Repository(String),
+    Table(SourceTable),
+}
+
+/// `[source]`: where the manifests come from in Git.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceTable {
+    pub url: Option<String>,
+    /// Instead of `url`: a GitRepository of the local manifests, `namespace/name`.
+    pub repository: Option<String>,
+    pub branch: Option<String>,
+    pub tag: Option<String>,
+    pub semver: Option<String>,
+    pub commit: Option<String>,
+    pub path: Option<String>,
+    pub interval: Option<String>,
+    /// Git credentials: a Secret `[namespace/]name` (namespace default flux-system).
+    pub secret: Option<String>,
+}
+
 /// The file's keys, all optional.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +69,7 @@ pub struct File {
     pub log_level: Option<String>,
     #[serde(default)]
     pub registry: RegistryFile,
+    pub source: Option<SourceFile>,
 }
 
 const DEFAULT_PLACES: [&str; 2] = ["tagpilot.toml", "/etc/tagpilot/tagpilot.toml"];
@@ -69,6 +95,24 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<(File, Option<PathBuf>)> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_source_is_a_repository_name_or_a_table() {
+        let f: File = toml::from_str("source = \"flux-system/flux-system\"\n").unwrap();
+        assert_eq!(
+            f.source,
+            Some(SourceFile::Repository("flux-system/flux-system".into()))
+        );
+        let f: File = toml::from_str("[source]\nurl = \"git://h/r\"\nbranch = \"main\"\npath = \"./clusters/my-cluster\"\ninterval = \"1m\"\nsecret = \"flux-system\"\n").unwrap();
+        let Some(SourceFile::Table(t)) = f.source else {
+            panic!("a table")
+        };
+        assert_eq!(
+            (t.url.as_deref(), t.path.as_deref()),
+            (Some("git://h/r"), Some("./clusters/my-cluster"))
+        );
+        assert!(toml::from_str::<File>("[source]\nurl = \"x\"\nbrnach = \"main\"\n").is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -2900,3 +2900,182 @@ fn the_daemon_takes_a_held_tag_when_its_hold_ends_and_sees_re_pushes() {
     );
     g.stop(&mut daemon);
 }
+
+/// The guide's manifests as they live in the fleet repository (without the GitRepository,
+/// which the local bootstrap directory holds), a generic Receiver for pushes to the fleet
+/// repository and its token Secret.
+fn fleet_manifests(g: &Guide, range: &str, extra: &str) -> String {
+    let all = manifests(&g.reg, &g.git.url, range, extra).replace("1m0s", "1h0m0s");
+    let mut docs: Vec<&str> = all
+        .split("\n---\n")
+        .filter(|d| !d.contains("\nkind: GitRepository\n"))
+        .collect();
+    let receiver = "apiVersion: notification.toolkit.fluxcd.io/v1\nkind: Receiver\nmetadata: {name: fleet, namespace: flux-system}\nspec:\n  type: generic\n  secretRef: {name: fleet-token}\n  resources:\n  - {kind: GitRepository, name: flux-system}\n";
+    docs.push(receiver);
+    docs.join("\n---\n")
+}
+
+#[test]
+#[ignore = "needs docker-registry, sops and age; run by tests/run.sh"]
+fn the_guide_driven_by_pushes_to_the_configuration_repository() {
+    let g = Guide::new();
+    let boot = g.state.path().join("boot");
+    let secrets = g.state.path().join("secrets");
+    std::fs::create_dir_all(&boot).unwrap();
+    // The bootstrap: one GitRepository on disk; everything else comes from Git.
+    std::fs::write(
+        boot.join("flux-system.yaml"),
+        format!("apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {{name: flux-system, namespace: flux-system}}\nspec:\n  interval: 1h0m0s\n  ref: {{branch: main}}\n  url: {}\n", g.git.url),
+    )
+    .unwrap();
+    // The receiver's token lives in Git, encrypted with SOPS for tagpilot's age key.
+    let recipient = age_key(&secrets.join("sops-age/age.agekey"));
+    let plain = g.state.path().join("token.yaml");
+    std::fs::write(&plain, "apiVersion: v1\nkind: Secret\nmetadata: {name: fleet-token, namespace: flux-system}\nstringData: {token: s3cret-push-token}\n").unwrap();
+    let sealed = run(std::process::Command::new(sops())
+        .args([
+            "encrypt",
+            "--age",
+            &recipient,
+            "--encrypted-regex",
+            "^(data|stringData)$",
+        ])
+        .arg(&plain));
+    let sealed = String::from_utf8(sealed.stdout).unwrap();
+    let write = |range: &str, extra: &str, message: &str| {
+        let text = fleet_manifests(&g, range, extra);
+        let sealed = sealed.clone();
+        commit_to_fleet(&g, message, move |w| {
+            let dir = w.join("clusters/my-cluster/flux-system");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("image-automation.yaml"), text).unwrap();
+            std::fs::write(dir.join("fleet-token.sops.yaml"), sealed).unwrap();
+        });
+    };
+    write("5.0.x", "", "add image automation");
+
+    let api = format!("127.0.0.1:{}", free_port());
+    let hooks = format!("127.0.0.1:{}", free_port());
+    let log = g.state.path().join("daemon.log");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_tagpilot"))
+        .args([
+            "run",
+            "--reload-seconds",
+            "1",
+            "--api-address",
+            &api,
+            "--webhook-address",
+            &hooks,
+        ])
+        .arg("--config")
+        .arg(&boot)
+        .arg("--secrets-dir")
+        .arg(&secrets)
+        .arg("--state-dir")
+        .arg(g.state.path())
+        .args([
+            "--source-repository",
+            "flux-system/flux-system",
+            "--source-path",
+            "./clusters/my-cluster",
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut daemon = Daemon(child);
+    // 1. The policy committed to Git is picked up and applied: commit to 5.0.3.
+    g.wait_for_tag("5.0.3");
+    let objects = || http_get(&format!("http://{api}/api/v1/objects")).unwrap_or_default();
+    let head = || {
+        git_cmd(&g.git.bare, &["rev-parse", "main"])
+            .trim()
+            .to_owned()
+    };
+    let status_of = |kind: &str| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(&objects()).unwrap_or_default();
+        v["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["kind"] == kind)
+            .map(|i| i["status"].clone())
+            .unwrap_or_default()
+    };
+    let rev = status_of("ImagePolicy")["observedSourceRevision"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(rev.starts_with("main@sha1:"), "{}", objects());
+    // The push webhook of the fleet repository; its path is in the Receiver's status.
+    let path = status_of("Receiver")["webhookPath"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(path.starts_with("/hook/"), "{}", objects());
+    let push = || {
+        let o = run(std::process::Command::new("curl").args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+            "-d",
+            "{}",
+            &format!("http://{hooks}{path}"),
+        ]));
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "200");
+    };
+    let loads = || g.logs().matches("configuration changed, reloading").count();
+
+    // tagpilot's own commit is no news: a fetch sees no manifest change, nothing reloads.
+    let before = loads();
+    push();
+    assert!(
+        eventually(10, || g
+            .logs()
+            .contains("config source: no manifest changed")),
+        "{}",
+        g.logs()
+    );
+    assert_eq!(loads(), before + 1, "one look, no loop: {}", g.logs());
+
+    // 2. The guide's rollback: change the range in Git; the push webhook brings it in.
+    write("'>=5.0.0 <5.0.3'", "", "roll back below 5.0.3");
+    let pushed_at = std::time::Instant::now();
+    push();
+    assert!(eventually(10, || status_of("ImagePolicy")
+        ["observedSourceRevision"]
+        .as_str()
+        != Some(&rev)));
+    assert!(pushed_at.elapsed() < std::time::Duration::from_secs(5));
+    g.wait_for_tag("5.0.2");
+
+    // 3. Incident: `suspend: true` in Git; a new tag is then resolved but not pushed.
+    write("5.0.x", "  suspend: true\n", "suspend image updates");
+    push();
+    assert!(
+        eventually(10, || status_of("ImageUpdateAutomation")["suspended"]
+            == true),
+        "{}",
+        objects()
+    );
+    let at = head();
+    g.push_tag("5.0.4");
+    let o = g.reconcile_repository(&api, 30);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(eventually(10, || status_of("ImagePolicy")["latestRef"]
+        ["tag"]
+        == "5.0.4"));
+    assert!(
+        g.deployment().contains("podinfo:5.0.2 #"),
+        "suspended: nothing pushed"
+    );
+    assert_eq!(head(), at);
+    // The decrypted token never shows.
+    assert!(!g.logs().contains("s3cret-push-token") && !objects().contains("s3cret-push-token"));
+    g.stop(&mut daemon);
+}

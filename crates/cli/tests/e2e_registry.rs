@@ -775,24 +775,6 @@ fn insecure_client(
     .unwrap()
 }
 
-/// The sops binary tests/run.sh installs (TAGPILOT_SOPS), else one on PATH.
-fn sops() -> String {
-    std::env::var("TAGPILOT_SOPS").unwrap_or_else(|_| "sops".to_owned())
-}
-
-/// A new age key in `file`; its public recipient.
-fn age_key(file: &std::path::Path) -> String {
-    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-    let _ = std::fs::remove_file(file);
-    run(std::process::Command::new("age-keygen").arg("-o").arg(file));
-    std::fs::read_to_string(file)
-        .unwrap()
-        .split_whitespace()
-        .find(|w| w.starts_with("age1"))
-        .unwrap()
-        .to_owned()
-}
-
 #[test]
 #[ignore = "needs docker-registry, sops and age; run by tests/run.sh"]
 fn a_sops_encrypted_pull_secret_opens_an_authenticated_registry() {

@@ -192,6 +192,9 @@ fn ssh_host_port(url: &str) -> Option<(String, u16)> {
 /// Written into `.git` once a clone's first fetch completed.
 const READY_MARKER: &str = "tagpilot-clone-complete";
 
+/// A file read from a tree: its path, and its content or why it was not read.
+pub type TreeFile = (String, Result<Vec<u8>, String>);
+
 /// A persistent clone of one remote.
 pub struct WarmRepo {
     repo: Repository,
@@ -523,6 +526,80 @@ impl WarmRepo {
                 peel(&format!("refs/tags/{tag}"))
             }
         }
+    }
+
+    /// The regular files under `path` (relative, `/`-separated; `""` or `.` for the root) in
+    /// `commit`'s tree, whose names `wanted` accepts, read from the object database: the
+    /// work tree is not touched, symlinks and submodules are skipped, a blob larger than
+    /// `max_bytes` is reported instead of read. Returns (path relative to the repository
+    /// root, content or why it was not read).
+    pub fn read_tree(
+        &self,
+        commit: Oid,
+        path: &str,
+        max_bytes: usize,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<Vec<TreeFile>, GitError> {
+        let tree = self
+            .repo
+            .find_commit(commit)
+            .and_then(|c| c.tree())
+            .map_err(|e| GitError::Checkout(msg(&e)))?;
+        let prefix = path.trim_start_matches("./").trim_matches('/');
+        let root = if prefix.is_empty() || prefix == "." {
+            tree
+        } else {
+            let entry = tree
+                .get_path(Path::new(prefix))
+                .map_err(|_| GitError::Checkout(format!("path '{path}' not found")))?;
+            entry
+                .to_object(&self.repo)
+                .and_then(|o| o.peel_to_tree())
+                .map_err(|_| GitError::Checkout(format!("path '{path}' is not a directory")))?
+        };
+        let mut out = Vec::new();
+        let mut failure = None;
+        root.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+            let Ok(name) = entry.name() else {
+                return git2::TreeWalkResult::Skip;
+            };
+            // Hidden entries (`.git`-like, `..data`) are skipped like in a directory.
+            if name.starts_with('.') {
+                return git2::TreeWalkResult::Skip;
+            }
+            if entry.kind() != Some(git2::ObjectType::Blob)
+                || entry.filemode() == 0o120000
+                || !wanted(name)
+            {
+                return git2::TreeWalkResult::Ok;
+            }
+            let rel = if prefix.is_empty() || prefix == "." {
+                format!("{dir}{name}")
+            } else {
+                format!("{prefix}/{dir}{name}")
+            };
+            match self.repo.find_blob(entry.id()) {
+                Ok(b) if b.size() > max_bytes => out.push((
+                    rel,
+                    Err(format!(
+                        "file is larger than {} MiB, refused",
+                        max_bytes >> 20
+                    )),
+                )),
+                Ok(b) => out.push((rel, Ok(b.content().to_vec()))),
+                Err(e) => {
+                    failure = Some(msg(&e));
+                    return git2::TreeWalkResult::Abort;
+                }
+            }
+            git2::TreeWalkResult::Ok
+        })
+        .map_err(|e| GitError::Checkout(failure.take().unwrap_or_else(|| msg(&e))))?;
+        if let Some(f) = failure {
+            return Err(GitError::Checkout(f));
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// Runs one round. See the module documentation.

@@ -605,3 +605,21 @@ pub fn api_objects(api: &str) -> std::collections::BTreeMap<String, serde_json::
         })
         .collect()
 }
+
+/// The sops binary tests/run.sh installs (TAGPILOT_SOPS), else one on PATH.
+pub fn sops() -> String {
+    std::env::var("TAGPILOT_SOPS").unwrap_or_else(|_| "sops".to_owned())
+}
+
+/// A new age key in `file`; its public recipient.
+pub fn age_key(file: &std::path::Path) -> String {
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(file);
+    run(std::process::Command::new("age-keygen").arg("-o").arg(file));
+    std::fs::read_to_string(file)
+        .unwrap()
+        .split_whitespace()
+        .find(|w| w.starts_with("age1"))
+        .unwrap()
+        .to_owned()
+}
