@@ -3077,5 +3077,91 @@ fn the_guide_driven_by_pushes_to_the_configuration_repository() {
     assert_eq!(head(), at);
     // The decrypted token never shows.
     assert!(!g.logs().contains("s3cret-push-token") && !objects().contains("s3cret-push-token"));
+
+    // The source goes away: the last good configuration keeps running and the log says why.
+    let away = g.git.bare.with_extension("away");
+    std::fs::rename(&g.git.bare, &away).unwrap();
+    push();
+    assert!(
+        eventually(10, || g.logs().contains("config source cannot be fetched")),
+        "{}",
+        g.logs()
+    );
+    assert!(
+        g.logs().contains(&format!(
+            "running {}",
+            status_of("ImagePolicy")["observedSourceRevision"]
+                .as_str()
+                .unwrap_or("?")
+        )),
+        "{}",
+        g.logs()
+    );
+    assert_eq!(http_status(&[], &format!("http://{api}/readyz")), "200");
+    assert_eq!(
+        status_of("ImageUpdateAutomation")["suspended"],
+        true,
+        "still configured"
+    );
+    std::fs::rename(&away, &g.git.bare).unwrap();
     g.stop(&mut daemon);
+}
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn run_once_reads_its_configuration_from_git() {
+    let g = Guide::new();
+    let text = fleet_manifests(&g, "5.0.x", "");
+    let git_repo = format!(
+        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {{name: flux-system, namespace: flux-system}}\nspec:\n  interval: 1h0m0s\n  ref: {{branch: main}}\n  url: {}\n---\n",
+        g.git.url
+    );
+    commit_to_fleet(&g, "add image automation", move |w| {
+        let dir = w.join("clusters/my-cluster/flux-system");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("image-automation.yaml"),
+            format!("{git_repo}{text}"),
+        )
+        .unwrap();
+    });
+    let empty = g.state.path().join("no-local-config");
+    let o = tagpilot(&[
+        "run",
+        "--once",
+        "--config",
+        &empty.to_string_lossy(),
+        "--state-dir",
+        &g.state.path().to_string_lossy(),
+        "--source-url",
+        &g.git.url,
+        "--source-branch",
+        "main",
+        "--source-path",
+        "./clusters/my-cluster",
+    ]);
+    let out = stdout(&o);
+    // The Receiver's token Secret is not in this repository: that one object fails.
+    assert!(
+        stderr(&o).contains("configuration from main@sha1:"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(out.contains("resolved to 5.0.3"), "{out}\n{}", stderr(&o));
+    g.wait_for_tag("5.0.3");
+    // A source path that leaves the repository is refused before anything runs.
+    let o = tagpilot(&[
+        "run",
+        "--once",
+        "--source-url",
+        &g.git.url,
+        "--source-path",
+        "../x",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("source path: '../x' leaves the repository"),
+        "{}",
+        stderr(&o)
+    );
 }
