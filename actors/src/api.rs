@@ -530,6 +530,7 @@ fn registry_metrics(gates: &tagpilot_registry::Gates) -> String {
     use std::sync::atomic::Ordering::Relaxed;
     let mut requests = String::from("# HELP tagpilot_registry_requests_total Requests sent to a registry host.\n# TYPE tagpilot_registry_requests_total counter\n");
     let mut throttled = String::from("# HELP tagpilot_registry_throttled_total 429 (Too Many Requests) answers from a registry host.\n# TYPE tagpilot_registry_throttled_total counter\n");
+    let mut rate = String::from("# HELP tagpilot_registry_request_rate Requests per second tagpilot allows itself on a registry host now (+Inf: no pushback seen, only the concurrency limit).\n# TYPE tagpilot_registry_request_rate gauge\n");
     for (host, gate) in gates.hosts() {
         let host = label(&host);
         requests.push_str(&format!(
@@ -540,8 +541,14 @@ fn registry_metrics(gates: &tagpilot_registry::Gates) -> String {
             "tagpilot_registry_throttled_total{{host=\"{host}\"}} {}\n",
             gate.throttled.load(Relaxed)
         ));
+        let r = gate
+            .current_rate()
+            .map_or("+Inf".to_owned(), |r| format!("{r}"));
+        rate.push_str(&format!(
+            "tagpilot_registry_request_rate{{host=\"{host}\"}} {r}\n"
+        ));
     }
-    requests + &throttled
+    requests + &throttled + &rate
 }
 
 /// Per cloud credential: seconds to expiry, refreshes and refresh failures. Labels name the

@@ -6,7 +6,8 @@ Everything else is proxied to the real registry unchanged.
 
 usage: paginating_front.py UPSTREAM_URL PORT MODE [PAGE_SIZE]
 
-MODE: plain | absolute-links | ignore-n | rate-limit | flaky | truncated | slow | reject-n |
+MODE: plain | absolute-links | ignore-n | rate-limit | rate-above (tags/list above 10 requests
+      in any second: 429, Retry-After on every other one) | flaky | truncated | slow | reject-n |
       garbage | html | redirect-away | redirect-loop | huge | loop | drip (tag lists of any repository answered
       one byte every half second: a hung registry)
 GET /__stats returns {"requests": N, "statuses": {...}, "times": [...]} (tags/list requests).
@@ -24,6 +25,8 @@ PAGE = int(sys.argv[4]) if len(sys.argv) > 4 else 100
 lock = threading.Lock()
 stats = {"requests": 0, "statuses": {}, "times": []}
 seen_paths = {}
+accepted = []  # rate-above: times of the tags/list requests let through
+refused = [0]
 
 
 def upstream_tags(repo):
@@ -98,6 +101,19 @@ class H(BaseHTTPRequestHandler):
                     return
                 time.sleep(0.5)
             return
+        if MODE == "rate-above":
+            now = time.monotonic()
+            with lock:
+                while accepted and now - accepted[0] >= 1.0:
+                    accepted.pop(0)
+                over = len(accepted) >= 10
+                if not over:
+                    accepted.append(now)
+                else:
+                    refused[0] += 1
+                    hint = refused[0] % 2 == 1
+            if over:
+                return self.reply(429, b'{"errors":[{"code":"TOOMANYREQUESTS"}]}', {"Retry-After": "1"} if hint else {})
         if MODE == "rate-limit" and count == 0:
             return self.reply(429, b'{"errors":[{"code":"TOOMANYREQUESTS"}]}', {"Retry-After": "1"})
         if MODE == "flaky" and total <= 2:

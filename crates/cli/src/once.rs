@@ -74,7 +74,8 @@ pub struct Args {
     /// Requests in flight per registry host. [default: 8]
     #[arg(long, env = "TAGPILOT_REGISTRY_MAX_CONCURRENT")]
     pub registry_max_concurrent: Option<usize>,
-    /// Requests started per second per registry host (0: unlimited). [default: 20]
+    /// A hard cap on requests started per second per registry host. [default: 0: none; the
+    /// rate adapts to 429/503 and rate-limit headers, public registries keep 10-20/s]
     #[arg(long, env = "TAGPILOT_REGISTRY_REQUESTS_PER_SECOND")]
     pub registry_requests_per_second: Option<f64>,
     /// Attempts per registry request on 429, 5xx and network errors. [default: 5]

@@ -43,7 +43,7 @@ pub struct RegistryArgs {
     /// Requests in flight per registry host.
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_concurrent)]
     pub max_concurrent: usize,
-    /// Requests started per second per registry host (0: no limit).
+    /// A hard cap on requests started per second per registry host (0: none, the rate adapts).
     #[arg(long, value_name = "RATE", default_value_t = Limits::default().requests_per_second)]
     pub rps: f64,
 }

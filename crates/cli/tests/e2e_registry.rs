@@ -886,3 +886,37 @@ fn a_sops_encrypted_pull_secret_opens_an_authenticated_registry() {
     );
     assert!(!all.contains("testpass"), "{all}");
 }
+
+#[test]
+#[ignore = "needs docker-registry; run by tests/run.sh"]
+fn scans_converge_under_a_registry_that_refuses_more_than_ten_requests_a_second() {
+    let reg = registry(Auth::None);
+    let base = format!("http://127.0.0.1:{}", reg.port);
+    let tags: Vec<String> = (0..40).map(|i| format!("1.0.{i}")).collect();
+    let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+    let repos: Vec<String> = (0..6).map(|i| format!("app{i}")).collect();
+    for r in &repos {
+        push(&base, r, &refs, None);
+    }
+    // Pages of 5: 48 tag-list requests in all, 8 in flight at most.
+    let f = front(reg.port, "rate-above", 5);
+    let images: Vec<String> = repos
+        .iter()
+        .map(|r| format!("127.0.0.1:{}/{r}", f.port))
+        .collect();
+    let mut args = vec!["scan", "--insecure", "--output", "json"];
+    args.extend(images.iter().map(String::as_str));
+    let o = tagpilot(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(out.matches("\"tagCount\": 40").count(), 6, "{out}");
+    let stats = front_stats(f.port);
+    let ok = stats["statuses"]["200"].as_u64().unwrap_or(0);
+    let refused = stats["statuses"]["429"].as_u64().unwrap_or(0);
+    // Unlimited at first, then halved at the first refusals and kept under the limit: a few
+    // 429s, not one per request.
+    assert!(ok >= 48, "{stats}");
+    // (With the rate fixed, the same run drew 18 refusals; adapting, 6.)
+    assert!(refused <= 12, "a storm of 429s: {stats}");
+    eprintln!("rate-above: {ok} answered, {refused} refused");
+}

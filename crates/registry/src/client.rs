@@ -487,19 +487,8 @@ impl RepoClient {
             let status = resp.status();
             let headers = resp.headers().clone();
             let final_url = resp.url().clone();
-            if let Some(rem) = headers
-                .get("ratelimit-remaining")
-                .and_then(|v| v.to_str().ok())
-            {
-                if let Some(n) = rem
-                    .split(';')
-                    .next()
-                    .and_then(|n| n.trim().parse::<i64>().ok())
-                {
-                    self.gate
-                        .rate_limit_remaining
-                        .store(n, std::sync::atomic::Ordering::Relaxed);
-                }
+            if let Some((left, reset)) = crate::gate::rate_limit_headers(&headers) {
+                self.gate.remaining(left, reset);
             }
             let body = match self.read_body(resp, &final_url).await {
                 Ok(b) => b,
@@ -529,9 +518,15 @@ impl RepoClient {
                     attempts: attempt,
                 });
             }
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                self.gate.pushed_back();
+            }
             if status.is_server_error() && attempt < max {
                 tokio::time::sleep(self.gate.backoff(attempt)).await;
                 continue;
+            }
+            if !status.is_server_error() {
+                self.gate.succeeded();
             }
             if status == StatusCode::UNAUTHORIZED && !authenticated_now {
                 let challenge = headers
