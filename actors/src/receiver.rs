@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -21,9 +21,19 @@ use tagpilot_api::{Config, Kind, Receiver, ReceiverType};
 pub const MAX_BODY: usize = 3 << 20;
 /// How long a client may take to send its body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Per-client token bucket: burst size and refill per second.
-const BURST: f64 = 30.0;
-const REFILL_PER_SECOND: f64 = 10.0;
+/// Per-client rate limit: burst size and refill per second.
+const BURST: u32 = 30;
+const REFILL_PER_SECOND: u32 = 10;
+
+/// Requests per client address (governor's GCRA, one cell per address).
+type ClientLimiter = governor::DefaultKeyedRateLimiter<IpAddr>;
+
+fn client_limiter() -> ClientLimiter {
+    let per_second =
+        std::num::NonZeroU32::new(REFILL_PER_SECOND).unwrap_or(std::num::NonZeroU32::MIN);
+    let burst = std::num::NonZeroU32::new(BURST).unwrap_or(std::num::NonZeroU32::MIN);
+    governor::RateLimiter::keyed(governor::Quota::per_second(per_second).allow_burst(burst))
+}
 
 /// An object to reconcile now.
 pub type Target = (Kind, String, String);
@@ -86,11 +96,11 @@ impl std::fmt::Debug for Routes {
 }
 
 /// Shared between the server's workers and the supervisor.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ReceiverState {
     /// None until the first configuration is loaded (every path is then unknown).
     pub routes: RwLock<Option<Routes>>,
-    buckets: Mutex<HashMap<IpAddr, (Instant, f64)>>,
+    limiter: ClientLimiter,
     /// Google's signing keys, for `gcr` receivers.
     pub google_keys: GoogleKeys,
     /// generic-oidc issuers' keys.
@@ -260,6 +270,17 @@ async fn fetch_keys(url: &str) -> Result<tagpilot_webhook::oidc::KeySet, String>
     tagpilot_webhook::oidc::KeySet::parse(&body).map_err(|e| format!("{url}: {e}"))
 }
 
+impl Default for ReceiverState {
+    fn default() -> Self {
+        ReceiverState {
+            routes: RwLock::new(None),
+            limiter: client_limiter(),
+            google_keys: GoogleKeys::default(),
+            issuer_keys: IssuerKeys::default(),
+        }
+    }
+}
+
 impl ReceiverState {
     pub fn new(google_keys: GoogleKeys) -> Self {
         ReceiverState {
@@ -275,27 +296,13 @@ impl ReceiverState {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(routes);
     }
 
-    /// Takes one token from the client's bucket; false when it is empty.
+    /// Whether the client may send one more request now.
     fn admit(&self, ip: IpAddr) -> bool {
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        // Forget idle clients so the map cannot grow without bound.
-        if buckets.len() > 10_000 {
-            buckets.retain(|_, (t, _)| now.duration_since(*t) < Duration::from_secs(60));
+        // Forget clients back at a full burst so the map cannot grow without bound.
+        if self.limiter.len() > 10_000 {
+            self.limiter.retain_recent();
         }
-        let (last, tokens) = buckets.entry(ip).or_insert((now, BURST));
-        *tokens =
-            (*tokens + now.duration_since(*last).as_secs_f64() * REFILL_PER_SECOND).min(BURST);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.limiter.check_key(&ip).is_ok()
     }
 }
 
