@@ -1,8 +1,9 @@
 //! OpenSSH `known_hosts` checking: plain and `[host]:port` patterns, comma lists, hashed
-//! entries (`|1|salt|hash`, HMAC-SHA1 of the host), `@revoked` markers, negations. Pure.
+//! entries (`|1|salt|hash`, HMAC-SHA1 of the host), `@revoked` markers, negations. The file is
+//! parsed by `ssh-key`; the matching rules are ours. Pure.
 
-use base64::Engine as _;
 use hmac::{Hmac, Mac};
+use ssh_key::known_hosts::{HostPatterns, KnownHosts, Marker};
 
 /// Whether `key_blob` (the server's raw public key) is a known key for `host` on `port`.
 pub fn is_known(known_hosts: &str, host: &str, port: u16, key_blob: &[u8]) -> bool {
@@ -12,28 +13,18 @@ pub fn is_known(known_hosts: &str, host: &str, port: u16, key_blob: &[u8]) -> bo
         format!("[{host}]:{port}")
     };
     let mut accepted = false;
-    for line in known_hosts.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut fields = line.split_whitespace();
-        let mut first = fields.next().unwrap_or("");
-        let revoked = first == "@revoked";
-        if first.starts_with('@') {
-            if first != "@revoked" {
-                // @cert-authority: host certificates are not supported; skip the line.
-                continue;
-            }
-            first = fields.next().unwrap_or("");
-        }
-        let (Some(_key_type), Some(key_b64)) = (fields.next(), fields.next()) else {
-            continue;
+    // A line ssh-key cannot read (an unknown key type, a broken key) names no usable key.
+    for entry in KnownHosts::new(known_hosts).flatten() {
+        let revoked = match entry.marker() {
+            None => false,
+            Some(Marker::Revoked) => true,
+            // Host certificates are not supported; the line is skipped.
+            Some(Marker::CertAuthority) => continue,
         };
-        if !hosts_match(first, &name) {
+        if !hosts_match(entry.host_patterns(), &name) {
             continue;
         }
-        let Ok(blob) = base64::engine::general_purpose::STANDARD.decode(key_b64) else {
+        let Ok(blob) = entry.public_key().to_bytes() else {
             continue;
         };
         if blob == key_blob {
@@ -46,12 +37,13 @@ pub fn is_known(known_hosts: &str, host: &str, port: u16, key_blob: &[u8]) -> bo
     accepted
 }
 
-fn hosts_match(patterns: &str, name: &str) -> bool {
-    if let Some(hashed) = patterns.strip_prefix("|1|") {
-        return hashed_match(hashed, name);
-    }
+fn hosts_match(patterns: &HostPatterns, name: &str) -> bool {
+    let list = match patterns {
+        HostPatterns::HashedName { salt, hash } => return hashed_match(salt, hash, name),
+        HostPatterns::Patterns(list) => list,
+    };
     let mut matched = false;
-    for p in patterns.split(',') {
+    for p in list {
         if let Some(neg) = p.strip_prefix('!') {
             if glob(neg, name) {
                 return false;
@@ -63,19 +55,12 @@ fn hosts_match(patterns: &str, name: &str) -> bool {
     matched
 }
 
-fn hashed_match(hashed: &str, name: &str) -> bool {
-    let Some((salt, hash)) = hashed.split_once('|') else {
-        return false;
-    };
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let (Ok(salt), Ok(hash)) = (b64.decode(salt), b64.decode(hash)) else {
-        return false;
-    };
-    let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(&salt) else {
+fn hashed_match(salt: &[u8], hash: &[u8], name: &str) -> bool {
+    let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(salt) else {
         return false;
     };
     mac.update(name.as_bytes());
-    mac.verify_slice(&hash).is_ok()
+    mac.verify_slice(hash).is_ok()
 }
 
 /// `*` and `?` wildcards, case-insensitive.
@@ -110,6 +95,7 @@ fn glob(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
 
     const KEY: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
 
