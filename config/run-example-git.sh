@@ -9,14 +9,7 @@
 # usage: config/run-example-git.sh [path/to/tagpilot]   (default: builds target/release/tagpilot)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v docker-registry > /dev/null; then
-  echo "installing docker-registry (Debian package) for the local registry"
-  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd=sudo
-  $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq docker-registry curl > /dev/null
-fi
-bin=${1:-}
-if [ -z "$bin" ]; then cargo build --release -q -p tagpilot; bin=$PWD/target/release/tagpilot; fi
-. tests/e2e/servers.sh
+. config/example-prelude.sh "$@"
 
 start_registry
 bash tests/e2e/push-tags.sh "http://$registry" stefanprodan/podinfo 5.0.0 5.0.1 5.0.2 5.0.3 5.1.0 6.0.0 latest

@@ -8,14 +8,7 @@
 # usage: config/run-example.sh [path/to/tagpilot]     (default: builds target/release/tagpilot)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v docker-registry > /dev/null; then
-  echo "installing docker-registry (Debian package) for the local registry"
-  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd=sudo
-  $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq docker-registry curl > /dev/null
-fi
-bin=${1:-}
-if [ -z "$bin" ]; then cargo build --release -q -p tagpilot; bin=$PWD/target/release/tagpilot; fi
-. tests/e2e/servers.sh
+. config/example-prelude.sh "$@"
 
 # 1. The registry, with podinfo's tags.
 start_registry
