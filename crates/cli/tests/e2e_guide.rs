@@ -128,12 +128,17 @@ impl Guide {
 
     /// Starts `tagpilot run` (the daemon) on this configuration, logging to `daemon.log`.
     fn daemon(&self, extra: &[&str]) -> Daemon {
+        self.daemon_on(self.config.path(), extra)
+    }
+
+    /// [`Guide::daemon`] with another configuration directory.
+    fn daemon_on(&self, config: &std::path::Path, extra: &[&str]) -> Daemon {
         let log = self.state.path().join("daemon.log");
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_tagpilot"))
             .args(["run", "--reload-seconds", "1"])
             .args(extra)
             .arg("--config")
-            .arg(self.config.path())
+            .arg(config)
             .arg("--state-dir")
             .arg(self.state.path())
             .env("RUST_LOG", "info")
@@ -2956,35 +2961,22 @@ fn the_guide_driven_by_pushes_to_the_configuration_repository() {
 
     let api = format!("127.0.0.1:{}", free_port());
     let hooks = format!("127.0.0.1:{}", free_port());
-    let log = g.state.path().join("daemon.log");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_tagpilot"))
-        .args([
-            "run",
-            "--reload-seconds",
-            "1",
+    let secrets_arg = secrets.to_string_lossy().into_owned();
+    let mut daemon = g.daemon_on(
+        &boot,
+        &[
             "--api-address",
             &api,
             "--webhook-address",
             &hooks,
-        ])
-        .arg("--config")
-        .arg(&boot)
-        .arg("--secrets-dir")
-        .arg(&secrets)
-        .arg("--state-dir")
-        .arg(g.state.path())
-        .args([
+            "--secrets-dir",
+            &secrets_arg,
             "--source-repository",
             "flux-system/flux-system",
             "--source-path",
             "./clusters/my-cluster",
-        ])
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut daemon = Daemon(child);
+        ],
+    );
     // 1. The policy committed to Git is picked up and applied: commit to 5.0.3.
     g.wait_for_tag("5.0.3");
     let objects = || http_get(&format!("http://{api}/api/v1/objects")).unwrap_or_default();
