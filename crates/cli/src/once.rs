@@ -56,7 +56,8 @@ pub struct Args {
     /// Scans running at once across all registries. [default: 16]
     #[arg(long, env = "TAGPILOT_CONCURRENCY")]
     pub concurrency: Option<usize>,
-    /// Directory of Flux manifests. [default: config]
+    /// Directory of Flux manifests (with a Git source: the local overlay). [default: config;
+    /// with a source: <state-dir>/local]
     #[arg(long, env = "TAGPILOT_CONFIG_DIR")]
     pub config: Option<PathBuf>,
     /// State directory: the store and the warm Git clones. [default: .tagpilot]
@@ -227,15 +228,21 @@ fn resolve(args: Args) -> anyhow::Result<Resolved> {
         (None, None) => None,
         _ => anyhow::bail!("--webhook-tls-cert and --webhook-tls-key go together"),
     };
+    let state_dir: PathBuf = args
+        .state_dir
+        .or(f.state_dir)
+        .unwrap_or_else(|| ".tagpilot".into());
     Ok(Resolved {
-        config: args
-            .config
-            .or(f.config_dir)
-            .unwrap_or_else(|| "config".into()),
-        state_dir: args
-            .state_dir
-            .or(f.state_dir)
-            .unwrap_or_else(|| ".tagpilot".into()),
+        // With a Git source and no directory named, the local overlay is `<state>/local`
+        // (used when it exists), never a `config` directory that happens to be in the way.
+        config: args.config.or(f.config_dir).unwrap_or_else(|| {
+            if source.is_some() {
+                state_dir.join("local")
+            } else {
+                "config".into()
+            }
+        }),
+        state_dir,
         secrets_dir: args
             .secrets_dir
             .or(f.secrets_dir)

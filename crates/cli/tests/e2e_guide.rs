@@ -3117,12 +3117,10 @@ fn run_once_reads_its_configuration_from_git() {
         )
         .unwrap();
     });
-    let empty = g.state.path().join("no-local-config");
+    // No --config: with a source the overlay is <state>/local (absent here).
     let o = tagpilot(&[
         "run",
         "--once",
-        "--config",
-        &empty.to_string_lossy(),
         "--state-dir",
         &g.state.path().to_string_lossy(),
         "--source-url",
