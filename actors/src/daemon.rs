@@ -626,6 +626,10 @@ impl Actor for Supervisor {
         });
         match watcher {
             Ok(w) => self.watcher = Some(w),
+            // With a Git source the local overlay is optional.
+            Err(_) if self.settings.source.is_some() && !self.settings.config_dir.exists() => {
+                tracing::info!(dir = %self.settings.config_dir.display(), "no local overlay directory; the configuration comes from the Git source")
+            }
             Err(e) => {
                 tracing::warn!(dir = %self.settings.config_dir.display(), error = %e, "cannot watch the configuration directory; polling only")
             }
