@@ -9,3 +9,25 @@ fi
 bin=${1:-}
 if [ -z "$bin" ]; then cargo build --release -q -p tagpilot; bin=$PWD/target/release/tagpilot; fi
 . tests/e2e/servers.sh
+
+# localize DIR GIT_URL: the example's manifests in DIR point at the local registry (plain HTTP,
+# hence `insecure`) and at the local git daemon (no credentials) instead of GitHub.
+localize() {
+  sed -i "s#ghcr.io/stefanprodan/podinfo#$registry/stefanprodan/podinfo#" "$1"/*.yaml
+  if [ -f "$1/podinfo-registry.yaml" ] && ! grep -q 'insecure: true' "$1/podinfo-registry.yaml"; then
+    sed -i "s#  interval: 1m0s#  interval: 1m0s\n  insecure: true#" "$1/podinfo-registry.yaml"
+  fi
+  cat > "$1/flux-system-source.yaml" <<YAML
+# The Git repository the automation writes to (here: the local git daemon, no credentials).
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata:
+  name: flux-system
+  namespace: flux-system
+spec:
+  interval: 1m0s
+  ref:
+    branch: main
+  url: $2
+YAML
+}

@@ -52,21 +52,7 @@ echo; echo "1. Commit the image repository, policy and automation"
 for f in podinfo-registry.yaml podinfo-policy.yaml flux-system-automation.yaml; do
   cp "config/clusters/my-cluster/$f" "$work/fleet/clusters/my-cluster/"
 done
-sed -i "s#ghcr.io/stefanprodan/podinfo#$registry/stefanprodan/podinfo#; s#  interval: 1m0s#  interval: 1m0s\n  insecure: true#" \
-  "$work/fleet/clusters/my-cluster/podinfo-registry.yaml"
-cat > "$work/fleet/clusters/my-cluster/flux-system-source.yaml" <<YAML
-# The Git repository the automation writes to (here: the local git daemon, no credentials).
-apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata:
-  name: flux-system
-  namespace: flux-system
-spec:
-  interval: 1m0s
-  ref:
-    branch: main
-  url: $url
-YAML
+localize "$work/fleet/clusters/my-cluster" "$url"
 commit "add image automation"
 wait_for 5.0.3
 

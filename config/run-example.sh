@@ -21,21 +21,7 @@ git init -q --bare -b main "$work/srv/fleet.git"
 git clone -q "file://$work/srv/fleet.git" "$work/fleet" 2> /dev/null
 mkdir -p "$work/fleet/clusters"
 cp -r config/clusters/my-cluster "$work/fleet/clusters/"
-sed -i "s#ghcr.io/stefanprodan/podinfo#$registry/stefanprodan/podinfo#" "$work/fleet/clusters/my-cluster/"*.yaml
-sed -i "s#  interval: 1m0s#  interval: 1m0s\n  insecure: true#" "$work/fleet/clusters/my-cluster/podinfo-registry.yaml"
-cat > "$work/fleet/clusters/my-cluster/flux-system-source.yaml" <<YAML
-# The Git repository the automation writes to (here: the local git daemon, no credentials).
-apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata:
-  name: flux-system
-  namespace: flux-system
-spec:
-  interval: 1m0s
-  ref:
-    branch: main
-  url: git://127.0.0.1:$gport/fleet.git
-YAML
+localize "$work/fleet/clusters/my-cluster" "git://127.0.0.1:$gport/fleet.git"
 git -C "$work/fleet" checkout -q -b main
 git -C "$work/fleet" add -A
 git -C "$work/fleet" -c user.name=you -c user.email=you@example.com commit -q -m "add podinfo and image automation"
