@@ -372,7 +372,7 @@ pub fn explain_rows(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn gates(min_age: u64, repush: u64, platforms: &[&str]) -> Gates {
@@ -459,13 +459,10 @@ mod tests {
         );
     }
 
-    fn semver(a: &str, b: &str) -> Option<Ordering> {
-        let v = |s: &str| {
-            s.split('.')
-                .map(|p| p.parse::<u32>().ok())
-                .collect::<Option<Vec<_>>>()
-        };
-        Some(v(a)?.cmp(&v(b)?))
+    /// The project's own ranking, any version.
+    pub(crate) fn semver(a: &str, b: &str) -> Option<Ordering> {
+        use tagpilot_policy::{Choice, Policy};
+        Policy::new(Choice::semver("*").ok()?, None).compare(a, b)
     }
 
     #[test]

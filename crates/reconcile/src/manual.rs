@@ -166,12 +166,7 @@ mod tests {
     }
 
     fn semver(_: &str, a: &str, b: &str) -> Option<Ordering> {
-        let v = |s: &str| {
-            s.split('.')
-                .map(|p| p.parse::<u32>().ok())
-                .collect::<Option<Vec<_>>>()
-        };
-        Some(v(a)?.cmp(&v(b)?))
+        crate::gates::tests::semver(a, b)
     }
 
     #[test]
