@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tagpilot_api::{Config, GitRepository, Secrets};
-use tagpilot_git::{CheckoutRef, ExtraRoots, GitAuth, WarmRepo};
+use tagpilot_git::{CheckoutRef, WarmRepo};
 
 use crate::Shared;
 
@@ -129,23 +129,13 @@ pub fn fetch(
     secrets: &Secrets<'_>,
     shared: &Shared,
 ) -> anyhow::Result<Fetched> {
-    let (auth, roots) = match &spec.secret {
-        None => (GitAuth::None, None),
-        Some((ns, name)) => {
-            let text = |k: &str| {
-                secrets
-                    .get(ns, name, k)
-                    .ok()
-                    .flatten()
-                    .map(|v| String::from_utf8_lossy(&v).into_owned())
-            };
-            let roots = match secrets.get(ns, name, "ca.crt")? {
-                Some(pem) => Some(ExtraRoots::from_pem(&pem).map_err(|e| anyhow::anyhow!("{e}"))?),
-                None => None,
-            };
-            (GitAuth::from_secret(&spec.url, text)?, roots)
-        }
-    };
+    let (auth, roots) = crate::engine::git_access(
+        secrets,
+        &spec.url,
+        spec.secret
+            .as_ref()
+            .map(|(ns, n)| (ns.as_str(), n.as_str())),
+    )?;
     // The remote's automations use this clone too: one at a time.
     let lock = shared.clone_lock(&spec.url);
     let _owner = lock

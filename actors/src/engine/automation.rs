@@ -482,25 +482,15 @@ impl Engine {
         let branch = tagpilot_git::push_branch(&checkout, push.branch.as_deref())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let url = gitrepo.spec.url.clone();
-        // First, so that a missing Secret is named as such (the auth keys below are optional
-        // lookups).
-        let roots = match &gitrepo.spec.secret_ref {
-            Some(sr) => match self.secrets().get(src_ns, &sr.name, "ca.crt")? {
-                Some(pem) => Some(ExtraRoots::from_pem(&pem).map_err(|e| anyhow::anyhow!("{e}"))?),
-                None => None,
-            },
-            None => None,
-        };
-        let auth = match &gitrepo.spec.secret_ref {
-            Some(s) => GitAuth::from_secret(&url, |k| {
-                self.secrets()
-                    .get(src_ns, &s.name, k)
-                    .ok()
-                    .flatten()
-                    .map(text)
-            })?,
-            None => GitAuth::None,
-        };
+        let (auth, roots) = git_access(
+            &self.secrets(),
+            &url,
+            gitrepo
+                .spec
+                .secret_ref
+                .as_ref()
+                .map(|s| (src_ns, s.name.as_str())),
+        )?;
         let signer = match &a.spec.git.commit.signing_key {
             None => None,
             Some(k) => {

@@ -198,6 +198,25 @@ pub(crate) fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The auth and extra CAs for Git remote `url` from its Secret `(namespace, name)`, Flux's keys
+/// (`identity`/`known_hosts`, `username`/`password`, `bearerToken`, `ca.crt`). The CA is read
+/// first, so that a missing Secret is named as such (the auth keys are optional lookups).
+pub(crate) fn git_access(
+    secrets: &Secrets<'_>,
+    url: &str,
+    secret: Option<(&str, &str)>,
+) -> anyhow::Result<(GitAuth, Option<ExtraRoots>)> {
+    let Some((ns, name)) = secret else {
+        return Ok((GitAuth::None, None));
+    };
+    let roots = match secrets.get(ns, name, "ca.crt")? {
+        Some(pem) => Some(ExtraRoots::from_pem(&pem).map_err(|e| anyhow::anyhow!("{e}"))?),
+        None => None,
+    };
+    let auth = GitAuth::from_secret(url, |k| secrets.get(ns, name, k).ok().flatten().map(text))?;
+    Ok((auth, roots))
+}
+
 fn text(bytes: Vec<u8>) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
