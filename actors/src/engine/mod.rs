@@ -71,7 +71,7 @@ pub struct Shared {
     listings: Mutex<BTreeMap<String, Arc<ListingCell>>>,
     /// The last failure reported per automation, so a failing round alerts once, not on every
     /// interval.
-    reported: Mutex<Dedup<(String, String)>>,
+    reported: Mutex<Dedup<(Kind, String, String)>>,
     /// Resolved policies: (namespace, name) → latest ref, one map for every engine (persisted
     /// in the store; a reload prunes deleted policies).
     latest: Mutex<BTreeMap<(String, String), LatestRef>>,
@@ -595,7 +595,49 @@ impl Engine {
         message: String,
         metadata: BTreeMap<String, String>,
     ) {
-        let key = (a.metadata.namespace.clone(), a.metadata.name.clone());
+        let (severity, reason) = match failure {
+            Some(_) => (Severity::Error, "ReconciliationFailed"),
+            None => (Severity::Info, "Succeeded"),
+        };
+        self.queue_event(
+            Kind::ImageUpdateAutomation,
+            a,
+            failure,
+            (severity, reason),
+            message,
+            metadata,
+            AUTOMATION_CONTROLLER,
+        );
+    }
+
+    /// Queues a warning event about a policy (a refused downgrade), once per distinct message.
+    fn emit_policy(&self, p: &ImagePolicy, reason: &str, message: &str) {
+        self.queue_event(
+            Kind::ImagePolicy,
+            p,
+            Some(message),
+            (Severity::Error, reason),
+            message.to_owned(),
+            BTreeMap::new(),
+            "image-reflector-controller",
+        );
+    }
+
+    /// Queues an event about an object for Alerts. A failure that repeats the last one
+    /// reported for that object is not queued again; a success clears it.
+    #[allow(clippy::too_many_arguments)]
+    fn queue_event<S>(
+        &self,
+        kind: Kind,
+        object: &tagpilot_api::Manifest<S>,
+        failure: Option<&str>,
+        (severity, reason): (Severity, &str),
+        message: String,
+        metadata: BTreeMap<String, String>,
+        controller: &str,
+    ) {
+        let m = &object.metadata;
+        let key = (kind, m.namespace.clone(), m.name.clone());
         {
             let mut reported = lock(&self.shared.reported);
             match failure {
@@ -604,64 +646,30 @@ impl Engine {
                 None => reported.success(&key),
             }
         }
-        let event = Event {
-            involved_object: InvolvedObject {
-                kind: Kind::ImageUpdateAutomation.to_string(),
-                namespace: a.metadata.namespace.clone(),
-                name: a.metadata.name.clone(),
-                api_version: a.api_version.clone(),
-            },
-            severity: if failure.is_some() {
-                Severity::Error
-            } else {
-                Severity::Info
-            },
-            timestamp: tagpilot_api::rfc3339(now()),
-            message,
-            reason: if failure.is_some() {
-                "ReconciliationFailed"
-            } else {
-                "Succeeded"
-            }
-            .to_owned(),
-            metadata,
-            reporting_controller: AUTOMATION_CONTROLLER.to_owned(),
-            reporting_instance: "tagpilot".to_owned(),
-        };
-        lock(&self.events).push(event);
-    }
-
-    /// Queues a warning event about a policy (a refused downgrade), once per distinct message.
-    fn emit_policy(&self, p: &ImagePolicy, reason: &str, message: &str) {
-        // Keyed apart from the automations' own reports.
-        let key = (
-            p.metadata.namespace.clone(),
-            format!("ImagePolicy/{}", p.metadata.name),
-        );
-        if !lock(&self.shared.reported).failure(key, message) {
-            return;
-        }
         lock(&self.events).push(Event {
             involved_object: InvolvedObject {
-                kind: Kind::ImagePolicy.to_string(),
-                namespace: p.metadata.namespace.clone(),
-                name: p.metadata.name.clone(),
-                api_version: p.api_version.clone(),
+                kind: kind.to_string(),
+                namespace: m.namespace.clone(),
+                name: m.name.clone(),
+                api_version: object.api_version.clone(),
             },
-            severity: Severity::Error,
+            severity,
             timestamp: tagpilot_api::rfc3339((self.shared.clock)()),
-            message: message.to_owned(),
+            message,
             reason: reason.to_owned(),
-            metadata: BTreeMap::new(),
-            reporting_controller: "image-reflector-controller".to_owned(),
+            metadata,
+            reporting_controller: controller.to_owned(),
             reporting_instance: "tagpilot".to_owned(),
         });
     }
 
     /// An automation is healthy again: its next failure is news.
     fn emit_clear(&self, a: &ImageUpdateAutomation) {
-        lock(&self.shared.reported)
-            .success(&(a.metadata.namespace.clone(), a.metadata.name.clone()));
+        lock(&self.shared.reported).success(&(
+            Kind::ImageUpdateAutomation,
+            a.metadata.namespace.clone(),
+            a.metadata.name.clone(),
+        ));
     }
 
     /// The reports recorded since the last call (configuration errors first).
