@@ -266,14 +266,13 @@ fn explain_policy(
             format!("ImagePolicy {namespace}/{name} not found"),
         ));
     };
-    let r = &policy.spec.image_repository_ref;
-    let repo_ns = r.namespace.as_deref().unwrap_or(namespace);
+    let (repo_ns, repo_name) = policy.repository_key();
     let repo = config
-        .find::<tagpilot_api::ImageRepository>(repo_ns, &r.name)
+        .find::<tagpilot_api::ImageRepository>(repo_ns, repo_name)
         .ok_or_else(|| {
             (
                 StatusCode::CONFLICT,
-                format!("ImageRepository {repo_ns}/{} not found", r.name),
+                format!("ImageRepository {repo_ns}/{repo_name} not found"),
             )
         })?;
     let engine = tagpilot_api::build_policy(&policy.spec)

@@ -1309,17 +1309,10 @@ impl Handler<Round> for GitExecutor {
 impl Engine {
     /// Whether a policy reading `repo` has not resolved yet (after a start or a reload).
     fn latest_of_repo_is_empty(&self, repo: &Key) -> bool {
-        self.policies()
-            .into_iter()
-            .filter(|p| {
-                let r = &p.spec.image_repository_ref;
-                r.name == repo.1
-                    && r.namespace.as_deref().unwrap_or(&p.metadata.namespace) == repo.0
-            })
-            .any(|p| {
-                self.latest_of(&p.metadata.namespace, &p.metadata.name)
-                    .is_none()
-            })
+        self.policies_of(repo).any(|p| {
+            self.latest_of(&p.metadata.namespace, &p.metadata.name)
+                .is_none()
+        })
     }
 }
 

@@ -55,10 +55,9 @@ impl Engine {
             // Like a suspended repository or automation: not reconciled, not a failure.
             return Ok("suspended".into());
         }
-        let r = &policy.spec.image_repository_ref;
-        let repo_ns = r.namespace.as_deref().unwrap_or(ns);
-        let Some(repo) = self.config.find::<ImageRepository>(repo_ns, &r.name) else {
-            return Err(Failure::new(DEPENDENCY_NOT_READY, false, anyhow::anyhow!("failed to get the referred ImageRepository: referenced ImageRepository does not exist: {repo_ns}/{}", r.name)));
+        let (repo_ns, repo_name) = policy.repository_key();
+        let Some(repo) = self.config.find::<ImageRepository>(repo_ns, repo_name) else {
+            return Err(Failure::new(DEPENDENCY_NOT_READY, false, anyhow::anyhow!("failed to get the referred ImageRepository: referenced ImageRepository does not exist: {repo_ns}/{repo_name}")));
         };
         let engine = build_policy(&policy.spec)
             .map_err(|e| anyhow::anyhow!("invalid policy: {e}"))
@@ -430,15 +429,22 @@ impl Engine {
     /// Whether a policy of `repo` must resolve after every scan, not only when the tag list
     /// changed: `repushHold` compares the digests of its candidates each time.
     pub fn resolves_every_scan(&self, repo: &(String, String)) -> bool {
-        self.policies().into_iter().any(|p| {
-            let r = &p.spec.image_repository_ref;
-            r.name == repo.1
-                && r.namespace.as_deref().unwrap_or(&p.metadata.namespace) == repo.0
-                && p.spec
-                    .gates
-                    .as_ref()
-                    .is_some_and(|g| g.repush_hold.is_some())
+        self.policies_of(repo).any(|p| {
+            p.spec
+                .gates
+                .as_ref()
+                .is_some_and(|g| g.repush_hold.is_some())
         })
+    }
+
+    /// The policies that read ImageRepository `repo` (namespace, name).
+    pub fn policies_of<'a>(
+        &'a self,
+        repo: &'a (String, String),
+    ) -> impl Iterator<Item = &'a ImagePolicy> + 'a {
+        self.config
+            .all::<ImagePolicy>()
+            .filter(move |p| p.repository_key() == (repo.0.as_str(), repo.1.as_str()))
     }
 
     /// The latest ref of a policy, once resolved.

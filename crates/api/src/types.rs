@@ -235,6 +235,18 @@ pub struct PolicyGates {
     pub allow_downgrade: bool,
 }
 
+impl Manifest<ImagePolicySpec> {
+    /// The (namespace, name) of the ImageRepository it reads: `imageRepositoryRef`, in the
+    /// policy's namespace unless it names another.
+    pub fn repository_key(&self) -> (&str, &str) {
+        let r = &self.spec.image_repository_ref;
+        (
+            r.namespace.as_deref().unwrap_or(&self.metadata.namespace),
+            &r.name,
+        )
+    }
+}
+
 impl ImagePolicySpec {
     /// A hash of what decides the ranking (repository, policy, filter): the latest ref moves to
     /// a lower tag only when this changed since the current tag was chosen (or with

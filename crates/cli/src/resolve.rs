@@ -334,9 +334,8 @@ fn policy_from_file(
             policy.metadata.name
         )
     })?;
-    let r = &policy.spec.image_repository_ref;
-    let ns = r.namespace.as_deref().unwrap_or(&policy.metadata.namespace);
-    let exclusions = match config.find::<tagpilot_api::ImageRepository>(ns, &r.name) {
+    let (ns, name) = policy.repository_key();
+    let exclusions = match config.find::<tagpilot_api::ImageRepository>(ns, name) {
         Some(repo) => Some(Exclusions::new(&repo.spec.exclusion_list)?),
         None => None,
     };
