@@ -910,12 +910,9 @@ impl RegistryScanner {
             .await?;
             log_reports(&engine);
             let after = engine.stored_revision(repo);
-            // A first scan after a restart also wakes policies that have not resolved.
-            if after.is_some()
-                && (after != before
-                    || engine.latest_of_repo_is_empty(&key)
-                    || engine.resolves_every_scan(&key))
-            {
+            // A first scan after a restart also wakes policies that have not resolved, and
+            // every scan wakes those that compare digests (repushHold).
+            if after.is_some() && (after != before || engine.resolves_after_any_scan(&key)) {
                 supervisor.do_send(TagsScanned(key, urgent));
             }
             Some(ready)
@@ -1303,16 +1300,6 @@ impl Handler<Round> for GitExecutor {
             msg.engine.automations_for(Some(&msg.url));
         }))
         .map_err(|p| panic_text(&*p))
-    }
-}
-
-impl Engine {
-    /// Whether a policy reading `repo` has not resolved yet (after a start or a reload).
-    fn latest_of_repo_is_empty(&self, repo: &Key) -> bool {
-        self.policies_of(repo).any(|p| {
-            self.latest_of(&p.metadata.namespace, &p.metadata.name)
-                .is_none()
-        })
     }
 }
 

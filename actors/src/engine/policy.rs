@@ -426,14 +426,18 @@ impl Engine {
             .map(|t| std::time::Duration::from_secs(t.saturating_sub(now) + 1))
     }
 
-    /// Whether a policy of `repo` must resolve after every scan, not only when the tag list
-    /// changed: `repushHold` compares the digests of its candidates each time.
-    pub fn resolves_every_scan(&self, repo: &(String, String)) -> bool {
+    /// Whether a policy of `repo` must resolve after a scan that left the tag list as it was:
+    /// one that has not resolved yet (after a start or a reload), or one with `repushHold`,
+    /// which compares the digests of its candidates each time. One pass over the policies.
+    pub fn resolves_after_any_scan(&self, repo: &(String, String)) -> bool {
         self.policies_of(repo).any(|p| {
             p.spec
                 .gates
                 .as_ref()
                 .is_some_and(|g| g.repush_hold.is_some())
+                || self
+                    .latest_of(&p.metadata.namespace, &p.metadata.name)
+                    .is_none()
         })
     }
 
