@@ -80,15 +80,16 @@ impl Engine {
                 .ok_or_else(|| anyhow::anyhow!("no tags in database"))
                 .because(DEPENDENCY_NOT_READY)?;
             let tags: Vec<&str> = stored.iter().map(|t| t.tag.as_str()).collect();
-            let ranked = engine.ranked(&tags, &Exclusions::none()).because(FAILURE)?;
+            let ranked = engine
+                .ranked_best(&tags, &Exclusions::none(), MAX_CANDIDATES)
+                .because(FAILURE)?;
             let listed = previous
                 .as_ref()
                 .is_some_and(|p| tags.contains(&p.tag.as_str()));
-            let by_tag: BTreeMap<&str, &tagpilot_store::StoredTag> =
+            let by_tag: std::collections::HashMap<&str, &tagpilot_store::StoredTag> =
                 stored.iter().map(|t| (t.tag.as_str(), t)).collect();
             let candidates: Vec<(String, Facts)> = ranked
                 .into_iter()
-                .take(MAX_CANDIDATES)
                 .map(|s| {
                     let t = by_tag.get(s.tag.as_str());
                     let facts = Facts {

@@ -345,6 +345,17 @@ impl Policy {
         tags: &[S],
         exclusions: &Exclusions,
     ) -> Result<Vec<Selection>, PolicyError> {
+        self.ranked_best(tags, exclusions, usize::MAX)
+    }
+
+    /// The `limit` best of [`Policy::ranked`], without sorting the rest (a resolution looks
+    /// at a few candidates of a list that may hold thousands).
+    pub fn ranked_best<S: AsRef<str>>(
+        &self,
+        tags: &[S],
+        exclusions: &Exclusions,
+        limit: usize,
+    ) -> Result<Vec<Selection>, PolicyError> {
         let values: Vec<(&str, Cow<'_, str>)> = tags
             .iter()
             .map(AsRef::as_ref)
@@ -365,10 +376,18 @@ impl Policy {
         if keyed.is_empty() {
             return Err(PolicyError::NoneSelectable);
         }
-        keyed.sort_by(|(ta, _, a), (tb, _, b)| {
+        let best_first = |(ta, _, a): &(&str, _, Key<'_>), (tb, _, b): &(&str, _, Key<'_>)| {
             self.rank(b, a)
                 .then_with(|| tb.as_bytes().cmp(ta.as_bytes()))
-        });
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        if keyed.len() > limit {
+            keyed.select_nth_unstable_by(limit - 1, best_first);
+            keyed.truncate(limit);
+        }
+        keyed.sort_by(best_first);
         Ok(keyed
             .into_iter()
             .map(|(tag, value, _)| Selection {
@@ -867,6 +886,15 @@ mod tests {
         assert_eq!(p.compare("5.0.3", "5.0.2"), Some(Ordering::Greater));
         assert_eq!(p.compare("5.0.2", "5.0.3"), Some(Ordering::Less));
         assert_eq!(p.compare("5.1.0", "5.0.3"), None, "outside the range");
+        // The best few of a long list are the head of the whole ranking.
+        let long: Vec<String> = (0..500).map(|i| format!("1.{}.{}", i % 37, i)).collect();
+        let all = Policy::new(Choice::semver("*").unwrap(), None)
+            .ranked(&long, &Exclusions::none())
+            .unwrap();
+        let best = Policy::new(Choice::semver("*").unwrap(), None)
+            .ranked_best(&long, &Exclusions::none(), 7)
+            .unwrap();
+        assert_eq!(best, all[..7]);
         let n = Policy::new(Choice::numerical("asc").unwrap(), None);
         assert!(matches!(
             n.ranked(&["1", "x"], &Exclusions::none()),
