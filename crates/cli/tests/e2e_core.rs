@@ -368,7 +368,7 @@ fn reloads_that_cannot_read_keep_every_object_running() {
 
     // 1. A syntax error at the top of the file: nothing after it parses, so every object of
     // the file keeps running at its last good version, and a new tag still lands.
-    std::fs::write(&manifest, format!("kind: [unclosed\n---\n{good}")).unwrap();
+    replace_file(&manifest, format!("kind: [unclosed\n---\n{good}"));
     assert!(eventually(20, || reloaded(2)), "{}", f.logs());
     f.push_tag("1.1.0");
     f.wait_for("main", "a", "1.1.0");
@@ -380,7 +380,7 @@ fn reloads_that_cannot_read_keep_every_object_running() {
             .is_some_and(|e| e.contains("could not be loaded")),
         "{policy}"
     );
-    std::fs::write(&manifest, &good).unwrap();
+    replace_file(&manifest, &good);
     assert!(eventually(20, || reloaded(3)), "{}", f.logs());
 
     // 2. The whole directory away for a few seconds.
@@ -402,7 +402,7 @@ fn reloads_that_cannot_read_keep_every_object_running() {
     let idle: Vec<std::net::TcpStream> = (0..200)
         .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
         .collect();
-    std::fs::write(&manifest, format!("{good}\n# touched\n")).unwrap();
+    replace_file(&manifest, format!("{good}\n# touched\n"));
     assert!(eventually(20, || reloaded(6)), "{}", f.logs());
     drop(idle);
     f.push_tag("1.3.0");
@@ -625,4 +625,12 @@ fn repositories_of_one_image_share_one_listing() {
         latest(),
         std::fs::read_to_string(&log).unwrap_or_default()
     );
+}
+
+/// Writes `path` the way an editor or a ConfigMap update should: a new file renamed over the
+/// old, so the daemon never reads it half written (a truncated file is a valid, empty one).
+fn replace_file(path: &std::path::Path, text: impl AsRef<[u8]>) {
+    let tmp = path.with_extension("yaml.tmp~");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
