@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n==> %s\n' "$*"; }
 
+# CI builds once from scratch: incremental caches would only cost disk (they once took 26 GB).
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+
 log "toolchain"
 cargo --version
 rustc --version
@@ -86,6 +89,9 @@ log "aws-only build (cargo features aws|gcp|azure): no Google or Azure SDK, and 
 cargo clippy -p tagpilot --no-default-features --features aws --all-targets --locked -- -D warnings
 cargo test -p tagpilot --no-default-features --features aws --locked --test e2e_cloud -- \
   --include-ignored "${skip[@]}" 2>&1 | tee -a "$results"
+log "disk used by target/"
+du -sh target 2>/dev/null || true
+df -h . | tail -1
 # One closing line for the whole suite (cargo prints one per test binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0) }' "$results"
