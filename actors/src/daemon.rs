@@ -257,7 +257,7 @@ impl Supervisor {
                 let o = old.config();
                 // A commit that changed no manifest (tagpilot's own image updates): the
                 // running configuration stays as it is, no actor is touched.
-                if loaded.objects == o.objects
+                if loaded.objects() == o.objects()
                     && loaded.errors == o.errors
                     && loaded.warnings == o.warnings
                     && settings.source.is_some()
@@ -905,7 +905,7 @@ impl RegistryScanner {
             let ready = guarded(
                 Kind::ImageRepository,
                 &key,
-                engine.reconcile_repository(repo),
+                engine.reconcile_repository(repo, urgent),
             )
             .await?;
             log_reports(&engine);

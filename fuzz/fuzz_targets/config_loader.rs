@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         None => body.to_owned(),
     };
     let config = load_str(&text, Path::new("fuzz.yaml"));
-    for loaded in &config.objects {
+    for loaded in config.objects() {
         assert!(loaded.object.validate().is_empty(), "{loaded:?}");
     }
     let values = secret_values(&text);
@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
     // A reload with the same text keeps the same objects.
     let mut again = load_str(&text, Path::new("fuzz.yaml"));
     again.keep_last_good(&config);
-    assert_eq!(again.objects.len(), config.objects.len());
+    assert_eq!(again.objects().len(), config.objects().len());
 });
 
 /// The values of `data` and `stringData` in every document that could be quoted.

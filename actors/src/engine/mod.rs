@@ -58,6 +58,8 @@ pub struct Shared {
     pub keyring: Arc<Keyring>,
     /// Scans running at once, across all registries (`concurrency`).
     scan_slots: Arc<tokio::sync::Semaphore>,
+    /// Scans a webhook or a reconcile request asked for, beside the scheduled ones.
+    urgent_slots: Arc<tokio::sync::Semaphore>,
     concurrency: usize,
     /// Per registry host: its share of the scan slots (a slow host holds at most that many).
     host_slots: Mutex<BTreeMap<String, (usize, Arc<tokio::sync::Semaphore>)>>,
@@ -89,7 +91,7 @@ pub struct Shared {
     /// Per remote URL: held while a round works in its warm clone.
     clones: Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
     /// The store writer thread's queue.
-    writer: std::sync::mpsc::Sender<StoreJob>,
+    writer: std::sync::mpsc::Sender<(Arc<Store>, StoreJob)>,
 }
 
 /// The last listing of one image with one set of credentials, while others wait for it.
@@ -101,6 +103,7 @@ impl Shared {
         Shared {
             keyring: Arc::new(Keyring::default()),
             scan_slots: Arc::new(tokio::sync::Semaphore::new(concurrency)),
+            urgent_slots: Arc::new(tokio::sync::Semaphore::new(URGENT_SCANS)),
             concurrency,
             host_slots: Mutex::new(BTreeMap::new()),
             metrics: Arc::default(),
@@ -118,20 +121,30 @@ impl Shared {
         }
     }
 
-    /// Runs a store call on the store writer thread and waits for it without blocking.
+    /// Runs a store call on the store writer thread and waits for it without blocking; the
+    /// answer comes once the write is on disk.
     async fn write<T: Send + 'static>(
         &self,
+        store: &Arc<Store>,
         f: impl FnOnce() -> Result<T, tagpilot_store::StoreError> + Send + 'static,
     ) -> anyhow::Result<T> {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: StoreJob = Box::new(move || {
+            let result = f();
+            let reply: StoreReply = Box::new(move |synced| {
+                let _ = tx.send(match (result, synced) {
+                    (Err(e), _) => Err(anyhow::Error::from(e)),
+                    (Ok(_), Err(e)) => Err(anyhow::anyhow!("{e}")),
+                    (Ok(v), Ok(())) => Ok(v),
+                });
+            });
+            reply
+        });
         self.writer
-            .send(Box::new(move || {
-                let _ = tx.send(f());
-            }))
+            .send((store.clone(), job))
             .map_err(|_| anyhow::anyhow!("the store writer thread is gone"))?;
         rx.await
             .map_err(|_| anyhow::anyhow!("state store call did not complete"))?
-            .map_err(anyhow::Error::from)
     }
 
     /// The lock of `url`'s warm clone.
@@ -188,6 +201,9 @@ pub struct Engine {
     config_warnings: BTreeMap<String, Vec<String>>,
     git_cache: PathBuf,
     rows: Mutex<Vec<Report>>,
+    /// ImageRepository (namespace, name) → the policies (namespace, name) that read it: asked
+    /// after every scan, so it must not cost a walk over every policy.
+    policies_by_repo: std::collections::HashMap<(String, String), Vec<(String, String)>>,
     /// Events for Alerts, since the last `take_events`.
     events: Mutex<Vec<Event>>,
 }
@@ -221,19 +237,55 @@ fn text(bytes: Vec<u8>) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// A store call for the store writer thread.
-type StoreJob = Box<dyn FnOnce() + Send>;
+/// Urgent scans (webhooks, reconcile requests) in flight at once, beside `concurrency`.
+const URGENT_SCANS: usize = 2;
+
+/// A store call for the store writer thread: it runs the write and returns what to answer
+/// once the write is durable (given the sync's outcome).
+type StoreJob = Box<dyn FnOnce() -> StoreReply + Send>;
+type StoreReply = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Writes one batch of the store writer at most (bounds the latency of the batch's first).
+const STORE_BATCH: usize = 512;
 
 /// Starts the thread that makes the store commits of async code, one after the other (redb
 /// commits fsync and must not hold up an actor; one thread, not a pool growing with the
-/// number of scans, keeps memory flat).
-fn store_writer() -> std::sync::mpsc::Sender<StoreJob> {
-    let (tx, rx) = std::sync::mpsc::channel::<StoreJob>();
+/// number of scans, keeps memory flat). Group commit: the writes queued while a batch ran
+/// make the next batch, committed without fsync and made durable by one sync; nobody hears
+/// back before that sync (10,000 repositories' first scans made 30,000 fsyncs otherwise).
+fn store_writer() -> std::sync::mpsc::Sender<(Arc<Store>, StoreJob)> {
+    let (tx, rx) = std::sync::mpsc::channel::<(Arc<Store>, StoreJob)>();
     let started = std::thread::Builder::new()
         .name("tagpilot-store".into())
         .spawn(move || {
-            for job in rx {
-                job();
+            while let Ok(first) = rx.recv() {
+                let mut batch = vec![first];
+                while batch.len() < STORE_BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                let replies: Vec<(Arc<Store>, StoreReply)> = tagpilot_store::deferred(|| {
+                    batch
+                        .into_iter()
+                        .map(|(store, job)| (store, job()))
+                        .collect()
+                });
+                // One sync per store of the batch (a reload may change the store only in
+                // tests, but never answer for a store that was not synced).
+                let mut synced: Vec<(Arc<Store>, Result<(), String>)> = Vec::new();
+                for (store, reply) in replies {
+                    let outcome = match synced.iter().find(|(s, _)| Arc::ptr_eq(s, &store)) {
+                        Some((_, r)) => r.clone(),
+                        None => {
+                            let r = store.sync().map_err(|e| e.to_string());
+                            synced.push((store, r.clone()));
+                            r
+                        }
+                    };
+                    reply(outcome);
+                }
             }
         });
     if let Err(e) = started {
@@ -392,7 +444,16 @@ impl Engine {
             .filter_map(|r| ImageName::parse(&r.spec.image).ok())
             .map(|n| n.registry)
             .collect();
+        let mut policies_by_repo: std::collections::HashMap<_, Vec<_>> = Default::default();
+        for p in config.all::<ImagePolicy>() {
+            let (ns, name) = p.repository_key();
+            policies_by_repo
+                .entry((ns.to_owned(), name.to_owned()))
+                .or_default()
+                .push((p.metadata.namespace.clone(), p.metadata.name.clone()));
+        }
         let engine = Engine {
+            policies_by_repo,
             host_share: slots::host_share(shared.concurrency, hosts.len()),
             config,
             secrets_dir,
@@ -739,7 +800,7 @@ impl Engine {
         let k = key.clone();
         if let Err(e) = self
             .shared
-            .write(move || store.put_status(&k, &value))
+            .write(&self.store, move || store.put_status(&k, &value))
             .await
         {
             tracing::warn!(%key, error = %e, "cannot store status");

@@ -214,7 +214,9 @@ impl Engine {
             let store = self.store.clone();
             if let Err(e) = self
                 .shared
-                .write(move || store.put_latest(&stored, value.as_ref()))
+                .write(&self.store, move || {
+                    store.put_latest(&stored, value.as_ref())
+                })
                 .await
             {
                 tracing::warn!(kind = "ImagePolicy", namespace = %key.0, name = %key.1, error = %e, "cannot store the latest ref");
@@ -312,7 +314,9 @@ impl Engine {
         );
         match self
             .shared
-            .write(move || store.set_digest(&repo_key, &t, &dig, now))
+            .write(&self.store, move || {
+                store.set_digest(&repo_key, &t, &dig, now)
+            })
             .await
         {
             Ok(Some(record)) => facts.digest_changed = record.digest_changed,
@@ -361,7 +365,7 @@ impl Engine {
         let (store, d, list) = (self.store.clone(), digest.to_owned(), found.clone());
         if let Err(e) = self
             .shared
-            .write(move || store.put_platforms(&d, &list))
+            .write(&self.store, move || store.put_platforms(&d, &list))
             .await
         {
             tracing::warn!(kind = "ImagePolicy", digest, error = %e, "cannot store platforms");
@@ -447,9 +451,11 @@ impl Engine {
         &'a self,
         repo: &'a (String, String),
     ) -> impl Iterator<Item = &'a ImagePolicy> + 'a {
-        self.config
-            .all::<ImagePolicy>()
-            .filter(move |p| p.repository_key() == (repo.0.as_str(), repo.1.as_str()))
+        self.policies_by_repo
+            .get(repo)
+            .into_iter()
+            .flatten()
+            .filter_map(|(ns, name)| self.config.find::<ImagePolicy>(ns, name))
     }
 
     /// The latest ref of a policy, once resolved.

@@ -28,7 +28,11 @@ fn cloud_source(
 
 impl Engine {
     /// Scans a repository and records its status; whether it ended Ready.
-    pub async fn reconcile_repository(&self, repo: &ImageRepository) -> bool {
+    /// `urgent` (a webhook or a reconcile request) takes one of the few urgent slots instead
+    /// of queueing behind every scheduled scan: during the first pass over 10,000
+    /// repositories that queue is seconds long. The registry host's own request limits still
+    /// apply to it.
+    pub async fn reconcile_repository(&self, repo: &ImageRepository, urgent: bool) -> bool {
         let (ns, name) = (&repo.metadata.namespace, &repo.metadata.name);
         self.begin(Kind::ImageRepository, ns, name);
         // A host's share first, then a global slot: a slow host queues on its own share and
@@ -37,9 +41,15 @@ impl Engine {
         let host = ImageName::parse(&repo.spec.image)
             .map(|n| n.registry)
             .unwrap_or_default();
-        let host_slot = self.shared.host_slot(&host, self.host_share);
-        let _host = host_slot.acquire().await.ok();
-        let _slot = self.shared.scan_slots.acquire().await.ok();
+        let (_host, _slot);
+        if urgent {
+            _host = None;
+            _slot = self.shared.urgent_slots.acquire().await.ok();
+        } else {
+            let host_slot = self.shared.host_slot(&host, self.host_share);
+            _host = host_slot.acquire_owned().await.ok();
+            _slot = self.shared.scan_slots.acquire().await.ok();
+        }
         let started = std::time::Instant::now();
         let outcome = self.scan(repo).await;
         let metrics = &self.shared.metrics;
@@ -215,7 +225,9 @@ impl Engine {
                 let latest_tags: Vec<String> = tags.iter().take(10).cloned().collect();
                 let (store, c, r) = (self.store.clone(), canonical.clone(), revision.clone());
                 self.shared
-                    .write(move || store.record_scan(&c, &tags, &r, scan_time))
+                    .write(&self.store, move || {
+                        store.record_scan(&c, &tags, &r, scan_time)
+                    })
                     .await
                     .because(READ_OPERATION_FAILED)?;
                 let fields = json!({
@@ -237,7 +249,7 @@ impl Engine {
             scan::Verdict::Hold { reason } => {
                 let (store, c, r) = (self.store.clone(), canonical.clone(), revision.clone());
                 self.shared
-                    .write(move || store.set_pending(&c, Some(&r)))
+                    .write(&self.store, move || store.set_pending(&c, Some(&r)))
                     .await
                     .because(READ_OPERATION_FAILED)?;
                 Err(Failure::new(

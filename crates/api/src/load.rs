@@ -4,7 +4,7 @@
 //! field is an error on that object only: every other object still loads. Errors name the file,
 //! the document (1-based), the object and the field.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use tagpilot_sops::Keys;
@@ -81,16 +81,35 @@ impl std::error::Error for LoadError {}
 /// The result of loading a directory: every valid object and every error.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Config {
-    pub objects: Vec<Loaded>,
+    /// Added with [`Config::add`] only, so that the index stays right; read with
+    /// [`Config::objects`].
+    objects: Vec<Loaded>,
     pub errors: Vec<LoadError>,
     /// Fields tagpilot does not know (misspellings, Flux fields it does not implement): the
     /// object still loads. `validate --strict` makes them errors.
     pub warnings: Vec<LoadError>,
     /// The Git revision (`branch@sha1:…`) the manifests came from, with a Git source.
     pub source_revision: Option<String>,
+    /// (kind, namespace, name) → position in `objects`, for [`Config::get`]: the daemon looks
+    /// objects up on every scan and resolution, and a linear search made 10,000 repositories
+    /// quadratic. Kept by [`Config::add`].
+    index: HashMap<(Kind, String, String), usize>,
 }
 
 impl Config {
+    /// Every object, in load order.
+    pub fn objects(&self) -> &[Loaded] {
+        &self.objects
+    }
+
+    /// Adds a loaded object (the first of a kind/namespace/name is the one `get` finds).
+    pub fn add(&mut self, loaded: Loaded) {
+        let m = loaded.object.metadata();
+        let key = (loaded.object.kind(), m.namespace.clone(), m.name.clone());
+        self.index.entry(key).or_insert(self.objects.len());
+        self.objects.push(loaded);
+    }
+
     /// For a reload: nothing is dropped because it could not be read. Every object whose new
     /// version failed to load keeps its last good version from `previous` (the error stays in
     /// `errors`); a file (or directory) that could not be read or parsed keeps every object
@@ -99,7 +118,8 @@ impl Config {
     /// Returns the objects kept that way.
     pub fn keep_last_good(&mut self, previous: &Config) -> Vec<(Kind, String, String)> {
         let mut kept = Vec::new();
-        for e in &self.errors {
+        let errors = std::mem::take(&mut self.errors);
+        for e in &errors {
             let Some((kind, ns, name)) = e.object() else {
                 continue;
             };
@@ -108,10 +128,11 @@ impl Config {
                 continue;
             }
             if let Some(old) = previous.get(kind, ns, name) {
-                self.objects.push(old.clone());
+                self.add(old.clone());
                 kept.push(key);
             }
         }
+        self.errors = errors;
         // Failures of whole files or directories: what they held before stays.
         let failed: Vec<LoadError> = self
             .errors
@@ -142,7 +163,7 @@ impl Config {
                     field: None,
                     message: format!("{} could not be loaded: {}", e.source, e.message),
                 });
-                self.objects.push(old.clone());
+                self.add(old.clone());
                 kept.push(key);
             }
         }
@@ -152,10 +173,8 @@ impl Config {
 
     /// Looks an object up by kind, namespace and name.
     pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<&Loaded> {
-        self.objects.iter().find(|o| {
-            let m = o.object.metadata();
-            o.object.kind() == kind && m.namespace == namespace && m.name == name
-        })
+        let key = (kind, namespace.to_owned(), name.to_owned());
+        self.index.get(&key).and_then(|&i| self.objects.get(i))
     }
 
     /// Objects of one kind, in load order.
@@ -249,7 +268,7 @@ pub fn load_files_with(
                     source: o.source.clone(),
                 });
             } else {
-                config.objects.push(o);
+                config.add(o);
             }
         }
         config.errors.extend(local.errors);
@@ -372,17 +391,6 @@ fn load_str_into(text: &str, file: &Path, config: &mut Config, keys: &Keys) {
         config.errors.push(file_error(file, message));
         return;
     }
-    let mut seen: BTreeMap<(Kind, String, String), Source> = config
-        .objects
-        .iter()
-        .map(|o| {
-            let m = o.object.metadata();
-            (
-                (o.object.kind(), m.namespace.clone(), m.name.clone()),
-                o.source.clone(),
-            )
-        })
-        .collect();
     for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let source = Source {
             file: file.to_path_buf(),
@@ -419,7 +427,8 @@ fn load_str_into(text: &str, file: &Path, config: &mut Config, keys: &Keys) {
             Ok(Some(object)) => {
                 let m = object.metadata();
                 let key = (object.kind(), m.namespace.clone(), m.name.clone());
-                if let Some(first) = seen.get(&key) {
+                let first = config.get(key.0, &key.1, &key.2).map(|l| l.source.clone());
+                if let Some(first) = first {
                     config.errors.push(LoadError {
                         source,
                         kind: Some(object.kind().to_string()),
@@ -429,8 +438,7 @@ fn load_str_into(text: &str, file: &Path, config: &mut Config, keys: &Keys) {
                         message: format!("duplicate object: already defined in {first}"),
                     });
                 } else {
-                    seen.insert(key, source.clone());
-                    config.objects.push(Loaded { source, object });
+                    config.add(Loaded { source, object });
                 }
             }
             Err(e) => config.errors.extend(e),
@@ -1071,6 +1079,29 @@ spec: {image: alpine, interval: 5 minutes}
         );
         let c = load_str(&text, Path::new("t.yaml"));
         assert_eq!(c.errors[0].field.as_deref(), Some("spec.exclusionList"));
+    }
+
+    #[test]
+    fn lookups_find_every_object_by_kind_namespace_and_name() {
+        let text: String = (0..50)
+            .map(|i| format!("---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {{name: r{i}, namespace: n{}}}\nspec: {{image: alpine, interval: 1m}}\n", i % 3))
+            .collect();
+        let c = load_str(&text, Path::new("many.yaml"));
+        assert_eq!(c.objects.len(), 50, "{:?}", c.errors);
+        for i in 0..50 {
+            let found = c.get(
+                Kind::ImageRepository,
+                &format!("n{}", i % 3),
+                &format!("r{i}"),
+            );
+            assert_eq!(found.map(|l| l.source.document), Some(i + 1));
+            assert!(c
+                .get(Kind::ImagePolicy, &format!("n{}", i % 3), &format!("r{i}"))
+                .is_none());
+            assert!(c
+                .get(Kind::ImageRepository, "other", &format!("r{i}"))
+                .is_none());
+        }
     }
 
     #[test]

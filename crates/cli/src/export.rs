@@ -33,7 +33,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let config = tagpilot_api::load_dir(&args.dir);
     let mut objects: Vec<_> = config
-        .objects
+        .objects()
         .iter()
         .map(|l| &l.object)
         .filter(|o| o.kind() != Kind::Secret)

@@ -366,7 +366,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let scans = engine
         .repositories()
         .into_iter()
-        .map(|repo| engine.reconcile_repository(repo));
+        .map(|repo| engine.reconcile_repository(repo, false));
     runtime.block_on(futures_util::future::join_all(scans));
     for policy in engine.policies() {
         runtime.block_on(engine.reconcile_policy(policy));

@@ -26,7 +26,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("warning SOPS age key not usable: {p}");
     }
     let config = tagpilot_api::load_dir_with(&args.dir, &keys);
-    for loaded in &config.objects {
+    for loaded in config.objects() {
         let m = loaded.object.metadata();
         println!(
             "ok     {} {}/{} in {}",
@@ -45,7 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     eprintln!(
         "{} object(s) valid, {} error(s), {} warning(s)",
-        config.objects.len(),
+        config.objects().len(),
         config.errors.len(),
         config.warnings.len()
     );

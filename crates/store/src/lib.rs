@@ -95,6 +95,29 @@ pub struct RepoMeta {
 #[derive(Debug)]
 pub struct Store {
     db: Database,
+    /// A commit made by [`deferred`] work is not on disk until [`Store::sync`].
+    unsynced: std::sync::atomic::AtomicBool,
+}
+
+thread_local! {
+    /// Set by [`deferred`]: this thread's commits skip their fsync.
+    static DEFERRED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Group commit: runs `f` with the commits this thread makes non-durable (redb's
+/// `Durability::None`: atomic and visible, but not fsynced). The caller must call
+/// [`Store::sync`] on each store written before it reports any of that work as done. Many
+/// small writes then cost one disk sync instead of one each.
+pub fn deferred<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            DEFERRED.with(|d| d.set(false));
+        }
+    }
+    DEFERRED.with(|d| d.set(true));
+    let _reset = Reset;
+    f()
 }
 
 fn encode(tags: &[StoredTag]) -> Vec<u8> {
@@ -148,6 +171,40 @@ fn decode(key: &str, bytes: &[u8]) -> Result<Vec<StoredTag>, StoreError> {
 }
 
 impl Store {
+    /// A write transaction, non-durable inside [`deferred`].
+    fn begin_write(&self) -> Result<redb::WriteTransaction, StoreError> {
+        let mut tx = self.db.begin_write()?;
+        if DEFERRED.with(std::cell::Cell::get) {
+            tx.set_durability(redb::Durability::None);
+            self.unsynced
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(tx)
+    }
+
+    /// Makes every commit so far durable (one fsync), if a [`deferred`] one is not yet.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        if self
+            .unsynced
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            if let Err(e) = self
+                .db
+                .begin_write()
+                .map_err(StoreError::from)
+                .and_then(|tx| {
+                    tx.commit()?;
+                    Ok(())
+                })
+            {
+                self.unsynced
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// Opens (or creates) the store file.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let open_err = |e: &dyn std::fmt::Display| StoreError::Open {
@@ -161,7 +218,10 @@ impl Store {
             .set_cache_size(CACHE_BYTES)
             .create(path)
             .map_err(|e| open_err(&e))?;
-        let store = Store { db };
+        let store = Store {
+            db,
+            unsynced: Default::default(),
+        };
         let tx = store.db.begin_write()?;
         {
             let mut meta = tx.open_table(META)?;
@@ -209,7 +269,7 @@ impl Store {
         scans: &[(&str, &[String], &str)],
         now: u64,
     ) -> Result<Vec<RepoMeta>, StoreError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.begin_write()?;
         let mut metas = Vec::with_capacity(scans.len());
         {
             let mut table = tx.open_table(TAGS)?;
@@ -251,7 +311,7 @@ impl Store {
 
     /// Remembers a held (suspicious) listing's revision without touching the tag list.
     pub fn set_pending(&self, repo: &str, revision: Option<&str>) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.begin_write()?;
         {
             let mut repos = tx.open_table(REPOS)?;
             let mut meta = match repos.get(repo)? {
@@ -275,7 +335,7 @@ impl Store {
         digest: &str,
         now: u64,
     ) -> Result<Option<StoredTag>, StoreError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.begin_write()?;
         let found = {
             let mut table = tx.open_table(TAGS)?;
             let mut tags = match table.get(repo)? {
@@ -334,7 +394,7 @@ impl Store {
 
     /// Removes a release request once applied, unless a newer one replaced it meanwhile.
     pub fn release_done(&self, key: &str, token: &str) -> Result<bool, StoreError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.begin_write()?;
         let removed = {
             let mut t = tx.open_table(RELEASES)?;
             let same = t
@@ -368,7 +428,7 @@ impl Store {
     }
 
     pub fn put_platforms(&self, digest: &str, platforms: &[String]) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.begin_write()?;
         tx.open_table(PLATFORMS)?
             .insert(digest, platforms.join("\n").as_bytes())?;
         tx.commit()?;
@@ -438,7 +498,7 @@ impl Store {
         value: &serde_json::Value,
     ) -> Result<(), StoreError> {
         let json = serde_json::to_vec(value).map_err(|e| StoreError::Db(e.to_string()))?;
-        let tx = self.db.begin_write()?;
+        let tx = self.begin_write()?;
         tx.open_table(table)?.insert(key, json.as_slice())?;
         tx.commit()?;
         Ok(())
@@ -501,7 +561,7 @@ impl Store {
         if doomed.is_empty() {
             return Ok(0);
         }
-        let tx = self.db.begin_write()?;
+        let tx = self.begin_write()?;
         {
             let mut t = tx.open_table(table)?;
             for k in &doomed {
@@ -514,7 +574,7 @@ impl Store {
 
     /// Sets (or with None clears) the runtime suspend override of `key` (`Kind/ns/name`).
     pub fn set_suspended(&self, key: &str, suspended: Option<bool>) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.begin_write()?;
         {
             let mut table = tx.open_table(OVERRIDES)?;
             match suspended {
@@ -563,6 +623,42 @@ mod tests {
 
     fn tags(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn deferred_writes_are_visible_at_once_and_on_disk_after_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tagpilot.redb");
+        let store = Store::open(&path).unwrap();
+        deferred(|| {
+            store
+                .put_status("ImagePolicy/ns/a", &serde_json::json!({"n": 1}))
+                .unwrap();
+            store
+                .put_status("ImagePolicy/ns/b", &serde_json::json!({"n": 2}))
+                .unwrap();
+        });
+        assert!(store.unsynced.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(store.statuses().unwrap().len(), 2);
+        store.sync().unwrap();
+        assert!(!store.unsynced.load(std::sync::atomic::Ordering::SeqCst));
+        // Outside `deferred` a commit is durable by itself and leaves nothing to sync.
+        store
+            .put_status("ImagePolicy/ns/c", &serde_json::json!({"n": 3}))
+            .unwrap();
+        assert!(!store.unsynced.load(std::sync::atomic::Ordering::SeqCst));
+        drop(store);
+        let again = Store::open(&path).unwrap();
+        let keys: Vec<String> = again
+            .statuses()
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            keys,
+            ["ImagePolicy/ns/a", "ImagePolicy/ns/b", "ImagePolicy/ns/c"]
+        );
     }
 
     #[test]

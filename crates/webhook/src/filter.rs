@@ -222,7 +222,7 @@ mod tests {
             "apiVersion: notification.toolkit.fluxcd.io/v1\nkind: Receiver\nmetadata: {{name: r}}\nspec:\n  type: generic\n  secretRef: {{name: t}}\n  resourceFilter: '{filter}'\n  resources:\n  - {{kind: ImageRepository, name: a, filter: '{per}'}}\n  - {{kind: ImageRepository, name: b}}\n"
         );
         let c = tagpilot_api::load_str(&text, std::path::Path::new("r.yaml"));
-        match c.objects.first().map(|l| &l.object) {
+        match c.objects().first().map(|l| &l.object) {
             Some(tagpilot_api::Object::Receiver(r)) => r.spec.clone(),
             _ => panic!("{:?}", c.errors),
         }
