@@ -307,8 +307,11 @@ fn explain_policy(
             ))
         })
         .collect();
+    // The stored list is the image's whole list; the repository's exclusions apply here.
+    let exclusions = tagpilot_policy::Exclusions::new(&repo.spec.exclusion_list)
+        .map_err(|e| (StatusCode::CONFLICT, e.to_string()))?;
     let tags: Vec<&str> = stored.iter().map(|t| t.tag.as_str()).collect();
-    let ex = engine.explain(&tags, &tagpilot_policy::Exclusions::none());
+    let ex = engine.explain(&tags, &exclusions);
     let first_seen = |tag: &str| stored.iter().find(|t| t.tag == tag).map(|t| t.first_seen);
     let rows = explain_rows(&ex, &held, latest, first_seen);
     let ready = tagpilot_api::Status::from_value(status.clone());

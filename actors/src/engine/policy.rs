@@ -79,7 +79,13 @@ impl Engine {
                 .because(FAILURE)?
                 .ok_or_else(|| anyhow::anyhow!("no tags in database"))
                 .because(DEPENDENCY_NOT_READY)?;
-            let tags: Vec<&str> = stored.iter().map(|t| t.tag.as_str()).collect();
+            // The stored list is the image's whole list: this repository's exclusions apply.
+            let exclusions = Exclusions::new(&repo.spec.exclusion_list).stalled(reason::FAILURE)?;
+            let tags: Vec<&str> = stored
+                .iter()
+                .map(|t| t.tag.as_str())
+                .filter(|t| exclusions.matching(t).is_none())
+                .collect();
             let ranked = engine
                 .ranked_best(&tags, &Exclusions::none(), MAX_CANDIDATES)
                 .because(FAILURE)?;

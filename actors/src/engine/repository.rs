@@ -198,15 +198,21 @@ impl Engine {
         let exclusions = Exclusions::new(&repo.spec.exclusion_list).stalled(reason::FAILURE)?;
         let mut warnings = Vec::new();
         let listed = self.list_shared(repo, &name, &mut warnings).await?;
-        let mut tags: Vec<String> = listed
+        // The store keeps the registry's whole list per image: repositories of one image
+        // with different exclusion lists share it (each policy applies its repository's
+        // exclusions when it reads), so one repository's filtered list never becomes
+        // another's, and the drop check compares like with like.
+        let mut all: Vec<String> = listed.to_vec();
+        drop(listed);
+        scan::sort_desc(&mut all);
+        all.dedup();
+        let tags: Vec<String> = all
             .iter()
             .filter(|t| exclusions.matching(t).is_none())
             .cloned()
             .collect();
-        drop(listed);
-        scan::sort_desc(&mut tags);
-        tags.dedup();
         let revision = scan::revision(&tags);
+        let stored_revision = scan::revision(&all);
         let canonical = name.canonical();
         let meta = self
             .store
@@ -215,18 +221,22 @@ impl Engine {
         match scan::judge(
             meta.as_ref().map(|m| m.tag_count),
             meta.as_ref().and_then(|m| m.pending_revision.as_deref()),
-            &revision,
-            tags.len(),
+            &stored_revision,
+            all.len(),
             0.5,
         ) {
             scan::Verdict::Accept => {
                 let scan_time = now();
                 let count = tags.len();
                 let latest_tags: Vec<String> = tags.iter().take(10).cloned().collect();
-                let (store, c, r) = (self.store.clone(), canonical.clone(), revision.clone());
+                let (store, c, r) = (
+                    self.store.clone(),
+                    canonical.clone(),
+                    stored_revision.clone(),
+                );
                 self.shared
                     .write(&self.store, move || {
-                        store.record_scan(&c, &tags, &r, scan_time)
+                        store.record_scan(&c, &all, &r, scan_time)
                     })
                     .await
                     .because(READ_OPERATION_FAILED)?;
@@ -247,7 +257,11 @@ impl Engine {
                 ))
             }
             scan::Verdict::Hold { reason } => {
-                let (store, c, r) = (self.store.clone(), canonical.clone(), revision.clone());
+                let (store, c, r) = (
+                    self.store.clone(),
+                    canonical.clone(),
+                    stored_revision.clone(),
+                );
                 self.shared
                     .write(&self.store, move || store.set_pending(&c, Some(&r)))
                     .await

@@ -592,7 +592,12 @@ fn repositories_of_one_image_share_one_listing() {
     assert_eq!(count("third"), Some(1));
     // …from one listing of the registry.
     let stats = front_stats(slow.port);
-    assert_eq!(stats["requests"], 1, "{stats}");
+    assert_eq!(
+        stats["requests"],
+        1,
+        "{stats}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
 
     // They also share the stored list: a new tag seen by a scan of `all` reaches the policy of
     // `all-too` (whose own scan waits an hour), and `reconcile` waits for its own request.
