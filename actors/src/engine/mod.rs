@@ -126,11 +126,12 @@ impl Shared {
     async fn write<T: Send + 'static>(
         &self,
         store: &Arc<Store>,
-        f: impl FnOnce() -> Result<T, tagpilot_store::StoreError> + Send + 'static,
+        f: impl FnOnce(&Store) -> Result<T, tagpilot_store::StoreError> + Send + 'static,
     ) -> anyhow::Result<T> {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let target = store.clone();
         let job: StoreJob = Box::new(move || {
-            let result = f();
+            let result = f(&target);
             let reply: StoreReply = Box::new(move |synced| {
                 let _ = tx.send(match (result, synced) {
                     (Err(e), _) => Err(anyhow::Error::from(e)),
@@ -795,12 +796,11 @@ impl Engine {
         fields: serde_json::Value,
     ) {
         let (key, status) = self.next_status(kind, namespace, name, outcome, fields);
-        let store = self.store.clone();
         let value = status.to_value();
         let k = key.clone();
         if let Err(e) = self
             .shared
-            .write(&self.store, move || store.put_status(&k, &value))
+            .write(&self.store, move |store| store.put_status(&k, &value))
             .await
         {
             tracing::warn!(%key, error = %e, "cannot store status");

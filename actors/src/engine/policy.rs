@@ -217,10 +217,9 @@ impl Engine {
                 v["selectionGeneration"] = json!(generation);
                 v
             });
-            let store = self.store.clone();
             if let Err(e) = self
                 .shared
-                .write(&self.store, move || {
+                .write(&self.store, move |store| {
                     store.put_latest(&stored, value.as_ref())
                 })
                 .await
@@ -312,15 +311,10 @@ impl Engine {
             .digest_of(repo, name, tag)
             .await
             .map_err(|f| format_chain(&f.error))?;
-        let (store, repo_key, t, dig) = (
-            self.store.clone(),
-            canonical.to_owned(),
-            tag.to_owned(),
-            d.clone(),
-        );
+        let (repo_key, t, dig) = (canonical.to_owned(), tag.to_owned(), d.clone());
         match self
             .shared
-            .write(&self.store, move || {
+            .write(&self.store, move |store| {
                 store.set_digest(&repo_key, &t, &dig, now)
             })
             .await
@@ -368,10 +362,10 @@ impl Engine {
             .iter()
             .map(ToString::to_string)
             .collect();
-        let (store, d, list) = (self.store.clone(), digest.to_owned(), found.clone());
+        let (d, list) = (digest.to_owned(), found.clone());
         if let Err(e) = self
             .shared
-            .write(&self.store, move || store.put_platforms(&d, &list))
+            .write(&self.store, move |store| store.put_platforms(&d, &list))
             .await
         {
             tracing::warn!(kind = "ImagePolicy", digest, error = %e, "cannot store platforms");

@@ -38,14 +38,14 @@ impl Engine {
         // A host's share first, then a global slot: a slow host queues on its own share and
         // leaves the other slots to the other hosts. The semaphores are never closed; a closed
         // one would only mean no limit.
-        let host = ImageName::parse(&repo.spec.image)
-            .map(|n| n.registry)
-            .unwrap_or_default();
         let (_host, _slot);
         if urgent {
             _host = None;
             _slot = self.shared.urgent_slots.acquire().await.ok();
         } else {
+            let host = ImageName::parse(&repo.spec.image)
+                .map(|n| n.registry)
+                .unwrap_or_default();
             let host_slot = self.shared.host_slot(&host, self.host_share);
             _host = host_slot.acquire_owned().await.ok();
             _slot = self.shared.scan_slots.acquire().await.ok();
@@ -229,13 +229,9 @@ impl Engine {
                 let scan_time = now();
                 let count = tags.len();
                 let latest_tags: Vec<String> = tags.iter().take(10).cloned().collect();
-                let (store, c, r) = (
-                    self.store.clone(),
-                    canonical.clone(),
-                    stored_revision.clone(),
-                );
+                let (c, r) = (canonical.clone(), stored_revision.clone());
                 self.shared
-                    .write(&self.store, move || {
+                    .write(&self.store, move |store| {
                         store.record_scan(&c, &all, &r, scan_time)
                     })
                     .await
@@ -257,13 +253,9 @@ impl Engine {
                 ))
             }
             scan::Verdict::Hold { reason } => {
-                let (store, c, r) = (
-                    self.store.clone(),
-                    canonical.clone(),
-                    stored_revision.clone(),
-                );
+                let (c, r) = (canonical.clone(), stored_revision);
                 self.shared
-                    .write(&self.store, move || store.set_pending(&c, Some(&r)))
+                    .write(&self.store, move |store| store.set_pending(&c, Some(&r)))
                     .await
                     .because(READ_OPERATION_FAILED)?;
                 Err(Failure::new(

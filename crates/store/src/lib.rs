@@ -188,19 +188,17 @@ impl Store {
             .unsynced
             .swap(false, std::sync::atomic::Ordering::SeqCst)
         {
-            if let Err(e) = self
+            // An empty durable commit: redb makes the non-durable ones before it durable too.
+            let done = self
                 .db
                 .begin_write()
                 .map_err(StoreError::from)
-                .and_then(|tx| {
-                    tx.commit()?;
-                    Ok(())
-                })
-            {
+                .and_then(|tx| Ok(tx.commit()?));
+            if done.is_err() {
                 self.unsynced
                     .store(true, std::sync::atomic::Ordering::SeqCst);
-                return Err(e);
             }
+            return done;
         }
         Ok(())
     }
