@@ -28,7 +28,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tagpilot_api::{DigestReflectionPolicy, ImagePolicy, ImageRepository, Kind};
 use tagpilot_reconcile::backoff;
-use tagpilot_reconcile::schedule::{Coalescer, Request, Throttle, Urgent as UrgentRequest};
+use tagpilot_reconcile::schedule::{Batch, Coalescer, Request, Throttle, Urgent as UrgentRequest};
 use tagpilot_reconcile::writers::WriterIndex;
 use tagpilot_registry::{Gates, Limits};
 use tagpilot_store::Store;
@@ -140,13 +140,13 @@ struct Supervisor {
     fingerprint: Option<String>,
     scanners: BTreeMap<Key, Addr<RegistryScanner>>,
     resolvers: BTreeMap<Key, (Key, Addr<PolicyResolver>)>,
-    /// Each ImageRepository's canonical image: repositories of one image share a tag list.
-    images: BTreeMap<Key, String>,
+    /// Which resolvers a repository's scan wakes (built with each load).
+    wake: WakeIndex,
     /// One worker per remote URL, never stopped: it alone owns that URL's warm clone.
     workers: BTreeMap<String, Addr<GitWorker>>,
     index: WriterIndex,
     source: Arc<Mutex<SourceCache>>,
-    executor: Recipient<Round>,
+    executors: Executors,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
     shutting_down: bool,
@@ -164,7 +164,12 @@ impl Supervisor {
         shared.metrics = api.metrics.clone();
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         // Git rounds of different remotes run side by side; each remote's one at a time.
-        let executor = SyncArbiter::start(cores.clamp(2, 8), || GitExecutor).recipient();
+        // Rounds a webhook or a reconcile request asked for have threads of their own, so that
+        // they never queue behind the rounds of a first pass over every remote.
+        let executors = Executors {
+            scheduled: SyncArbiter::start(cores.clamp(2, 8), || GitExecutor).recipient(),
+            urgent: SyncArbiter::start(URGENT_ROUNDS, || GitExecutor).recipient(),
+        };
         Supervisor {
             gates: api.gates.clone(),
             shared: Arc::new(shared),
@@ -180,11 +185,11 @@ impl Supervisor {
             fingerprint: None,
             scanners: BTreeMap::new(),
             resolvers: BTreeMap::new(),
-            images: BTreeMap::new(),
+            wake: WakeIndex::default(),
             workers: BTreeMap::new(),
             index: WriterIndex::default(),
             source: Arc::default(),
-            executor,
+            executors,
             arbiters: (0..cores.clamp(1, 16))
                 .map(|_| Arbiter::new().handle())
                 .collect(),
@@ -366,14 +371,6 @@ impl Supervisor {
         for (_, addr) in old_scanners {
             addr.do_send(Stop);
         }
-        self.images = config
-            .all::<ImageRepository>()
-            .filter_map(|r| {
-                let image = tagpilot_registry::ImageName::parse(&r.spec.image).ok()?;
-                let key = (r.metadata.namespace.clone(), r.metadata.name.clone());
-                Some((key, image.canonical()))
-            })
-            .collect();
         let mut old_resolvers = std::mem::take(&mut self.resolvers);
         for p in config.all::<ImagePolicy>() {
             let key = (p.metadata.namespace.clone(), p.metadata.name.clone());
@@ -420,6 +417,7 @@ impl Supervisor {
         for (_, (_, addr)) in old_resolvers {
             addr.do_send(Stop);
         }
+        self.wake = WakeIndex::build(&config, &self.resolvers);
         self.index = WriterIndex::build(&config);
         for (url, addr) in &self.workers {
             let worker = self.index.workers.get(url);
@@ -451,7 +449,8 @@ impl Supervisor {
                 debounce: None,
                 window_timer: None,
                 runs: Coalescer::new(),
-                executor: self.executor.clone(),
+                batch: Batch::new(),
+                executors: self.executors.clone(),
                 draining: false,
                 drained: Vec::new(),
             };
@@ -493,6 +492,61 @@ impl Supervisor {
         self.engine = Some(engine);
         self.api.set_control(config, me.recipient());
         self.api.ready.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Which policy resolvers a repository's scan wakes: those of every repository of the same
+/// canonical image, since they share one stored tag list (news from one scan is news for all),
+/// or of that repository alone when its image does not parse. An index, because the
+/// supervisor answers every scan: a walk over every resolver per scan is quadratic in the
+/// configuration (at 10,000 policies it kept the supervisor busy and its mailbox long).
+#[derive(Default)]
+struct WakeIndex {
+    group_of: std::collections::HashMap<Key, WakeGroup>,
+    resolvers: std::collections::HashMap<WakeGroup, Vec<Addr<PolicyResolver>>>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum WakeGroup {
+    Image(String),
+    Repository(Key),
+}
+
+impl WakeIndex {
+    fn build(
+        config: &tagpilot_api::Config,
+        resolvers: &BTreeMap<Key, (Key, Addr<PolicyResolver>)>,
+    ) -> Self {
+        let group_of: std::collections::HashMap<Key, WakeGroup> = config
+            .all::<ImageRepository>()
+            .filter_map(|r| {
+                let image = tagpilot_registry::ImageName::parse(&r.spec.image).ok()?;
+                let key = (r.metadata.namespace.clone(), r.metadata.name.clone());
+                Some((key, WakeGroup::Image(image.canonical())))
+            })
+            .collect();
+        let mut index = WakeIndex {
+            group_of,
+            resolvers: Default::default(),
+        };
+        for (repo, addr) in resolvers.values() {
+            let group = index.group(repo);
+            index.resolvers.entry(group).or_default().push(addr.clone());
+        }
+        index
+    }
+
+    fn group(&self, repo: &Key) -> WakeGroup {
+        self.group_of
+            .get(repo)
+            .cloned()
+            .unwrap_or_else(|| WakeGroup::Repository(repo.clone()))
+    }
+
+    fn resolvers_of(&self, repo: &Key) -> &[Addr<PolicyResolver>] {
+        self.resolvers
+            .get(&self.group(repo))
+            .map_or(&[], Vec::as_slice)
     }
 }
 
@@ -662,13 +716,8 @@ impl Handler<ConfigTouched> for Supervisor {
 impl Handler<TagsScanned> for Supervisor {
     type Result = ();
     fn handle(&mut self, msg: TagsScanned, _: &mut Context<Self>) {
-        // Repositories of one image share one stored tag list: a change seen by one scan is
-        // news for the policies of all of them.
-        let scanned = self.images.get(&msg.0);
-        for (repo, addr) in self.resolvers.values() {
-            if *repo == msg.0 || (scanned.is_some() && self.images.get(repo) == scanned) {
-                addr.do_send(Tick(msg.1));
-            }
+        for addr in self.wake.resolvers_of(&msg.0) {
+            addr.do_send(Tick(msg.1));
         }
     }
 }
@@ -1113,7 +1162,9 @@ struct GitWorker {
     /// A round when the next change window of an automation on this remote opens.
     window_timer: Option<SpawnHandle>,
     runs: Coalescer,
-    executor: Recipient<Round>,
+    /// Wake-ups gathered into the next round.
+    batch: Batch<tokio::time::Instant>,
+    executors: Executors,
     /// Shutting down: no new round starts; `drained` are told when the one in flight ended.
     draining: bool,
     drained: Vec<tokio::sync::oneshot::Sender<()>>,
@@ -1121,15 +1172,26 @@ struct GitWorker {
 
 /// How long shutdown waits for rounds in flight.
 const ROUND_GRACE: Duration = Duration::from_secs(60);
-/// How long a worker waits after a wake-up, so that many policies changing together make one
-/// push.
+/// How long a worker gathers wake-ups after the first one, so that many policies changing
+/// together make one push. Later wake-ups do not extend it.
 const DEBOUNCE: Duration = Duration::from_secs(1);
 /// The same after a webhook: the policies it woke resolve within milliseconds of each other.
 const URGENT_DEBOUNCE: Duration = Duration::from_millis(50);
+/// Threads for rounds that a webhook or a reconcile request asked for.
+const URGENT_ROUNDS: usize = 2;
 
+/// A round to start now (urgent: asked for by a webhook or a reconcile request).
 #[derive(Message)]
 #[rtype(result = "()")]
-struct RunRound;
+struct RunRound(Urgent);
+
+/// Where Git rounds run: the scheduled ones (intervals, policy changes) and the urgent ones,
+/// on separate sync arbiters.
+#[derive(Clone)]
+struct Executors {
+    scheduled: Recipient<Round>,
+    urgent: Recipient<Round>,
+}
 
 /// The engine after a reload, and the interval of the remote's automations (None: it has none
 /// now, so no interval rounds).
@@ -1147,7 +1209,7 @@ impl Actor for GitWorker {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // After a restart: the interval timer again (the first start gets it from Configure).
         if let Some(every) = self.interval {
-            self.timer = Some(ctx.run_interval(every, |_, ctx| ctx.notify(RunRound)));
+            self.timer = Some(ctx.run_interval(every, |_, ctx| ctx.notify(RunRound(false))));
         }
     }
 }
@@ -1157,6 +1219,7 @@ impl Supervised for GitWorker {
         // Timers died with the old context. A round the executor still runs holds the
         // remote's clone lock, so a new one waits for it.
         self.runs = Coalescer::new();
+        self.batch = Batch::new();
         self.timer = None;
         self.debounce = None;
         self.window_timer = None;
@@ -1173,7 +1236,7 @@ impl Handler<Configure> for GitWorker {
             }
             self.interval = msg.1;
             if let Some(every) = self.interval {
-                self.timer = Some(ctx.run_interval(every, |_, ctx| ctx.notify(RunRound)));
+                self.timer = Some(ctx.run_interval(every, |_, ctx| ctx.notify(RunRound(false))));
             }
         }
     }
@@ -1182,22 +1245,27 @@ impl Handler<Configure> for GitWorker {
 impl Handler<Tick> for GitWorker {
     type Result = ();
     fn handle(&mut self, msg: Tick, ctx: &mut Context<Self>) {
+        let now = tokio::time::Instant::now();
+        let wait = if msg.0 { URGENT_DEBOUNCE } else { DEBOUNCE };
+        let Some(due) = self.batch.wake(now + wait, msg.0) else {
+            return;
+        };
         if let Some(h) = self.debounce.take() {
             ctx.cancel_future(h);
         }
-        let wait = if msg.0 { URGENT_DEBOUNCE } else { DEBOUNCE };
-        self.debounce = Some(ctx.run_later(wait, |this, ctx| {
+        self.debounce = Some(ctx.run_later(due - now, |this, ctx| {
             this.debounce = None;
-            ctx.notify(RunRound);
+            let urgent = this.batch.fire();
+            ctx.notify(RunRound(urgent));
         }));
     }
 }
 
 impl Handler<RunRound> for GitWorker {
     type Result = ();
-    fn handle(&mut self, _: RunRound, ctx: &mut Context<Self>) {
-        if !self.draining && self.runs.request(false) == Request::Start {
-            self.round(ctx);
+    fn handle(&mut self, msg: RunRound, ctx: &mut Context<Self>) {
+        if !self.draining && self.runs.request(msg.0) == Request::Start {
+            self.round(ctx, msg.0);
         }
     }
 }
@@ -1216,10 +1284,15 @@ impl Handler<Drain> for GitWorker {
 }
 
 impl GitWorker {
-    fn round(&mut self, ctx: &mut Context<Self>) {
+    fn round(&mut self, ctx: &mut Context<Self>, urgent: Urgent) {
         let engine = self.engine.clone();
         let url = self.url.clone();
-        let sent = self.executor.send(Round {
+        let executor = if urgent {
+            &self.executors.urgent
+        } else {
+            &self.executors.scheduled
+        };
+        let sent = executor.send(Round {
             engine: engine.clone(),
             url: url.clone(),
         });
@@ -1241,14 +1314,14 @@ impl GitWorker {
             if let Some(wait) = engine.until_window_opens(&this.url) {
                 this.window_timer = Some(ctx.run_later(wait, |this, ctx| {
                     this.window_timer = None;
-                    ctx.notify(RunRound);
+                    ctx.notify(RunRound(false));
                 }));
             }
             if this.draining {
                 this.runs.cancel_follow_up();
             }
-            if this.runs.finish().is_some() {
-                this.round(ctx);
+            if let Some(urgent) = this.runs.finish() {
+                this.round(ctx, urgent);
             } else {
                 for tx in this.drained.drain(..) {
                     let _ = tx.send(());
@@ -1453,62 +1526,91 @@ mod tests {
         }
     }
 
-    #[actix::test]
-    async fn wake_ups_during_a_round_make_exactly_one_follow_up() {
-        tokio::time::pause();
-        let dir = tempfile::tempdir().unwrap();
-        let rounds = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    /// Two fake executors (scheduled, urgent) and a worker sending to them.
+    fn fake_worker(
+        dir: &std::path::Path,
+    ) -> (
+        Addr<GitWorker>,
+        [Arc<std::sync::atomic::AtomicUsize>; 2],
+        Arc<tokio::sync::Semaphore>,
+    ) {
         let release = Arc::new(tokio::sync::Semaphore::new(0));
-        let executor = FakeExecutor {
-            rounds: rounds.clone(),
-            release: release.clone(),
-        }
-        .start()
-        .recipient();
+        let counters = [Arc::default(), Arc::default()];
+        let [scheduled, urgent] = counters.clone().map(|rounds| {
+            FakeExecutor {
+                rounds,
+                release: release.clone(),
+            }
+            .start()
+            .recipient()
+        });
         let worker = GitWorker {
-            engine: empty_engine(dir.path()),
+            engine: empty_engine(dir),
             url: "git://127.0.0.1/fleet.git".into(),
             interval: None,
             timer: None,
             debounce: None,
             window_timer: None,
             runs: Coalescer::new(),
-            executor,
+            batch: Batch::new(),
+            executors: Executors { scheduled, urgent },
             draining: false,
             drained: Vec::new(),
         }
         .start();
+        (worker, counters, release)
+    }
+
+    #[actix::test]
+    async fn wake_ups_during_a_round_make_exactly_one_follow_up() {
+        tokio::time::pause();
+        let dir = tempfile::tempdir().unwrap();
+        let (worker, [scheduled, urgent], release) = fake_worker(dir.path());
+        let rounds = || scheduled.load(Ordering::SeqCst) + urgent.load(Ordering::SeqCst);
         worker.do_send(Tick(true));
         settle().await;
         tokio::time::advance(URGENT_DEBOUNCE * 2).await;
         settle().await;
-        assert_eq!(rounds.load(Ordering::SeqCst), 1, "the webhook's round");
+        assert_eq!(
+            urgent.load(Ordering::SeqCst),
+            1,
+            "the webhook's round, on the urgent executor"
+        );
         // While it runs: webhooks, ordinary wake-ups and interval rounds.
         for i in 0..10 {
             worker.do_send(Tick(i % 2 == 0));
-            worker.do_send(RunRound);
+            worker.do_send(RunRound(false));
         }
         settle().await;
         tokio::time::advance(DEBOUNCE * 3).await;
         settle().await;
-        assert_eq!(rounds.load(Ordering::SeqCst), 1, "never two rounds at once");
+        assert_eq!(rounds(), 1, "never two rounds at once");
         release.add_permits(1);
         settle().await;
-        assert_eq!(rounds.load(Ordering::SeqCst), 2, "one follow-up round");
+        assert_eq!(rounds(), 2, "one follow-up round");
+        assert_eq!(
+            urgent.load(Ordering::SeqCst),
+            2,
+            "urgent, as a webhook was merged into it"
+        );
         release.add_permits(1);
         settle().await;
         tokio::time::advance(Duration::from_secs(3600)).await;
         settle().await;
-        assert_eq!(rounds.load(Ordering::SeqCst), 2, "and nothing after it");
+        assert_eq!(rounds(), 2, "and nothing after it");
 
         // Shutdown during a round: the drain answers only once the round ended, and no
         // follow-up starts.
-        worker.do_send(RunRound);
+        worker.do_send(RunRound(false));
         settle().await;
-        assert_eq!(rounds.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            scheduled.load(Ordering::SeqCst),
+            1,
+            "an interval round is scheduled work"
+        );
         let (tx, mut rx) = tokio::sync::oneshot::channel();
         worker.do_send(Drain(tx));
-        worker.do_send(RunRound);
+        worker.do_send(RunRound(false));
         settle().await;
         assert!(rx.try_recv().is_err(), "answered while the round ran");
         release.add_permits(1);
@@ -1518,11 +1620,27 @@ mod tests {
         settle().await;
         tokio::time::advance(Duration::from_secs(10)).await;
         settle().await;
-        assert_eq!(
-            rounds.load(Ordering::SeqCst),
-            3,
-            "nothing starts after a drain"
-        );
+        assert_eq!(rounds(), 3, "nothing starts after a drain");
+    }
+
+    #[actix::test]
+    async fn a_steady_stream_of_wake_ups_still_gets_its_round() {
+        tokio::time::pause();
+        let dir = tempfile::tempdir().unwrap();
+        let (worker, [scheduled, urgent], release) = fake_worker(dir.path());
+        release.add_permits(100);
+        // A first pass: a policy of this remote resolves every 100 ms for 5 s.
+        let step = DEBOUNCE / 10;
+        for _ in 0..50 {
+            worker.do_send(Tick(false));
+            settle().await;
+            tokio::time::advance(step).await;
+            settle().await;
+        }
+        let n = scheduled.load(Ordering::SeqCst);
+        // One round per DEBOUNCE (of 5 s: 4 or 5 as the timers fall), never none.
+        assert!((4..=5).contains(&n), "{n} rounds in 5 s of wake-ups");
+        assert_eq!(urgent.load(Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -131,6 +131,57 @@ where
     }
 }
 
+/// Gathers wake-ups into one run: the first wake-up of a batch makes the run due a delay
+/// later, and later ones never push it back (a sliding debounce starves a key whose wake-ups
+/// keep coming: during a first pass over 10,000 policies a remote's round waited until the
+/// resolutions paused). An urgent wake-up may only bring it forward, to its own shorter delay.
+/// Times are given by the caller (an `Instant`, or a number in tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch<T> {
+    due: Option<T>,
+    urgent: bool,
+}
+
+impl<T: Copy + PartialOrd> Default for Batch<T> {
+    fn default() -> Self {
+        Batch {
+            due: None,
+            urgent: false,
+        }
+    }
+}
+
+impl<T: Copy + PartialOrd> Batch<T> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A wake-up at `now`, wanting a run at `at`. Returns the new due time when it changed
+    /// (the caller sets its timer to it), None when the run already due covers it.
+    pub fn wake(&mut self, at: T, urgent: bool) -> Option<T> {
+        self.urgent |= urgent;
+        match self.due {
+            Some(due) if due <= at => None,
+            _ => {
+                self.due = Some(at);
+                Some(at)
+            }
+        }
+    }
+
+    /// The batch's run starts now: whether any of its wake-ups was urgent. The next wake-up
+    /// begins a new batch.
+    pub fn fire(&mut self) -> bool {
+        self.due = None;
+        std::mem::take(&mut self.urgent)
+    }
+
+    /// When the batch's run is due, if one is.
+    pub fn due(&self) -> Option<T> {
+        self.due
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +237,34 @@ mod tests {
         c.cancel_follow_up();
         assert_eq!(c.finish(), None);
         assert!(!c.is_running());
+    }
+
+    #[test]
+    fn wake_ups_that_keep_coming_never_push_the_run_back() {
+        let mut b = Batch::new();
+        // Non-urgent wake-ups want a run 1000 after them; they arrive every 100.
+        assert_eq!(b.wake(1000, false), Some(1000));
+        for t in (100..900).step_by(100) {
+            assert_eq!(b.wake(t + 1000, false), None, "wake-up at {t}");
+        }
+        assert_eq!(b.due(), Some(1000));
+        assert!(!b.fire());
+        assert_eq!(b.due(), None);
+        // After the run, the next wake-up starts a new batch.
+        assert_eq!(b.wake(2100, false), Some(2100));
+    }
+
+    #[test]
+    fn an_urgent_wake_up_brings_the_run_forward_and_is_remembered() {
+        let mut b = Batch::new();
+        assert_eq!(b.wake(1000, false), Some(1000));
+        // Urgent at 200 with a delay of 50: due at 250.
+        assert_eq!(b.wake(250, true), Some(250));
+        // A later non-urgent wake-up leaves it there.
+        assert_eq!(b.wake(1300, false), None);
+        assert_eq!(b.due(), Some(250));
+        assert!(b.fire(), "the run is urgent");
+        assert_eq!(b.wake(1400, false), Some(1400));
+        assert!(!b.fire(), "urgency does not carry into the next batch");
     }
 }
