@@ -411,7 +411,12 @@ async fn objects(req: actix_web::HttpRequest, state: web::Data<ApiState>) -> Htt
     if let Some(no) = refused(&req, &state, false) {
         return no;
     }
-    match state.store.statuses() {
+    let st = state.clone();
+    match web::block(move || st.store.statuses())
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+    {
         Ok(list) => {
             let items: Vec<serde_json::Value> = list
                 .into_iter()
@@ -422,103 +427,247 @@ async fn objects(req: actix_web::HttpRequest, state: web::Data<ApiState>) -> Htt
                 .collect();
             HttpResponse::Ok().json(serde_json::json!({ "items": items }))
         }
-        Err(e) => HttpResponse::InternalServerError().body(e.to_string()),
+        Err(e) => HttpResponse::InternalServerError().body(e),
     }
 }
 
 use crate::metrics::label;
 
-async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
-    let mut out = String::from(
-        "# HELP tagpilot_object_ready Whether the object's last reconciliation ended Ready.\n# TYPE tagpilot_object_ready gauge\n",
-    );
-    let statuses = state.store.statuses().unwrap_or_default();
-    let mut tags = String::from("# HELP tagpilot_repository_tags Tags found by the last accepted scan.\n# TYPE tagpilot_repository_tags gauge\n");
-    let mut latest = String::from("# HELP tagpilot_policy_latest_info The latest image a policy resolved to.\n# TYPE tagpilot_policy_latest_info gauge\n");
-    let mut last_success = String::from("# HELP tagpilot_last_success_timestamp_seconds When the object last ended a reconciliation Ready.\n# TYPE tagpilot_last_success_timestamp_seconds gauge\n");
-    let mut notes = String::from("# HELP tagpilot_notifications_total Notifications a Provider delivered or failed to deliver.\n# TYPE tagpilot_notifications_total counter\n");
-    let mut pushes = String::from("# HELP tagpilot_automation_last_push_timestamp_seconds Time of the last push.\n# TYPE tagpilot_automation_last_push_timestamp_seconds gauge\n");
-    let mut manual = String::from("# HELP tagpilot_manual_holds Policies an automation keeps at a value a person chose (manualChanges: hold).\n# TYPE tagpilot_manual_holds gauge\n");
-    let mut held = String::from("# HELP tagpilot_policy_held_tags Candidate tags a rollout gate held at the policy's last resolution.\n# TYPE tagpilot_policy_held_tags gauge\n");
-    for (key, status) in &statuses {
+/// The fields of a stored status that `/metrics` reports; the rest is skipped unparsed.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct MetricFields<'a> {
+    #[serde(borrow)]
+    conditions: Vec<ConditionFields<'a>>,
+    last_scan_result: Option<ScanFields>,
+    #[serde(borrow)]
+    latest_ref: Option<LatestFields<'a>>,
+    deliveries: Option<DeliveryFields>,
+    last_success_time: Option<u64>,
+    #[serde(borrow)]
+    held_tags: Option<Vec<HeldFields<'a>>>,
+    manual_holds: Option<Vec<serde::de::IgnoredAny>>,
+    last_push_time: Option<u64>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct ConditionFields<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    status: std::borrow::Cow<'a, str>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct ScanFields {
+    tag_count: Option<u64>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct LatestFields<'a> {
+    #[serde(borrow)]
+    name: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    tag: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct DeliveryFields {
+    succeeded: Option<u64>,
+    failed: Option<u64>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct HeldFields<'a> {
+    #[serde(borrow)]
+    verdict: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The per-object families, written while the store is read (one status at a time).
+struct ObjectFamilies {
+    ready: String,
+    tags: String,
+    latest: String,
+    held: String,
+    manual: String,
+    pushes: String,
+    last_success: String,
+    notes: String,
+    /// Statuses that could not be read (reported as a count, never a reason to fail).
+    unreadable: u64,
+}
+
+impl ObjectFamilies {
+    fn new() -> Self {
+        let family = |name: &str, kind: &str, help: &str| {
+            format!("# HELP {name} {help}\n# TYPE {name} {kind}\n")
+        };
+        ObjectFamilies {
+            ready: family(
+                "tagpilot_object_ready",
+                "gauge",
+                "Whether the object's last reconciliation ended Ready.",
+            ),
+            tags: family(
+                "tagpilot_repository_tags",
+                "gauge",
+                "Tags found by the last accepted scan.",
+            ),
+            latest: family(
+                "tagpilot_policy_latest_info",
+                "gauge",
+                "The latest image a policy resolved to.",
+            ),
+            held: family(
+                "tagpilot_policy_held_tags",
+                "gauge",
+                "Candidate tags a rollout gate held at the policy's last resolution.",
+            ),
+            manual: family(
+                "tagpilot_manual_holds",
+                "gauge",
+                "Policies an automation keeps at a value a person chose (manualChanges: hold).",
+            ),
+            pushes: family(
+                "tagpilot_automation_last_push_timestamp_seconds",
+                "gauge",
+                "Time of the last push.",
+            ),
+            last_success: family(
+                "tagpilot_last_success_timestamp_seconds",
+                "gauge",
+                "When the object last ended a reconciliation Ready.",
+            ),
+            notes: family(
+                "tagpilot_notifications_total",
+                "counter",
+                "Notifications a Provider delivered or failed to deliver.",
+            ),
+            unreadable: 0,
+        }
+    }
+
+    fn add(&mut self, key: &str, json: &[u8]) {
+        use std::fmt::Write;
+        let Ok(status) = serde_json::from_slice::<MetricFields<'_>>(json) else {
+            self.unreadable += 1;
+            return;
+        };
         let (kind, ns, name) = split_key(key);
-        let ready = tagpilot_api::Status::value_is_ready(status);
-        out.push_str(&format!(
-            "tagpilot_object_ready{{kind=\"{}\",namespace=\"{}\",name=\"{}\"}} {}\n",
-            label(kind),
-            label(ns),
-            label(name),
+        let (kind, ns, name) = (label(kind), label(ns), label(name));
+        let ready = status
+            .conditions
+            .iter()
+            .any(|c| c.kind == "Ready" && c.status == "True");
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            self.ready,
+            "tagpilot_object_ready{{kind=\"{kind}\",namespace=\"{ns}\",name=\"{name}\"}} {}",
             u8::from(ready)
-        ));
-        if let Some(n) = status["lastScanResult"]["tagCount"].as_u64() {
-            tags.push_str(&format!(
-                "tagpilot_repository_tags{{namespace=\"{}\",name=\"{}\"}} {n}\n",
-                label(ns),
-                label(name)
-            ));
+        );
+        if let Some(n) = status.last_scan_result.and_then(|s| s.tag_count) {
+            let _ = writeln!(
+                self.tags,
+                "tagpilot_repository_tags{{namespace=\"{ns}\",name=\"{name}\"}} {n}"
+            );
         }
-        if let Some(tag) = status["latestRef"]["tag"].as_str() {
-            let image = status["latestRef"]["name"].as_str().unwrap_or("");
-            latest.push_str(&format!(
-                "tagpilot_policy_latest_info{{namespace=\"{}\",name=\"{}\",image=\"{}\",tag=\"{}\"}} 1\n",
-                label(ns),
-                label(name),
-                label(image),
-                label(tag)
-            ));
-        }
-        for (field, outcome) in [("succeeded", "delivered"), ("failed", "failed")] {
-            if let Some(n) = status["deliveries"][field].as_u64() {
-                notes.push_str(&format!(
-                    "tagpilot_notifications_total{{namespace=\"{}\",name=\"{}\",outcome=\"{outcome}\"}} {n}\n",
-                    label(ns),
-                    label(name)
-                ));
+        if let Some(l) = &status.latest_ref {
+            if let Some(tag) = &l.tag {
+                let _ = writeln!(
+                    self.latest,
+                    "tagpilot_policy_latest_info{{namespace=\"{ns}\",name=\"{name}\",image=\"{}\",tag=\"{}\"}} 1",
+                    label(&l.name),
+                    label(tag)
+                );
             }
         }
-        if let Some(t) = status["lastSuccessTime"].as_u64() {
-            last_success.push_str(&format!(
-                "tagpilot_last_success_timestamp_seconds{{kind=\"{}\",namespace=\"{}\",name=\"{}\"}} {t}\n",
-                label(kind),
-                label(ns),
-                label(name)
-            ));
+        if let Some(d) = status.deliveries {
+            for (n, outcome) in [(d.succeeded, "delivered"), (d.failed, "failed")] {
+                if let Some(n) = n {
+                    let _ = writeln!(
+                        self.notes,
+                        "tagpilot_notifications_total{{namespace=\"{ns}\",name=\"{name}\",outcome=\"{outcome}\"}} {n}"
+                    );
+                }
+            }
         }
-        if let Some(list) = status["heldTags"].as_array() {
+        if let Some(t) = status.last_success_time {
+            let _ = writeln!(
+                self.last_success,
+                "tagpilot_last_success_timestamp_seconds{{kind=\"{kind}\",namespace=\"{ns}\",name=\"{name}\"}} {t}"
+            );
+        }
+        if let Some(list) = &status.held_tags {
             let mut by_verdict: std::collections::BTreeMap<&str, usize> = Default::default();
             for h in list {
                 *by_verdict
-                    .entry(h["verdict"].as_str().unwrap_or("unknown"))
+                    .entry(h.verdict.as_deref().unwrap_or("unknown"))
                     .or_default() += 1;
             }
             for (verdict, n) in by_verdict {
-                held.push_str(&format!(
-                    "tagpilot_policy_held_tags{{namespace=\"{}\",name=\"{}\",verdict=\"{}\"}} {n}\n",
-                    label(ns),
-                    label(name),
+                let _ = writeln!(
+                    self.held,
+                    "tagpilot_policy_held_tags{{namespace=\"{ns}\",name=\"{name}\",verdict=\"{}\"}} {n}",
                     label(verdict)
-                ));
+                );
             }
         }
-        if let Some(list) = status["manualHolds"].as_array() {
-            manual.push_str(&format!(
-                "tagpilot_manual_holds{{namespace=\"{}\",name=\"{}\"}} {}\n",
-                label(ns),
-                label(name),
+        if let Some(list) = &status.manual_holds {
+            let _ = writeln!(
+                self.manual,
+                "tagpilot_manual_holds{{namespace=\"{ns}\",name=\"{name}\"}} {}",
                 list.len()
-            ));
+            );
         }
-        if let Some(t) = status["lastPushTime"].as_u64() {
-            pushes.push_str(&format!("tagpilot_automation_last_push_timestamp_seconds{{namespace=\"{}\",name=\"{}\"}} {t}\n", label(ns), label(name)));
+        if let Some(t) = status.last_push_time {
+            let _ = writeln!(
+                self.pushes,
+                "tagpilot_automation_last_push_timestamp_seconds{{namespace=\"{ns}\",name=\"{name}\"}} {t}"
+            );
         }
     }
-    out.push_str(&tags);
-    out.push_str(&latest);
-    out.push_str(&held);
-    out.push_str(&manual);
-    out.push_str(&pushes);
-    out.push_str(&last_success);
-    out.push_str(&notes);
+
+    fn finish(self) -> String {
+        let mut out = self.ready;
+        for part in [
+            self.tags,
+            self.latest,
+            self.held,
+            self.manual,
+            self.pushes,
+            self.last_success,
+            self.notes,
+        ] {
+            out.push_str(&part);
+        }
+        out.push_str(&format!(
+            "# HELP tagpilot_unreadable_statuses Stored statuses /metrics could not read.\n# TYPE tagpilot_unreadable_statuses gauge\ntagpilot_unreadable_statuses {}\n",
+            self.unreadable
+        ));
+        out
+    }
+}
+
+async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
+    // Reading every status is blocking work: a thread of the blocking pool, not the server's.
+    let st = state.clone();
+    let objects = web::block(move || {
+        let mut families = ObjectFamilies::new();
+        st.store
+            .each_status(|key, json| families.add(key, json))
+            .map(|()| families.finish())
+    })
+    .await;
+    let mut out = match objects {
+        Ok(Ok(text)) => text,
+        Ok(Err(e)) => return HttpResponse::InternalServerError().body(e.to_string()),
+        Err(e) => return HttpResponse::InternalServerError().body(e.to_string()),
+    };
     out.push_str(&state.metrics.render());
     out.push_str(&registry_metrics(&state.gates));
     out.push_str(&credential_metrics(&state.keyring));
@@ -613,7 +762,39 @@ pub fn start(address: &str, state: Arc<ApiState>) -> std::io::Result<actix_web::
 
 #[cfg(test)]
 mod tests {
-    use super::host_of;
+    use super::{host_of, ObjectFamilies};
+
+    #[test]
+    fn metrics_read_the_fields_of_each_status_and_count_unreadable_ones() {
+        let mut f = ObjectFamilies::new();
+        let policy = serde_json::json!({
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Succeeded"}],
+            "latestRef": {"name": "ghcr.io/org/app", "tag": "1.2.3"},
+            "heldTags": [{"tag": "1.3.0", "verdict": "minAge"}, {"tag": "1.2.9", "verdict": "minAge"}],
+            "lastSuccessTime": 1700000000u64,
+            "observedPolicies": {"ignored": {"name": "x"}},
+        });
+        f.add("ImagePolicy/apps/web", policy.to_string().as_bytes());
+        let repo = serde_json::json!({
+            "conditions": [{"type": "Ready", "status": "False"}],
+            "lastScanResult": {"tagCount": 7, "scanTime": "2026-01-01T00:00:00Z"},
+        });
+        f.add("ImageRepository/apps/we\"b", repo.to_string().as_bytes());
+        f.add("ImagePolicy/apps/broken", b"{not json");
+        let text = f.finish();
+        for line in [
+            "tagpilot_object_ready{kind=\"ImagePolicy\",namespace=\"apps\",name=\"web\"} 1",
+            "tagpilot_policy_latest_info{namespace=\"apps\",name=\"web\",image=\"ghcr.io/org/app\",tag=\"1.2.3\"} 1",
+            "tagpilot_policy_held_tags{namespace=\"apps\",name=\"web\",verdict=\"minAge\"} 2",
+            "tagpilot_last_success_timestamp_seconds{kind=\"ImagePolicy\",namespace=\"apps\",name=\"web\"} 1700000000",
+            "tagpilot_object_ready{kind=\"ImageRepository\",namespace=\"apps\",name=\"we\\\"b\"} 0",
+            "tagpilot_repository_tags{namespace=\"apps\",name=\"we\\\"b\"} 7",
+            "tagpilot_unreadable_statuses 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+        assert!(!text.contains("name=\"broken\""), "{text}");
+    }
 
     #[test]
     fn hosts_of_header_values_and_addresses() {

@@ -208,15 +208,6 @@ impl Status {
             .is_some_and(|c| c.status == ConditionStatus::True)
     }
 
-    /// Whether a stored status (JSON) has Ready True, without reading the whole status (the
-    /// metrics endpoint asks this of every object on every scrape).
-    pub fn value_is_ready(value: &serde_json::Value) -> bool {
-        value["conditions"].as_array().is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-    }
-
     /// The Ready condition's message ("" without one).
     pub fn message(&self) -> &str {
         self.condition(ConditionType::Ready)
@@ -416,13 +407,12 @@ mod tests {
             [ConditionType::Ready]
         );
         assert!(s.is_ready());
-        assert!(Status::value_is_ready(&s.to_value()));
         s.finish(
             &Outcome::failed(reason::FAILURE, "x"),
             None,
             "2026-01-01T00:13:00Z",
         );
-        assert!(!Status::value_is_ready(&s.to_value()));
+        assert!(!s.is_ready());
     }
 
     #[test]

@@ -462,6 +462,19 @@ impl Store {
         self.all_json(STATUS)
     }
 
+    /// Visits every stored status (key, JSON bytes) in one read transaction, without
+    /// collecting them: the metrics endpoint reads every status on every scrape, and holding
+    /// them all as JSON values was most of the daemon's peak heap at 3,000 repositories.
+    pub fn each_status(&self, mut f: impl FnMut(&str, &[u8])) -> Result<(), StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(STATUS)?;
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            f(k.value(), v.value());
+        }
+        Ok(())
+    }
+
     /// Removes the statuses whose key `keep` refuses (objects deleted from the configuration).
     pub fn retain_statuses(&self, keep: impl Fn(&str) -> bool) -> Result<usize, StoreError> {
         self.retain(STATUS, keep)
