@@ -160,6 +160,9 @@ for repo in report["repositories"].values():
     for files in repo["packageFiles"].values():
         for pf in files:
             for dep in pf["deps"]:
+                # The kubernetes manager also reports each manifest's apiVersion.
+                if dep.get("datasource") != "docker":
+                    continue
                 name = dep["depName"].rsplit("/", 1)[-1]
                 versions = [u["newVersion"] for u in dep.get("updates", [])]
                 renovate[name] = max(versions, key=key) if versions else dep["currentValue"]

@@ -265,7 +265,11 @@ impl Engine {
         for ((url, branch), (spec, auth, jobs)) in groups {
             let started = std::time::Instant::now();
             let outcome = (|| -> anyhow::Result<tagpilot_git::RoundOutcome> {
-                let repo = WarmRepo::open_with_roots(git_cache, &url, auth.0, auth.1)?;
+                let prepared = lock(&self.prepared).remove(&url);
+                let repo = match prepared {
+                    Some(repo) => repo,
+                    None => WarmRepo::open_with_roots(git_cache, &url, auth.0, auth.1)?,
+                };
                 let scratch = repo.scratch_dir()?;
                 let scratch = scratch.as_path();
                 let mut changes: Vec<Change<'_>> = jobs
@@ -316,7 +320,7 @@ impl Engine {
                             });
                             let message = render_message(job.message_template.as_deref(), &data)
                                 .map_err(|e| format!("failed to run template from spec: {e}"))?;
-                            write_changes_via(&dir, &set, Some(scratch))
+                            write_changes_in_clone(&dir, &set, scratch)
                                 .map_err(|e| e.to_string())?;
                             Ok(Some(message))
                         })
@@ -444,6 +448,33 @@ impl Engine {
                     outcome,
                     fields,
                 );
+            }
+        }
+    }
+
+    /// Opens (cloning it if needed) and fetches the warm clone of every remote an automation
+    /// writes to, ahead of the rounds, which then start from that fetch: `run --once` does
+    /// this while its scans run, so that a cold run's clone costs no time of its own. Anything
+    /// that fails here is left for the round to meet and report.
+    pub fn prepare_remotes(&self) {
+        let mut remotes: BTreeMap<String, Access> = BTreeMap::new();
+        for a in self.config.all::<ImageUpdateAutomation>() {
+            if let Ok(((url, _), _, access, _)) = self.plan(a) {
+                remotes.entry(url).or_insert(access);
+            }
+        }
+        for (url, (auth, roots)) in remotes {
+            let clone_lock = self.shared.clone_lock(&url);
+            let _owner = lock(&clone_lock);
+            let opened = WarmRepo::open_with_roots(self.git_cache.as_path(), &url, auth, roots)
+                .and_then(|repo| repo.prefetch().map(|()| repo));
+            match opened {
+                Ok(repo) => {
+                    lock(&self.prepared).insert(url, repo);
+                }
+                Err(e) => {
+                    tracing::debug!(remote = %tagpilot_git::redact(&url), error = %e, "could not prepare the warm clone; its round will try again")
+                }
             }
         }
     }

@@ -27,7 +27,7 @@ use tagpilot_reconcile::{digest, events::Dedup, slots, writers};
 use tagpilot_registry::{
     scan, ClientOptions, DockerConfig, Gates, ImageName, ProxySpec, RepoClient,
 };
-use tagpilot_setters::{scan_tree, write_changes_via, LatestRef, Policies};
+use tagpilot_setters::{scan_tree, write_changes_in_clone, LatestRef, Policies};
 use tagpilot_store::Store;
 use tagpilot_template::{commit_data, render_message, MessageInput};
 
@@ -207,6 +207,9 @@ pub struct Engine {
     policies_by_repo: std::collections::HashMap<(String, String), Vec<(String, String)>>,
     /// Events for Alerts, since the last `take_events`.
     events: Mutex<Vec<Event>>,
+    /// Warm clones opened and fetched ahead of their rounds ([`Engine::prepare_remotes`]),
+    /// by URL; the next round of that URL takes its clone from here.
+    prepared: Mutex<BTreeMap<String, tagpilot_git::WarmRepo>>,
 }
 
 pub(crate) fn now() -> u64 {
@@ -466,6 +469,7 @@ impl Engine {
             git_cache,
             rows: Mutex::new(rows),
             events: Mutex::new(Vec::new()),
+            prepared: Mutex::new(BTreeMap::new()),
         };
         engine.load_state();
         engine

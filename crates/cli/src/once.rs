@@ -349,12 +349,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         secrets_dir.as_deref(),
         fetched.as_ref(),
     ));
-    let store =
-        Store::open(&args.state_dir.join("tagpilot.redb")).context("opening the state store")?;
+    let store = Arc::new(
+        Store::open(&args.state_dir.join("tagpilot.redb")).context("opening the state store")?,
+    );
+    // One run, one durable commit at the end (see Store::hold).
+    store.hold();
     let engine = Engine::with_shared(
         config,
         secrets_dir,
-        Arc::new(store),
+        store.clone(),
         Arc::new(Gates::new(args.limits)),
         args.state_dir.join("git"),
         shared,
@@ -362,15 +365,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    // Scans overlap (network-bound), `concurrency` at a time and politely per host.
+    // Scans overlap (network-bound), `concurrency` at a time and politely per host; the
+    // automations' clones are made (or fetched) meanwhile on a thread of their own.
     let scans = engine
         .repositories()
         .into_iter()
         .map(|repo| engine.reconcile_repository(repo, false));
-    runtime.block_on(futures_util::future::join_all(scans));
-    for policy in engine.policies() {
-        runtime.block_on(engine.reconcile_policy(policy));
-    }
+    std::thread::scope(|scope| {
+        scope.spawn(|| engine.prepare_remotes());
+        runtime.block_on(futures_util::future::join_all(scans));
+    });
+    // Policies are independent of each other (as the daemon's resolvers are): side by side,
+    // so that their store writes share the writer's batches.
+    let policies = engine.policies();
+    runtime.block_on(futures_util::future::join_all(
+        policies.iter().map(|p| engine.reconcile_policy(p)),
+    ));
     engine.check_alerts();
     engine.automations();
     let notes = engine.notifications(&engine.take_events());
@@ -379,6 +389,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         notes,
         tagpilot_actors::alerts::Retry::default(),
     ));
+    store
+        .release()
+        .context("saving the state store (this run's results are not kept)")?;
     let rows = engine.take_reports();
     print_table(&rows);
     Ok(if rows.iter().all(|r| r.ready) {

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use tagpilot_git::{Change, CheckoutRef, RoundSpec, WarmRepo};
-use tagpilot_setters::{scan_tree, write_changes, LatestRef};
+use tagpilot_setters::{scan_tree, write_changes_in_clone, LatestRef};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,6 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_attempts: 5,
         signer: None,
     };
+    let scratch = repo.scratch_dir()?;
     for tag in tags {
         let start = Instant::now();
         let mut policies = BTreeMap::new();
@@ -44,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if set.is_empty() {
                 return Ok(None);
             }
-            write_changes(&dir, &set).map_err(|e| e.to_string())?;
+            write_changes_in_clone(&dir, &set, &scratch).map_err(|e| e.to_string())?;
             Ok(Some(format!("ghcr.io/stefanprodan/podinfo:{tag}\n")))
         });
         let out = repo.round(&spec, &mut [change])?;

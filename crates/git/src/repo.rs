@@ -203,6 +203,8 @@ pub struct WarmRepo {
     auth: GitAuth,
     /// Extra CAs for HTTPS remotes (`ca.crt`).
     roots: Option<crate::tls::ExtraRoots>,
+    /// Cloned by this open and not fetched since: the first round needs no fetch of its own.
+    fresh: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for WarmRepo {
@@ -293,6 +295,7 @@ impl WarmRepo {
                         url: url.to_owned(),
                         auth,
                         roots,
+                        fresh: false.into(),
                     };
                     return Ok(warm);
                 }
@@ -316,6 +319,7 @@ impl WarmRepo {
             url: url.to_owned(),
             auth,
             roots,
+            fresh: true.into(),
         };
         if let Err(e) = warm.fetch() {
             // Leave nothing half-made behind.
@@ -476,6 +480,17 @@ impl WarmRepo {
             })
     }
 
+    /// Fetches now unless this open just cloned, so that the next round starts from this
+    /// fetch instead of one of its own (for a caller that fetches ahead while it does other
+    /// work).
+    pub fn prefetch(&self) -> Result<(), GitError> {
+        if !self.fresh.load(std::sync::atomic::Ordering::SeqCst) {
+            self.fetch()?;
+            self.fresh.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
     /// The commit a checkout reference names, after a fetch.
     pub fn resolve(&self, checkout: &CheckoutRef) -> Result<Oid, GitError> {
         let peel = |name: &str| -> Result<Oid, GitError> {
@@ -618,8 +633,11 @@ impl WarmRepo {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            // Every attempt starts from what the remote has now (incremental on a warm clone).
-            self.fetch()?;
+            // Every attempt starts from what the remote has now (incremental on a warm clone;
+            // a clone made just now already has it).
+            if !self.fresh.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                self.fetch()?;
+            }
             let checkout = self.resolve(&spec.checkout)?;
             let remote_push = format!("refs/remotes/origin/{}", spec.push_branch);
             let base = match self.repo.find_reference(&remote_push) {

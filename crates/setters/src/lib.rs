@@ -16,7 +16,9 @@ use serde::Serialize;
 pub use edit::{update_str, FileError, FileUpdate, Policies};
 pub use marker::{parse_marker, Marker, Setter};
 pub use scalar::{plain_is_safe, reads_as_non_string, render, Style};
-pub use tree::{scan_tree, write_changes, write_changes_via, ChangeSet, FileChange, TreeError};
+pub use tree::{
+    scan_tree, write_changes, write_changes_in_clone, ChangeSet, FileChange, TreeError,
+};
 
 /// What a policy resolved to: `name` is the ImageRepository's `spec.image` verbatim.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
