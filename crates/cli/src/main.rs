@@ -59,6 +59,12 @@ enum Command {
     Explain(explain::Args),
 }
 
+/// jemalloc instead of glibc's malloc: the daemon allocates on many threads (arbiters, sync
+/// arbiters, the blocking pool, the store writer), and glibc's per-thread arenas kept freed
+/// memory resident (measured with bench/daemon-scale.sh; see the commit).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     // Usage errors exit 1 like every other failure (scripts test for non-zero).
     let cli = match Cli::try_parse() {
