@@ -542,7 +542,7 @@ fn load_value(
         Kind::ImageRepository => typed(value, &mut ignored).map(Object::ImageRepository),
         Kind::ImagePolicy => typed(value, &mut ignored).map(Object::ImagePolicy),
         Kind::ImageUpdateAutomation => {
-            typed(value, &mut ignored).map(Object::ImageUpdateAutomation)
+            typed(value, &mut ignored).map(|a| Object::ImageUpdateAutomation(Box::new(a)))
         }
         Kind::GitRepository => typed(value, &mut ignored).map(Object::GitRepository),
         Kind::Receiver => typed(value, &mut ignored).map(Object::Receiver),

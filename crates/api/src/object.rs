@@ -93,14 +93,14 @@ impl fmt::Display for Kind {
     }
 }
 
-/// One loaded object. (Variants differ in size; configs hold hundreds of objects, loaded once,
-/// so boxing would buy nothing.)
-#[allow(clippy::large_enum_variant)]
+/// One loaded object. Every object takes the size of the largest inline variant, so the
+/// automation (680 bytes; a repository is 352, a policy 400) is boxed: configurations of
+/// 10,000 repositories and policies hold few automations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Object {
     ImageRepository(ImageRepository),
     ImagePolicy(ImagePolicy),
-    ImageUpdateAutomation(ImageUpdateAutomation),
+    ImageUpdateAutomation(Box<ImageUpdateAutomation>),
     GitRepository(GitRepository),
     Receiver(Receiver),
     Provider(AlertProvider),
@@ -121,7 +121,7 @@ macro_rules! typed {
             const KIND: Kind = Kind::$variant;
             fn of(object: &Object) -> Option<&Self> {
                 match object {
-                    Object::$variant(o) => Some(o),
+                    Object::$variant(o) => Some(std::borrow::Borrow::borrow(o)),
                     _ => None,
                 }
             }

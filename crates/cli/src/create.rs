@@ -469,11 +469,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             (
                 common.plain.export,
-                Object::ImageUpdateAutomation(manifest(
+                Object::ImageUpdateAutomation(Box::new(manifest(
                     "ImageUpdateAutomation",
                     meta(&name, &common.plain)?,
                     spec,
-                )),
+                ))),
             )
         }
     };
