@@ -502,11 +502,13 @@ struct ObjectFamilies {
     unreadable: u64,
 }
 
+/// A family's HELP and TYPE lines.
+fn family(name: &str, kind: &str, help: &str) -> String {
+    format!("# HELP {name} {help}\n# TYPE {name} {kind}\n")
+}
+
 impl ObjectFamilies {
     fn new() -> Self {
-        let family = |name: &str, kind: &str, help: &str| {
-            format!("# HELP {name} {help}\n# TYPE {name} {kind}\n")
-        };
         ObjectFamilies {
             ready: family(
                 "tagpilot_object_ready",
@@ -645,8 +647,13 @@ impl ObjectFamilies {
         ] {
             out.push_str(&part);
         }
+        out.push_str(&family(
+            "tagpilot_unreadable_statuses",
+            "gauge",
+            "Stored statuses /metrics could not read.",
+        ));
         out.push_str(&format!(
-            "# HELP tagpilot_unreadable_statuses Stored statuses /metrics could not read.\n# TYPE tagpilot_unreadable_statuses gauge\ntagpilot_unreadable_statuses {}\n",
+            "tagpilot_unreadable_statuses {}\n",
             self.unreadable
         ));
         out
@@ -662,11 +669,12 @@ async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
             .each_status(|key, json| families.add(key, json))
             .map(|()| families.finish())
     })
-    .await;
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r.map_err(|e| e.to_string()));
     let mut out = match objects {
-        Ok(Ok(text)) => text,
-        Ok(Err(e)) => return HttpResponse::InternalServerError().body(e.to_string()),
-        Err(e) => return HttpResponse::InternalServerError().body(e.to_string()),
+        Ok(text) => text,
+        Err(e) => return HttpResponse::InternalServerError().body(e),
     };
     out.push_str(&state.metrics.render());
     out.push_str(&registry_metrics(&state.gates));

@@ -156,8 +156,9 @@ impl<T: Copy + PartialOrd> Batch<T> {
         Self::default()
     }
 
-    /// A wake-up at `now`, wanting a run at `at`. Returns the new due time when it changed
-    /// (the caller sets its timer to it), None when the run already due covers it.
+    /// A wake-up wanting a run at `at` (its time plus its delay). Returns the new due time
+    /// when it changed (the caller sets its timer to it), None when the run already due
+    /// covers it.
     pub fn wake(&mut self, at: T, urgent: bool) -> Option<T> {
         self.urgent |= urgent;
         match self.due {

@@ -493,13 +493,10 @@ impl Store {
     /// collecting them: the metrics endpoint reads every status on every scrape, and holding
     /// them all as JSON values was most of the daemon's peak heap at 3,000 repositories.
     pub fn each_status(&self, mut f: impl FnMut(&str, &[u8])) -> Result<(), StoreError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(STATUS)?;
-        for entry in table.iter()? {
-            let (k, v) = entry?;
-            f(k.value(), v.value());
-        }
-        Ok(())
+        self.each(STATUS, |k, v| {
+            f(k, v);
+            Ok(())
+        })
     }
 
     /// Removes the statuses whose key `keep` refuses (objects deleted from the configuration).
@@ -563,19 +560,31 @@ impl Store {
         &self,
         table: TableDefinition<&str, &[u8]>,
     ) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(table)?;
         let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (k, v) = entry?;
-            let key = k.value().to_owned();
-            let value = serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
-                key: key.clone(),
+        self.each(table, |key, bytes| {
+            let value = serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+                key: key.to_owned(),
                 message: e.to_string(),
             })?;
-            out.push((key, value));
-        }
+            out.push((key.to_owned(), value));
+            Ok(())
+        })?;
         Ok(out)
+    }
+
+    /// Visits every entry of `table` (key, stored bytes) in one read transaction.
+    fn each(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        mut f: impl FnMut(&str, &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(table)?;
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            f(k.value(), v.value())?;
+        }
+        Ok(())
     }
 
     /// Removes every entry of `table` whose key `keep` refuses, in one transaction.
