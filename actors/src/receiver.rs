@@ -245,7 +245,7 @@ async fn discover(issuer: &str) -> Result<tagpilot_webhook::oidc::KeySet, String
 
 /// A GET of at most 1 MiB.
 async fn get_small(url: &str) -> Result<Vec<u8>, String> {
-    let client = reqwest::Client::builder()
+    let client = tagpilot_http::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| e.to_string())?;

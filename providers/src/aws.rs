@@ -8,6 +8,7 @@
 use std::time::SystemTime;
 
 use aws_config::{BehaviorVersion, Region};
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use base64::Engine as _;
 
 use crate::hosts::{aws_registry, AwsRegistry};
@@ -55,6 +56,14 @@ fn expiry(t: Option<&aws_sdk_ecr::primitives::DateTime>) -> Option<SystemTime> {
 impl Ecr {
     async fn token(&self) -> Result<(String, Option<SystemTime>), ProviderError> {
         let conf = aws_config::defaults(BehaviorVersion::latest())
+            // The SDK's HTTPS client on ring, the process's one crypto provider, with the system
+            // roots (its default client would bring aws-lc-rs). Tokens are fetched a few times a
+            // day, so each fetch builds its own.
+            .http_client(
+                aws_smithy_http_client::Builder::new()
+                    .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                    .build_https(),
+            )
             .region(Region::new(self.registry.region.clone()))
             .load()
             .await;

@@ -112,7 +112,7 @@ impl Azure {
         let url = format!("https://{}/oauth2/exchange", self.host);
         let fail =
             |what: String| ProviderError::Azure(format!("ACR token exchange at {url}: {what}"));
-        let client = reqwest::Client::builder()
+        let client = tagpilot_http::builder()
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| fail(e.without_url().to_string()))?;

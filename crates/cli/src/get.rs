@@ -65,7 +65,8 @@ impl Daemon {
         path: &str,
     ) -> anyhow::Result<reqwest::RequestBuilder> {
         let url = format!("http://{}{path}", self.api_address);
-        let mut req = reqwest::Client::new()
+        let mut req = tagpilot_http::builder()
+            .build()?
             .request(method, url)
             .timeout(std::time::Duration::from_secs(10))
             .header("X-Tagpilot-Client", "cli");

@@ -66,6 +66,8 @@ enum Command {
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
+    // ring, the process's one rustls provider, before any client or server is built.
+    tagpilot_http::install_crypto_provider();
     // Usage errors exit 1 like every other failure (scripts test for non-zero).
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

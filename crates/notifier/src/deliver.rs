@@ -74,16 +74,12 @@ pub fn client(
     ca_pem: Option<&[u8]>,
     proxy: Option<&str>,
 ) -> Result<reqwest::Client, DeliveryError> {
-    let mut b = reqwest::Client::builder()
+    let mut b = tagpilot_http::builder()
         .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("tagpilot/", env!("CARGO_PKG_VERSION")));
+        .redirect(reqwest::redirect::Policy::none());
     if let Some(pem) = ca_pem {
-        for cert in reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|_| DeliveryError::Client("ca.crt holds no valid PEM certificate".into()))?
-        {
-            b = b.add_root_certificate(cert);
-        }
+        b = tagpilot_http::add_pem_roots(b, pem)
+            .map_err(|e| DeliveryError::Client(format!("ca.crt {e}")))?;
     }
     if let Some(p) = proxy {
         b = b.proxy(

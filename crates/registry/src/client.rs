@@ -173,11 +173,9 @@ impl RepoClient {
     }
 
     fn build_http(opts: &ClientOptions) -> Result<reqwest::Client, RegistryError> {
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
+        let mut builder = tagpilot_http::builder()
             .timeout(opts.timeout)
             .connect_timeout(opts.timeout.min(Duration::from_secs(30)))
-            .user_agent(concat!("tagpilot/", env!("CARGO_PKG_VERSION")))
             // Same-origin redirects only: credentials must never follow a redirect elsewhere.
             .redirect(reqwest::redirect::Policy::custom(|attempt| {
                 let origin = attempt.previous().first().map(Url::origin);
@@ -190,14 +188,8 @@ impl RepoClient {
                 }
             }));
         if let Some(ca) = &opts.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(ca)
-                .map_err(|e| RegistryError::Config(format!("ca.crt: {e}")))?;
-            if certs.is_empty() {
-                return Err(RegistryError::Config("ca.crt holds no certificate".into()));
-            }
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
+            builder = tagpilot_http::add_pem_roots(builder, ca)
+                .map_err(|e| RegistryError::Config(format!("ca.crt {e}")))?;
         }
         if let Some((cert, key)) = &opts.client_cert {
             let mut pem = cert.clone();

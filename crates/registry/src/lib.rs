@@ -8,7 +8,7 @@
 //! - Per-host politeness ([`Gates`]): concurrency and rate limits, `429`/`Retry-After`,
 //!   exponential back-off with jitter on 5xx and transport errors, bounded retries.
 //! - [`scan`]: revisions and the never-downgrade rule.
-//! - [`RepoClient::platforms`]: the platforms of an image index or manifest (oci-spec types).
+//! - [`RepoClient::platforms`]: the platforms of an image index or manifest (oci-client types).
 //!
 //! `reqwest` is used directly (rather than `oci-client`) because pagination, retries and the
 //! shared per-host gate need control over every request.
