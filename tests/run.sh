@@ -67,6 +67,21 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+log "cargo deny (deny.toml: bans, licenses, sources; advisories when a database is on disk)"
+deny_version=0.20.2
+if ! cargo deny --version 2>/dev/null | grep -qF "$deny_version"; then
+  cargo install --locked --quiet "cargo-deny@$deny_version"
+fi
+cargo deny --offline --locked check bans licenses sources
+# CI reaches crates.io but not GitHub, where the RustSec database lives: advisories are
+# checked against a copy on disk ($CARGO_HOME/advisory-dbs, e.g. from `cargo deny fetch`),
+# and said to be skipped without one.
+if compgen -G "${CARGO_HOME:-$HOME/.cargo}/advisory-dbs/advisory-db-*/crates" >/dev/null; then
+  cargo deny --offline --locked check advisories
+else
+  echo "no RustSec advisory database on disk: advisories not checked (run 'cargo deny fetch' where GitHub is reachable)"
+fi
+
 log "fuzz targets build"
 cargo check --manifest-path fuzz/Cargo.toml --target-dir target/fuzz-check --locked
 
