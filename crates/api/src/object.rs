@@ -250,40 +250,12 @@ fn validate_name(v: &mut Validator, field: &str, name: &str) {
     }
 }
 
-/// The image checks Flux applies when it reconciles (reference §2.1).
+/// The image checks Flux applies when it reconciles (reference §2.1), by the one parser of
+/// image names.
 pub fn validate_image(image: &str) -> Result<(), String> {
-    if image.is_empty() {
-        return Err("image is required".to_owned());
-    }
-    if let Some((scheme, _)) = image.split_once("://") {
-        return Err(format!(
-            "image '{image}' should not include URL scheme; remove '{scheme}://'"
-        ));
-    }
-    if image.contains('@') {
-        return Err(format!("image '{image}' should not include a digest"));
-    }
-    // Strip the registry host (first component with '.', ':' or 'localhost'), then any ':' is a tag.
-    let path = match image.split_once('/') {
-        Some((host, rest)) if host.contains('.') || host.contains(':') || host == "localhost" => {
-            rest
-        }
-        _ => image,
-    };
-    if let Some((_, tag)) = path.rsplit_once(':') {
-        return Err(format!(
-            "image '{image}' should not include a tag; remove ':{tag}'"
-        ));
-    }
-    if image
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_ascii_uppercase())
-    {
-        return Err(format!(
-            "could not parse reference: {image}: repository name must be lowercase and contain no spaces"
-        ));
-    }
-    Ok(())
+    tagpilot_reference::ImageName::parse(image)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// The shortest interval tagpilot accepts: below it a loop of scans or rounds would only

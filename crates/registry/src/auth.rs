@@ -109,10 +109,9 @@ fn normalize_host(key: &str) -> String {
     let host = key.split_once("://").map_or(key, |(_, rest)| rest);
     let host = host.split('/').next().unwrap_or(host);
     match host {
-        "docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
-            crate::name::DOCKER_HUB.to_owned()
-        }
-        h => h.to_owned(),
+        // Old docker logins keyed Docker Hub by this name too; image names never use it.
+        "registry.hub.docker.com" => crate::name::DOCKER_HUB.to_owned(),
+        h => tagpilot_reference::canonical_host(Some(h)).to_owned(),
     }
 }
 

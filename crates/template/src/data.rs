@@ -61,26 +61,11 @@ fn change(c: &Change) -> Value {
     )
 }
 
-/// Registry and repository of an image name, as go-containerregistry reads it.
-fn split_image(name: &str) -> (String, String) {
-    match name.split_once('/') {
-        Some((host, rest)) if host.contains(['.', ':']) || host == "localhost" => {
-            let host = if host == "docker.io" {
-                "index.docker.io"
-            } else {
-                host
-            };
-            (host.to_owned(), rest.to_owned())
-        }
-        Some(_) => ("index.docker.io".to_owned(), name.to_owned()),
-        None => ("index.docker.io".to_owned(), format!("library/{name}")),
-    }
-}
-
 /// The legacy `ImageRef`: prints as the full reference.
 fn image_ref(policy: (&str, &str), latest: &LatestRef) -> Value {
     let full = latest.image();
-    let (registry, repository) = split_image(&latest.name);
+    // go-containerregistry's reading: Docker Hub's aliases are one host, `library/` added.
+    let (registry, repository) = latest.registry_and_repository();
     let identifier = match latest.digest.as_deref() {
         Some(d) if !d.is_empty() => d.to_owned(),
         _ => latest.tag.clone(),
