@@ -46,15 +46,17 @@ fuzz_target!(|data: &[u8]| {
 
 /// The values of `data` and `stringData` in every document that could be quoted.
 fn secret_values(text: &str) -> Vec<String> {
-    use serde::Deserialize as _;
+    use tagpilot_yaml::Node;
     let mut out = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let Ok(v) = serde_yaml::Value::deserialize(doc) else {
+    for doc in tagpilot_yaml::documents(text) {
+        let Ok(v) = doc else {
             break;
         };
-        let scalar = |v: &serde_yaml::Value| match v {
-            serde_yaml::Value::String(s) => Some(s.clone()),
-            serde_yaml::Value::Number(n) => Some(n.to_string()),
+        let scalar = |v: &Node| match v {
+            Node::Str(s) => Some(s.clone()),
+            Node::Int(i) => Some(i.to_string()),
+            Node::UInt(u) => Some(u.to_string()),
+            Node::Float(f) => Some(f.to_string()),
             _ => None,
         };
         let mut named: Vec<String> = ["name", "namespace"]
@@ -63,7 +65,7 @@ fn secret_values(text: &str) -> Vec<String> {
             .collect();
         let mut found = Vec::new();
         for field in ["data", "stringData"] {
-            if let Some(serde_yaml::Value::Mapping(m)) = v.get(field) {
+            if let Some(Node::Map(m)) = v.get(field) {
                 for (k, val) in m {
                     named.extend(scalar(k));
                     found.extend(scalar(val));

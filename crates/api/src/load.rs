@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 use tagpilot_sops::Keys;
 
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_yaml::Value;
+use tagpilot_yaml::Node as Value;
 
 use crate::object::{FieldError, Kind, Object, Typed};
 
@@ -391,13 +390,14 @@ fn load_str_into(text: &str, file: &Path, config: &mut Config, keys: &Keys) {
         config.errors.push(file_error(file, message));
         return;
     }
-    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    // Empty documents are not counted: the parser skips them.
+    for (index, doc) in tagpilot_yaml::documents(text).into_iter().enumerate() {
         let source = Source {
             file: file.to_path_buf(),
             document: index + 1,
         };
-        let value = match Value::deserialize(doc) {
-            Ok(v) => v,
+        let node = match doc {
+            Ok(n) => n,
             Err(e) => {
                 config.errors.push(LoadError {
                     source,
@@ -407,21 +407,23 @@ fn load_str_into(text: &str, file: &Path, config: &mut Config, keys: &Keys) {
                     field: None,
                     message: format!("invalid YAML: {e}"),
                 });
-                // The parser cannot resynchronise after a syntax error in this file.
-                break;
+                // The next document still loads; after a syntax error there is none
+                // (tagpilot_yaml::documents ends the stream there).
+                continue;
             }
         };
-        let value = if tagpilot_sops::is_encrypted(&value) {
-            match tagpilot_sops::decrypt(&value, keys) {
+        let node = if tagpilot_sops::is_encrypted(&node) {
+            match tagpilot_sops::decrypt(&node, keys) {
                 Ok(plain) => plain,
                 Err(e) => {
-                    config.errors.push(sops_error(&value, source, &e));
+                    config.errors.push(sops_error(&node, source, &e));
                     continue;
                 }
             }
         } else {
-            value
+            node
         };
+        let value = node;
         match load_value(value, &source, &mut config.warnings) {
             Ok(None) => {}
             Ok(Some(object)) => {
@@ -448,12 +450,16 @@ fn load_str_into(text: &str, file: &Path, config: &mut Config, keys: &Keys) {
 
 /// A document that cannot be decrypted: an error on its object when its kind and name are
 /// readable (SOPS often leaves them in clear), else on the document.
-fn sops_error(doc: &Value, source: Source, e: &tagpilot_sops::SopsError) -> LoadError {
+fn sops_error(
+    doc: &tagpilot_yaml::Node,
+    source: Source,
+    e: &tagpilot_sops::SopsError,
+) -> LoadError {
     // An encrypted field reads `ENC[…]`: not a name.
     let clear = |path: &[&str]| {
         let mut v = doc;
         for key in path {
-            v = v.get(*key)?;
+            v = v.get(key)?;
         }
         v.as_str()
             .filter(|s| !s.starts_with("ENC["))
@@ -486,7 +492,7 @@ fn load_value(
     let str_at = |path: &[&str]| -> Option<String> {
         let mut v = &value;
         for key in path {
-            v = v.get(*key)?;
+            v = v.get(key)?;
         }
         v.as_str().map(str::to_owned)
     };
@@ -502,7 +508,7 @@ fn load_value(
         field: field.map(str::to_owned),
         message,
     };
-    if !value.is_mapping() {
+    if !value.is_map() {
         return Err(vec![error(None, "document is not a mapping".to_owned())]);
     }
     let Some(kind) = kind_name.as_deref().and_then(Kind::from_name) else {
@@ -530,10 +536,7 @@ fn load_value(
         // Its body is flattened, which hides unknown keys from serde: check the top level here.
         ignored.extend(
             value
-                .as_mapping()
-                .into_iter()
-                .flat_map(|m| m.keys())
-                .filter_map(|k| k.as_str())
+                .map_keys()
                 .filter(|k| !SECRET_FIELDS.contains(k))
                 .map(str::to_owned),
         );
@@ -1116,6 +1119,19 @@ spec: {image: alpine, interval: 5 minutes}
         assert_eq!(c.errors[0].field.as_deref(), Some("apiVersion"));
         let c = load_str("a: [1, 2\n", Path::new("broken.yaml"));
         assert!(c.errors[0].message.starts_with("invalid YAML"));
+        // A duplicate key is an error on its document; the documents around it load, and a
+        // syntax error keeps what came before it.
+        let other = doc.replace("name: r}", "name: s}");
+        let text = format!("{doc}---\nkind: X\nkind: Y\n---\n{other}---\nspec: [\n");
+        let c = load_str(&text, Path::new("m.yaml"));
+        assert_eq!(c.objects.len(), 2, "{:?}", c.errors);
+        let at: Vec<_> = c.errors.iter().map(|e| e.source.document).collect();
+        assert_eq!(at, [2, 4], "{:?}", c.errors);
+        assert!(
+            c.errors[0].message.contains("duplicate mapping key: kind"),
+            "{:?}",
+            c.errors
+        );
     }
 
     #[test]

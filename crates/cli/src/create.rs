@@ -524,7 +524,7 @@ pub(crate) fn to_yaml(object: &Object) -> anyhow::Result<String> {
             spec.remove("interval");
         }
     }
-    Ok(format!("---\n{}", serde_yaml::to_string(&value)?))
+    Ok(format!("---\n{}", tagpilot_yaml::to_string(&value)?))
 }
 
 fn source(kind: SourceKind) -> anyhow::Result<(bool, Object)> {

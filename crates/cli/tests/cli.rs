@@ -496,7 +496,8 @@ fn create_source_secret_and_receiver_load_back() {
         (
             "oci",
             vec!["create", "secret", "oci", "ghcr-auth", "--url=ghcr.io", "--username=user", "--password=pass", "--export"],
-            "stringData:\n  .dockerconfigjson: '{\"auths\":{\"ghcr.io\":{\"username\":\"user\",\"password\":\"pass\",\"auth\":\"dXNlcjpwYXNz\"}}}'\ntype: kubernetes.io/dockerconfigjson\n",
+            // serde-saphyr double-quotes a flow-like string (flux's Go YAML single-quotes it): same value.
+            "stringData:\n  .dockerconfigjson: \"{\\\"auths\\\":{\\\"ghcr.io\\\":{\\\"username\\\":\\\"user\\\",\\\"password\\\":\\\"pass\\\",\\\"auth\\\":\\\"dXNlcjpwYXNz\\\"}}}\"\ntype: kubernetes.io/dockerconfigjson\n",
         ),
         (
             "receiver",
@@ -672,7 +673,7 @@ fn create_export_prints_flux_yaml() {
     ]);
     let out = stdout(&o);
     assert!(
-        out.contains("      messageTemplate: '{{range .Updated.Images}}{{println .}}{{end}}'\n"),
+        out.contains("      messageTemplate: \"{{range .Updated.Images}}{{println .}}{{end}}\"\n"),
         "{out}"
     );
     assert!(

@@ -92,7 +92,7 @@ pub fn parse_headers(yaml: &str) -> Result<BTreeMap<String, String>, PayloadErro
         return Ok(BTreeMap::new());
     }
     let map: BTreeMap<String, String> =
-        serde_yaml::from_str(yaml).map_err(|_| PayloadError::BadHeaders)?;
+        tagpilot_yaml::from_str(yaml).map_err(|_| PayloadError::BadHeaders)?;
     for name in map.keys() {
         if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
             return Err(PayloadError::BadHeaderName(name.clone()));

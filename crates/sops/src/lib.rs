@@ -14,8 +14,8 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::aes::Aes256;
 use aes_gcm::AesGcm;
 use base64::Engine as _;
-use serde_yaml::{Mapping, Value};
 use sha2::{Digest as _, Sha512};
+use tagpilot_yaml::Node;
 
 /// SOPS seeds the MAC with these bytes when `mac_only_encrypted` is set.
 const MAC_ONLY_ENCRYPTED_INIT: [u8; 32] = [
@@ -99,10 +99,9 @@ impl Keys {
 }
 
 /// Whether a parsed document carries SOPS metadata.
-pub fn is_encrypted(doc: &Value) -> bool {
+pub fn is_encrypted(doc: &Node) -> bool {
     doc.get("sops")
-        .and_then(Value::as_mapping)
-        .is_some_and(|m| m.contains_key("mac") || m.contains_key("lastmodified"))
+        .is_some_and(|m| m.get("mac").is_some() || m.get("lastmodified").is_some())
 }
 
 /// Which values SOPS encrypted, from the file's metadata.
@@ -115,8 +114,8 @@ struct Rules {
 }
 
 impl Rules {
-    fn from(meta: &Mapping) -> Result<Self, SopsError> {
-        let text = |k: &str| meta.get(k).and_then(Value::as_str).map(str::to_owned);
+    fn from(meta: &Node) -> Result<Self, SopsError> {
+        let text = |k: &str| meta.get(k).and_then(Node::as_str).map(str::to_owned);
         let re = |k: &str| {
             text(k)
                 .map(|p| {
@@ -139,7 +138,7 @@ impl Rules {
             encrypted_regex: re("encrypted_regex")?,
             mac_only_encrypted: meta
                 .get("mac_only_encrypted")
-                .and_then(Value::as_bool)
+                .and_then(Node::as_bool)
                 .unwrap_or(false),
         })
     }
@@ -168,13 +167,13 @@ impl Rules {
 }
 
 /// The document without its `sops` key, every value decrypted, the MAC checked.
-pub fn decrypt(doc: &Value, keys: &Keys) -> Result<Value, SopsError> {
-    let map = doc
-        .as_mapping()
-        .ok_or_else(|| SopsError::Format("the document is not a mapping".into()))?;
-    let meta = map
+pub fn decrypt(doc: &Node, keys: &Keys) -> Result<Node, SopsError> {
+    let Node::Map(map) = doc else {
+        return Err(SopsError::Format("the document is not a mapping".into()));
+    };
+    let meta = doc
         .get("sops")
-        .and_then(Value::as_mapping)
+        .filter(|m| m.is_map())
         .ok_or_else(|| SopsError::Format("no sops metadata".into()))?;
     let rules = Rules::from(meta)?;
     let key = data_key(meta, keys)?;
@@ -182,7 +181,7 @@ pub fn decrypt(doc: &Value, keys: &Keys) -> Result<Value, SopsError> {
     if rules.mac_only_encrypted {
         mac.update(MAC_ONLY_ENCRYPTED_INIT);
     }
-    let mut out = Mapping::new();
+    let mut out = Vec::with_capacity(map.len());
     let mut path = Vec::new();
     for (k, v) in map {
         if k.as_str() == Some("sops") {
@@ -192,15 +191,15 @@ pub fn decrypt(doc: &Value, keys: &Keys) -> Result<Value, SopsError> {
         path.push(name);
         let plain = walk(v, &mut path, &rules, &key, &mut mac)?;
         path.pop();
-        out.insert(k.clone(), plain);
+        out.push((k.clone(), plain));
     }
     let stored = meta
         .get("mac")
-        .and_then(Value::as_str)
+        .and_then(Node::as_str)
         .ok_or_else(|| SopsError::Format("sops.mac is missing".into()))?;
     let modified = meta
         .get("lastmodified")
-        .and_then(Value::as_str)
+        .and_then(Node::as_str)
         .ok_or_else(|| SopsError::Format("sops.lastmodified is missing".into()))?;
     let expected = open(stored, &key, modified).map_err(|_| SopsError::Mac)?;
     let computed: String = mac.finalize().iter().map(|b| format!("{b:02X}")).collect();
@@ -208,45 +207,44 @@ pub fn decrypt(doc: &Value, keys: &Keys) -> Result<Value, SopsError> {
     if expected.0 != computed.as_bytes() {
         return Err(SopsError::Mac);
     }
-    Ok(Value::Mapping(out))
+    Ok(Node::Map(out))
 }
 
-fn key_name(k: &Value) -> Result<String, SopsError> {
+fn key_name(k: &Node) -> Result<String, SopsError> {
     k.as_str()
         .map(str::to_owned)
         .ok_or_else(|| SopsError::Format("a mapping key is not a string".into()))
 }
 
 fn walk(
-    v: &Value,
+    v: &Node,
     path: &mut Vec<String>,
     rules: &Rules,
     key: &[u8; 32],
     mac: &mut Sha512,
-) -> Result<Value, SopsError> {
+) -> Result<Node, SopsError> {
     match v {
-        Value::Mapping(m) => {
-            let mut out = Mapping::new();
+        Node::Map(m) => {
+            let mut out = Vec::with_capacity(m.len());
             for (k, v) in m {
                 path.push(key_name(k)?);
                 let plain = walk(v, path, rules, key, mac)?;
                 path.pop();
-                out.insert(k.clone(), plain);
+                out.push((k.clone(), plain));
             }
-            Ok(Value::Mapping(out))
+            Ok(Node::Map(out))
         }
         // Items of a sequence share their key's path, as in SOPS.
-        Value::Sequence(items) => items
+        Node::Seq(items) => items
             .iter()
             .map(|i| walk(i, path, rules, key, mac))
             .collect::<Result<Vec<_>, _>>()
-            .map(Value::Sequence),
-        Value::Null => Ok(Value::Null),
-        Value::Tagged(t) => walk(&t.value, path, rules, key, mac),
+            .map(Node::Seq),
+        Node::Null => Ok(Node::Null),
         leaf => {
             let encrypted = rules.encrypted(path);
             let plain = if encrypted {
-                let Value::String(s) = leaf else {
+                let Node::Str(s) = leaf else {
                     return Err(SopsError::Value {
                         path: path.join("."),
                         reason: "expected an encrypted string".into(),
@@ -265,24 +263,23 @@ fn walk(
 }
 
 /// A value's bytes in the MAC, as SOPS's `ToBytes` writes them.
-fn mac_bytes(v: &Value) -> Vec<u8> {
+fn mac_bytes(v: &Node) -> Vec<u8> {
     match v {
-        Value::String(s) => s.as_bytes().to_vec(),
-        Value::Bool(true) => b"True".to_vec(),
-        Value::Bool(false) => b"False".to_vec(),
+        Node::Str(s) => s.as_bytes().to_vec(),
+        Node::Bool(true) => b"True".to_vec(),
+        Node::Bool(false) => b"False".to_vec(),
         // Go's FormatFloat(f, 'f', -1, 64): `3`, not `3.0`; Rust's f64 Display agrees.
-        Value::Number(n) => match n.as_f64().filter(|_| n.is_f64()) {
-            Some(f) => format!("{f}").into_bytes(),
-            None => n.to_string().into_bytes(),
-        },
+        Node::Float(f) => format!("{f}").into_bytes(),
+        Node::Int(i) => i.to_string().into_bytes(),
+        Node::UInt(u) => u.to_string().into_bytes(),
         _ => Vec::new(),
     }
 }
 
-fn decrypt_leaf(s: &str, key: &[u8; 32], path: &[String]) -> Result<Value, SopsError> {
+fn decrypt_leaf(s: &str, key: &[u8; 32], path: &[String]) -> Result<Node, SopsError> {
     // SOPS leaves empty values as they are.
     if s.is_empty() {
-        return Ok(Value::String(String::new()));
+        return Ok(Node::Str(String::new()));
     }
     let aad = format!("{}:", path.join(":"));
     let fail = |reason: &str| SopsError::Value {
@@ -292,21 +289,19 @@ fn decrypt_leaf(s: &str, key: &[u8; 32], path: &[String]) -> Result<Value, SopsE
     let (bytes, kind) = open(s, key, &aad).map_err(|e| fail(&e))?;
     let text = || String::from_utf8(bytes.clone()).map_err(|_| fail("not UTF-8"));
     Ok(match kind.as_str() {
-        "str" | "time" | "comment" => Value::String(text()?),
-        "bytes" => Value::String(String::from_utf8_lossy(&bytes).into_owned()),
-        "int" => Value::Number(
+        "str" | "time" | "comment" => Node::Str(text()?),
+        "bytes" => Node::Str(String::from_utf8_lossy(&bytes).into_owned()),
+        "int" => Node::Int(
             text()?
                 .parse::<i64>()
-                .map_err(|_| fail("type int, value is not an integer"))?
-                .into(),
+                .map_err(|_| fail("type int, value is not an integer"))?,
         ),
-        "float" => Value::Number(
+        "float" => Node::Float(
             text()?
                 .parse::<f64>()
-                .map_err(|_| fail("type float, value is not a number"))?
-                .into(),
+                .map_err(|_| fail("type float, value is not a number"))?,
         ),
-        "bool" => Value::Bool(match text()?.as_str() {
+        "bool" => Node::Bool(match text()?.as_str() {
             "True" | "true" | "1" | "t" | "T" | "TRUE" => true,
             "False" | "false" | "0" | "f" | "F" | "FALSE" => false,
             _ => return Err(fail("type bool, value is not a boolean")),
@@ -358,14 +353,14 @@ fn open(s: &str, key: &[u8; 32], aad: &str) -> Result<(Vec<u8>, String), String>
 }
 
 /// The file's data key, from the first age entry an identity opens.
-fn data_key(meta: &Mapping, keys: &Keys) -> Result<[u8; 32], SopsError> {
-    let entries = |k: &str| -> Vec<&Mapping> {
+fn data_key(meta: &Node, keys: &Keys) -> Result<[u8; 32], SopsError> {
+    let entries = |k: &str| -> Vec<&Node> {
         meta.get(k)
-            .and_then(Value::as_sequence)
-            .map(|s| s.iter().filter_map(Value::as_mapping).collect())
+            .and_then(Node::as_seq)
+            .map(|s| s.iter().filter(|m| m.is_map()).collect())
             .unwrap_or_default()
     };
-    let field = |m: &Mapping, k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
+    let field = |m: &Node, k: &str| m.get(k).and_then(Node::as_str).map(str::to_owned);
     let age_entries = entries("age");
     let mut others: Vec<String> = entries("pgp")
         .iter()

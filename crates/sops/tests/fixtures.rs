@@ -15,8 +15,8 @@ fn keys(files: &[&str]) -> Keys {
     k
 }
 
-fn doc(name: &str) -> serde_yaml::Value {
-    serde_yaml::from_str(&data(name)).unwrap()
+fn doc(name: &str) -> tagpilot_yaml::Node {
+    tagpilot_yaml::document(&data(name)).unwrap()
 }
 
 const AUTH: &str = r#"{"auths":{"127.0.0.1:5000":{"auth":"dGVzdHVzZXI6cGxhbnRlZC1wYXNz"}}}"#;
@@ -25,7 +25,7 @@ const AUTH: &str = r#"{"auths":{"127.0.0.1:5000":{"auth":"dGVzdHVzZXI6cGxhbnRlZC
 fn yaml_with_an_encrypted_regex_decrypts_and_keeps_the_rest() {
     let d = doc("secret.sops.yaml");
     assert!(is_encrypted(&d));
-    let plain = decrypt(&d, &keys(&["test.agekey"])).unwrap();
+    let plain = decrypt(&d, &keys(&["test.agekey"])).unwrap().into_json();
     assert_eq!(
         plain["stringData"][".dockerconfigjson"].as_str(),
         Some(AUTH)
@@ -37,8 +37,8 @@ fn yaml_with_an_encrypted_regex_decrypts_and_keeps_the_rest() {
 
 #[test]
 fn json_with_every_value_encrypted_and_typed_values() {
-    let d: serde_yaml::Value = serde_yaml::from_str(&data("typed.sops.json")).unwrap();
-    let plain = decrypt(&d, &keys(&["test.agekey"])).unwrap();
+    let d = tagpilot_yaml::document(&data("typed.sops.json")).unwrap();
+    let plain = decrypt(&d, &keys(&["test.agekey"])).unwrap().into_json();
     assert_eq!(plain["kind"].as_str(), Some("Secret"));
     // SOPS reads JSON numbers as floats (type:float), as its MAC does.
     assert_eq!(plain["extra"]["count"].as_f64(), Some(3.0));
@@ -54,7 +54,9 @@ fn json_with_every_value_encrypted_and_typed_values() {
 fn mac_only_encrypted_and_a_second_recipient() {
     // Encrypted for both keys: either opens it.
     for k in ["test.agekey", "other.agekey"] {
-        let plain = decrypt(&doc("maconly.sops.yaml"), &keys(&[k])).unwrap();
+        let plain = decrypt(&doc("maconly.sops.yaml"), &keys(&[k]))
+            .unwrap()
+            .into_json();
         assert_eq!(
             plain["stringData"][".dockerconfigjson"].as_str(),
             Some(AUTH)
@@ -89,25 +91,36 @@ fn tampering_is_caught_and_never_quoted() {
     let k = keys(&["test.agekey"]);
     // An unencrypted value changed: the MAC no longer matches.
     let renamed = data("secret.sops.yaml").replace("name: regcred", "name: evil");
-    let e = decrypt(&serde_yaml::from_str(&renamed).unwrap(), &k).unwrap_err();
+    let e = decrypt(&tagpilot_yaml::document(&renamed).unwrap(), &k).unwrap_err();
     assert_eq!(e, SopsError::Mac);
     // An encrypted value moved to another key: its additional data no longer matches.
     let moved = data("secret.sops.yaml").replace("note:", "other:");
-    let e = decrypt(&serde_yaml::from_str(&moved).unwrap(), &k).unwrap_err();
+    let e = decrypt(&tagpilot_yaml::document(&moved).unwrap(), &k).unwrap_err();
     assert!(
         matches!(&e, SopsError::Value { path, .. } if path == "data.other"),
         "{e:?}"
     );
     // A value removed: the MAC covers it.
     let mut d = doc("secret.sops.yaml");
-    d["data"].as_mapping_mut().unwrap().remove("note");
+    let tagpilot_yaml::Node::Map(top) = &mut d else {
+        panic!("a mapping")
+    };
+    let data = top
+        .iter_mut()
+        .find(|(k, _)| k.as_str() == Some("data"))
+        .map(|(_, v)| v);
+    let Some(tagpilot_yaml::Node::Map(data)) = data else {
+        panic!("data is a mapping")
+    };
+    let before = data.len();
+    data.retain(|(k, _)| k.as_str() != Some("note"));
+    assert_eq!(data.len(), before - 1);
     assert_eq!(decrypt(&d, &k).unwrap_err(), SopsError::Mac);
     for e in [e.to_string(), SopsError::Mac.to_string()] {
         assert!(!e.contains("dGVzdHVzZXI") && !e.contains("aGVsbG8"), "{e}");
     }
     // Not SOPS at all, or an unknown layout.
-    let plain: serde_yaml::Value =
-        serde_yaml::from_str("kind: Secret\nsops: {version: 3}\n").unwrap();
+    let plain = tagpilot_yaml::document("kind: Secret\nsops: {version: 3}\n").unwrap();
     assert!(!is_encrypted(&plain));
     assert!(matches!(
         decrypt(&plain, &k),
