@@ -585,9 +585,11 @@ pub fn tls_config(
     // The key's own text never goes into the error.
     let key_der = PrivateKeyDer::from_pem_file(key)
         .map_err(|_| format!("{}: no usable private key", key.display()))?;
-    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key_der))
+    // The process's one provider (ring), as every client uses.
+    tagpilot_http::install_crypto_provider();
+    rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
         .map_err(|e| {
             format!(
                 "TLS setup with {} and {}: {e}",

@@ -1,7 +1,6 @@
 //! Trusting a Git server's certificate through a configured CA (`ca.crt`) in addition to the
 //! system roots that libgit2 checks itself. Pure: verifies a DER leaf against PEM anchors.
 
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 /// CA certificates from `ca.crt` (PEM, one or more).
@@ -12,15 +11,7 @@ pub struct ExtraRoots {
 
 impl ExtraRoots {
     pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
-        let ders: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("ca.crt: {e}"))?;
-        if ders.is_empty() {
-            return Err("ca.crt holds no certificate".into());
-        }
-        for d in &ders {
-            webpki::anchor_from_trusted_cert(d).map_err(|e| format!("ca.crt: {e:?}"))?;
-        }
+        let ders = tagpilot_http::ca_certificates(pem).map_err(|e| format!("ca.crt {e}"))?;
         Ok(ExtraRoots { ders })
     }
 

@@ -9,6 +9,8 @@
 
 use std::sync::Once;
 
+use rustls::pki_types::CertificateDer;
+
 /// `tagpilot/<version>`, sent by every client.
 pub const USER_AGENT: &str = concat!("tagpilot/", env!("CARGO_PKG_VERSION"));
 
@@ -41,14 +43,11 @@ pub enum PemError {
     Empty,
 }
 
-/// Trusts the certificates of a PEM bundle in addition to the system roots. Each is parsed
-/// as a trust anchor here, so a broken `ca.crt` is an error on its object now rather than a
-/// failed handshake later.
-pub fn add_pem_roots(
-    builder: reqwest::ClientBuilder,
-    pem: &[u8],
-) -> Result<reqwest::ClientBuilder, PemError> {
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
+/// The certificates of a `ca.crt` bundle, each checked as a trust anchor, so a broken
+/// `ca.crt` is an error on its object now rather than a failed handshake later. The HTTP
+/// clients ([`add_pem_roots`]) and the Git transport's CA check read `ca.crt` through this.
+pub fn ca_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, PemError> {
+    use rustls::pki_types::pem::PemObject;
     let ders = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(PemError::Pem)?;
@@ -56,11 +55,22 @@ pub fn add_pem_roots(
         return Err(PemError::Empty);
     }
     let mut anchors = rustls::RootCertStore::empty();
-    let mut certs = Vec::with_capacity(ders.len());
-    for der in ders {
-        certs.push(reqwest::Certificate::from_der(&der).map_err(PemError::Client)?);
-        anchors.add(der).map_err(PemError::Invalid)?;
+    for der in &ders {
+        anchors.add(der.clone()).map_err(PemError::Invalid)?;
     }
+    Ok(ders)
+}
+
+/// Trusts the certificates of a PEM bundle ([`ca_certificates`]) in addition to the system
+/// roots.
+pub fn add_pem_roots(
+    builder: reqwest::ClientBuilder,
+    pem: &[u8],
+) -> Result<reqwest::ClientBuilder, PemError> {
+    let certs = ca_certificates(pem)?
+        .iter()
+        .map(|der| reqwest::Certificate::from_der(der).map_err(PemError::Client))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(builder.tls_certs_merge(certs))
 }
 
