@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use tagpilot_sops::Keys;
 
 use serde::de::DeserializeOwned;
-use tagpilot_yaml::Node as Value;
+use tagpilot_yaml::Node;
 
 use crate::object::{FieldError, Kind, Object, Typed};
 
@@ -423,8 +423,7 @@ fn load_str_into(text: &str, file: &Path, config: &mut Config, keys: &Keys) {
         } else {
             node
         };
-        let value = node;
-        match load_value(value, &source, &mut config.warnings) {
+        match load_value(node, &source, &mut config.warnings) {
             Ok(None) => {}
             Ok(Some(object)) => {
                 let m = object.metadata();
@@ -450,18 +449,11 @@ fn load_str_into(text: &str, file: &Path, config: &mut Config, keys: &Keys) {
 
 /// A document that cannot be decrypted: an error on its object when its kind and name are
 /// readable (SOPS often leaves them in clear), else on the document.
-fn sops_error(
-    doc: &tagpilot_yaml::Node,
-    source: Source,
-    e: &tagpilot_sops::SopsError,
-) -> LoadError {
+fn sops_error(doc: &Node, source: Source, e: &tagpilot_sops::SopsError) -> LoadError {
     // An encrypted field reads `ENC[…]`: not a name.
     let clear = |path: &[&str]| {
-        let mut v = doc;
-        for key in path {
-            v = v.get(key)?;
-        }
-        v.as_str()
+        doc.at(path)?
+            .as_str()
             .filter(|s| !s.starts_with("ENC["))
             .map(str::to_owned)
     };
@@ -482,20 +474,14 @@ fn sops_error(
 /// Loads one document: `Ok(None)` for empty documents and kinds tagpilot does not read. Fields
 /// it ignores go to `warnings`.
 fn load_value(
-    value: Value,
+    value: Node,
     source: &Source,
     warnings: &mut Vec<LoadError>,
 ) -> Result<Option<Object>, Vec<LoadError>> {
     if value.is_null() {
         return Ok(None);
     }
-    let str_at = |path: &[&str]| -> Option<String> {
-        let mut v = &value;
-        for key in path {
-            v = v.get(key)?;
-        }
-        v.as_str().map(str::to_owned)
-    };
+    let str_at = |path: &[&str]| value.at(path)?.as_str().map(str::to_owned);
     let kind_name = str_at(&["kind"]);
     let api_version = str_at(&["apiVersion"]);
     let namespace = str_at(&["metadata", "namespace"]);
@@ -592,7 +578,7 @@ fn load_value(
 
 /// Deserializes with the path of the failing field; the paths of ignored fields go to `ignored`.
 fn typed<T: DeserializeOwned>(
-    value: Value,
+    value: Node,
     ignored: &mut Vec<String>,
 ) -> Result<T, (String, String)> {
     let mut track = serde_path_to_error::Track::new();

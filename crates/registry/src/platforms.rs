@@ -38,10 +38,12 @@ impl fmt::Display for ImagePlatform {
     }
 }
 
-/// `oci_client::config::ConfigFile` has no `variant` (image-spec's config has one: `arm/v7`);
-/// it is read beside it from the same bytes.
+/// An image config: `oci_client::config::ConfigFile` has no `variant` (image-spec's config
+/// has one: `arm/v7`), so it is read beside it in the same pass.
 #[derive(serde::Deserialize)]
-struct ConfigVariant {
+struct ImageConfig {
+    #[serde(flatten)]
+    file: ConfigFile,
     variant: Option<String>,
 }
 
@@ -118,16 +120,12 @@ fn index_platforms(index: &OciImageIndex) -> Vec<ImagePlatform> {
 }
 
 fn config_platform(body: &[u8]) -> Result<ImagePlatform, String> {
-    let config: ConfigFile =
+    let config: ImageConfig =
         serde_json::from_slice(body).map_err(|e| format!("not an image configuration: {e}"))?;
-    let variant = serde_json::from_slice::<ConfigVariant>(body)
-        .map_err(|e| format!("not an image configuration: {e}"))?
-        .variant
-        .filter(|v| !v.is_empty());
     Ok(ImagePlatform {
-        os: config.os.to_string(),
-        architecture: config.architecture.to_string(),
-        variant,
+        os: config.file.os.to_string(),
+        architecture: config.file.architecture.to_string(),
+        variant: config.variant.filter(|v| !v.is_empty()),
     })
 }
 
@@ -136,6 +134,12 @@ impl RepoClient {
     /// digest.
     pub async fn platforms(&self, digest: &str) -> Result<Vec<ImagePlatform>, RegistryError> {
         let (url, media_type, body) = self.document("manifests", digest).await?;
+        // A registry that sends a generic Content-Type leaves the body's own field.
+        let media_type = media_type.or_else(|| {
+            serde_json::from_slice::<MediaTypeField>(&body)
+                .ok()
+                .and_then(|m| m.media_type)
+        });
         let manifest = parse_manifest(media_type.as_deref(), &body)
             .map_err(|message| RegistryError::InvalidResponse { url, message })?;
         let manifest = match manifest {
@@ -196,12 +200,6 @@ impl RepoClient {
             .filter(|v| {
                 !v.is_empty() && v != "application/json" && v != "application/octet-stream"
             });
-        // A registry that sends a generic Content-Type leaves the body's own field.
-        let media_type = media_type.or_else(|| {
-            serde_json::from_slice::<MediaTypeField>(&reply.body)
-                .ok()
-                .and_then(|m| m.media_type)
-        });
         Ok((shown, media_type, reply.body))
     }
 }

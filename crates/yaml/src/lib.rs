@@ -37,6 +37,11 @@ impl Node {
         }
     }
 
+    /// The value at a path of string keys (`["metadata", "name"]`).
+    pub fn at(&self, path: &[&str]) -> Option<&Node> {
+        path.iter().try_fold(self, |v, key| v.get(key))
+    }
+
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Node::Str(s) => Some(s),
