@@ -431,315 +431,29 @@ async fn objects(req: actix_web::HttpRequest, state: web::Data<ApiState>) -> Htt
     }
 }
 
-use crate::metrics::label;
-
-/// The fields of a stored status that `/metrics` reports; the rest is skipped unparsed.
-#[derive(serde::Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
-struct MetricFields<'a> {
-    #[serde(borrow)]
-    conditions: Vec<ConditionFields<'a>>,
-    last_scan_result: Option<ScanFields>,
-    #[serde(borrow)]
-    latest_ref: Option<LatestFields<'a>>,
-    deliveries: Option<DeliveryFields>,
-    last_success_time: Option<u64>,
-    #[serde(borrow)]
-    held_tags: Option<Vec<HeldFields<'a>>>,
-    manual_holds: Option<Vec<serde::de::IgnoredAny>>,
-    last_push_time: Option<u64>,
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct ConditionFields<'a> {
-    #[serde(borrow, rename = "type")]
-    kind: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    status: std::borrow::Cow<'a, str>,
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
-struct ScanFields {
-    tag_count: Option<u64>,
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct LatestFields<'a> {
-    #[serde(borrow)]
-    name: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    tag: Option<std::borrow::Cow<'a, str>>,
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct DeliveryFields {
-    succeeded: Option<u64>,
-    failed: Option<u64>,
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct HeldFields<'a> {
-    #[serde(borrow)]
-    verdict: Option<std::borrow::Cow<'a, str>>,
-}
-
-/// The per-object families, written while the store is read (one status at a time).
-struct ObjectFamilies {
-    ready: String,
-    tags: String,
-    latest: String,
-    held: String,
-    manual: String,
-    pushes: String,
-    last_success: String,
-    notes: String,
-    /// Statuses that could not be read (reported as a count, never a reason to fail).
-    unreadable: u64,
-}
-
-/// A family's HELP and TYPE lines.
-fn family(name: &str, kind: &str, help: &str) -> String {
-    format!("# HELP {name} {help}\n# TYPE {name} {kind}\n")
-}
-
-impl ObjectFamilies {
-    fn new() -> Self {
-        ObjectFamilies {
-            ready: family(
-                "tagpilot_object_ready",
-                "gauge",
-                "Whether the object's last reconciliation ended Ready.",
-            ),
-            tags: family(
-                "tagpilot_repository_tags",
-                "gauge",
-                "Tags found by the last accepted scan.",
-            ),
-            latest: family(
-                "tagpilot_policy_latest_info",
-                "gauge",
-                "The latest image a policy resolved to.",
-            ),
-            held: family(
-                "tagpilot_policy_held_tags",
-                "gauge",
-                "Candidate tags a rollout gate held at the policy's last resolution.",
-            ),
-            manual: family(
-                "tagpilot_manual_holds",
-                "gauge",
-                "Policies an automation keeps at a value a person chose (manualChanges: hold).",
-            ),
-            pushes: family(
-                "tagpilot_automation_last_push_timestamp_seconds",
-                "gauge",
-                "Time of the last push.",
-            ),
-            last_success: family(
-                "tagpilot_last_success_timestamp_seconds",
-                "gauge",
-                "When the object last ended a reconciliation Ready.",
-            ),
-            notes: family(
-                "tagpilot_notifications_total",
-                "counter",
-                "Notifications a Provider delivered or failed to deliver.",
-            ),
-            unreadable: 0,
-        }
-    }
-
-    fn add(&mut self, key: &str, json: &[u8]) {
-        use std::fmt::Write;
-        let Ok(status) = serde_json::from_slice::<MetricFields<'_>>(json) else {
-            self.unreadable += 1;
-            return;
-        };
-        let (kind, ns, name) = split_key(key);
-        let (kind, ns, name) = (label(kind), label(ns), label(name));
-        let ready = status
-            .conditions
-            .iter()
-            .any(|c| c.kind == "Ready" && c.status == "True");
-        // Writing to a String cannot fail.
-        let _ = writeln!(
-            self.ready,
-            "tagpilot_object_ready{{kind=\"{kind}\",namespace=\"{ns}\",name=\"{name}\"}} {}",
-            u8::from(ready)
-        );
-        if let Some(n) = status.last_scan_result.and_then(|s| s.tag_count) {
-            let _ = writeln!(
-                self.tags,
-                "tagpilot_repository_tags{{namespace=\"{ns}\",name=\"{name}\"}} {n}"
-            );
-        }
-        if let Some(l) = &status.latest_ref {
-            if let Some(tag) = &l.tag {
-                let _ = writeln!(
-                    self.latest,
-                    "tagpilot_policy_latest_info{{namespace=\"{ns}\",name=\"{name}\",image=\"{}\",tag=\"{}\"}} 1",
-                    label(&l.name),
-                    label(tag)
-                );
-            }
-        }
-        if let Some(d) = status.deliveries {
-            for (n, outcome) in [(d.succeeded, "delivered"), (d.failed, "failed")] {
-                if let Some(n) = n {
-                    let _ = writeln!(
-                        self.notes,
-                        "tagpilot_notifications_total{{namespace=\"{ns}\",name=\"{name}\",outcome=\"{outcome}\"}} {n}"
-                    );
-                }
-            }
-        }
-        if let Some(t) = status.last_success_time {
-            let _ = writeln!(
-                self.last_success,
-                "tagpilot_last_success_timestamp_seconds{{kind=\"{kind}\",namespace=\"{ns}\",name=\"{name}\"}} {t}"
-            );
-        }
-        if let Some(list) = &status.held_tags {
-            let mut by_verdict: std::collections::BTreeMap<&str, usize> = Default::default();
-            for h in list {
-                *by_verdict
-                    .entry(h.verdict.as_deref().unwrap_or("unknown"))
-                    .or_default() += 1;
-            }
-            for (verdict, n) in by_verdict {
-                let _ = writeln!(
-                    self.held,
-                    "tagpilot_policy_held_tags{{namespace=\"{ns}\",name=\"{name}\",verdict=\"{}\"}} {n}",
-                    label(verdict)
-                );
-            }
-        }
-        if let Some(list) = &status.manual_holds {
-            let _ = writeln!(
-                self.manual,
-                "tagpilot_manual_holds{{namespace=\"{ns}\",name=\"{name}\"}} {}",
-                list.len()
-            );
-        }
-        if let Some(t) = status.last_push_time {
-            let _ = writeln!(
-                self.pushes,
-                "tagpilot_automation_last_push_timestamp_seconds{{namespace=\"{ns}\",name=\"{name}\"}} {t}"
-            );
-        }
-    }
-
-    fn finish(self) -> String {
-        let mut out = self.ready;
-        for part in [
-            self.tags,
-            self.latest,
-            self.held,
-            self.manual,
-            self.pushes,
-            self.last_success,
-            self.notes,
-        ] {
-            out.push_str(&part);
-        }
-        out.push_str(&family(
-            "tagpilot_unreadable_statuses",
-            "gauge",
-            "Stored statuses /metrics could not read.",
-        ));
-        out.push_str(&format!(
-            "tagpilot_unreadable_statuses {}\n",
-            self.unreadable
-        ));
-        out
-    }
-}
-
 async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
-    // Reading every status is blocking work: a thread of the blocking pool, not the server's.
+    // Reading every status and writing the page is blocking work: a thread of the blocking
+    // pool, not the server's.
     let st = state.clone();
-    let objects = web::block(move || {
-        let mut families = ObjectFamilies::new();
-        st.store
-            .each_status(|key, json| families.add(key, json))
-            .map(|()| families.finish())
+    let page = web::block(move || {
+        let mut statuses = crate::metrics::Statuses::default();
+        st.store.each_status(|key, json| statuses.add(key, json))?;
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(statuses));
+        st.metrics.register(&mut registry);
+        registry.register_collector(Box::new(crate::metrics::Hosts(st.gates.clone())));
+        registry.register_collector(Box::new(crate::metrics::Credentials(st.keyring.clone())));
+        Ok::<_, tagpilot_store::StoreError>(crate::metrics::render(&registry))
     })
     .await
     .map_err(|e| e.to_string())
     .and_then(|r| r.map_err(|e| e.to_string()));
-    let mut out = match objects {
-        Ok(text) => text,
-        Err(e) => return HttpResponse::InternalServerError().body(e),
-    };
-    out.push_str(&state.metrics.render());
-    out.push_str(&registry_metrics(&state.gates));
-    out.push_str(&credential_metrics(&state.keyring));
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(out)
-}
-
-/// Per registry host: requests sent and 429 answers received.
-fn registry_metrics(gates: &tagpilot_registry::Gates) -> String {
-    use std::sync::atomic::Ordering::Relaxed;
-    let mut requests = String::from("# HELP tagpilot_registry_requests_total Requests sent to a registry host.\n# TYPE tagpilot_registry_requests_total counter\n");
-    let mut throttled = String::from("# HELP tagpilot_registry_throttled_total 429 (Too Many Requests) answers from a registry host.\n# TYPE tagpilot_registry_throttled_total counter\n");
-    let mut rate = String::from("# HELP tagpilot_registry_request_rate Requests per second tagpilot allows itself on a registry host now (+Inf: no pushback seen, only the concurrency limit).\n# TYPE tagpilot_registry_request_rate gauge\n");
-    for (host, gate) in gates.hosts() {
-        let host = label(&host);
-        requests.push_str(&format!(
-            "tagpilot_registry_requests_total{{host=\"{host}\"}} {}\n",
-            gate.requests.load(Relaxed)
-        ));
-        throttled.push_str(&format!(
-            "tagpilot_registry_throttled_total{{host=\"{host}\"}} {}\n",
-            gate.throttled.load(Relaxed)
-        ));
-        let r = gate
-            .current_rate()
-            .map_or("+Inf".to_owned(), |r| format!("{r}"));
-        rate.push_str(&format!(
-            "tagpilot_registry_request_rate{{host=\"{host}\"}} {r}\n"
-        ));
+    match page {
+        Ok(text) => HttpResponse::Ok()
+            .content_type(crate::metrics::CONTENT_TYPE)
+            .body(text),
+        Err(e) => HttpResponse::InternalServerError().body(e),
     }
-    requests + &throttled + &rate
-}
-
-/// Per cloud credential: seconds to expiry, refreshes and refresh failures. Labels name the
-/// provider, identity and registry host only.
-fn credential_metrics(keyring: &tagpilot_providers::Keyring) -> String {
-    let mut expiry = String::from("# HELP tagpilot_credential_expiry_seconds Seconds until the held registry token expires.\n# TYPE tagpilot_credential_expiry_seconds gauge\n");
-    let mut refreshes = String::from("# HELP tagpilot_credential_refreshes_total Registry tokens obtained.\n# TYPE tagpilot_credential_refreshes_total counter\n");
-    let mut failures = String::from("# HELP tagpilot_credential_refresh_failures_total Failed attempts to obtain a registry token.\n# TYPE tagpilot_credential_refresh_failures_total counter\n");
-    for (key, r) in keyring.all() {
-        let mut parts = key.splitn(3, '/');
-        let labels = format!(
-            "provider=\"{}\",identity=\"{}\",registry=\"{}\"",
-            label(parts.next().unwrap_or("")),
-            label(parts.next().unwrap_or("")),
-            label(parts.next().unwrap_or(""))
-        );
-        let s = r.snapshot();
-        if let Some(secs) = s.seconds_to_expiry {
-            expiry.push_str(&format!(
-                "tagpilot_credential_expiry_seconds{{{labels}}} {secs:.0}\n"
-            ));
-        }
-        refreshes.push_str(&format!(
-            "tagpilot_credential_refreshes_total{{{labels}}} {}\n",
-            s.refreshes_total
-        ));
-        failures.push_str(&format!(
-            "tagpilot_credential_refresh_failures_total{{{labels}}} {}\n",
-            s.failures_total
-        ));
-    }
-    expiry + &refreshes + &failures
 }
 
 /// Starts the API server on `address`; it stops with the actix system.
@@ -770,39 +484,7 @@ pub fn start(address: &str, state: Arc<ApiState>) -> std::io::Result<actix_web::
 
 #[cfg(test)]
 mod tests {
-    use super::{host_of, ObjectFamilies};
-
-    #[test]
-    fn metrics_read_the_fields_of_each_status_and_count_unreadable_ones() {
-        let mut f = ObjectFamilies::new();
-        let policy = serde_json::json!({
-            "conditions": [{"type": "Ready", "status": "True", "reason": "Succeeded"}],
-            "latestRef": {"name": "ghcr.io/org/app", "tag": "1.2.3"},
-            "heldTags": [{"tag": "1.3.0", "verdict": "minAge"}, {"tag": "1.2.9", "verdict": "minAge"}],
-            "lastSuccessTime": 1700000000u64,
-            "observedPolicies": {"ignored": {"name": "x"}},
-        });
-        f.add("ImagePolicy/apps/web", policy.to_string().as_bytes());
-        let repo = serde_json::json!({
-            "conditions": [{"type": "Ready", "status": "False"}],
-            "lastScanResult": {"tagCount": 7, "scanTime": "2026-01-01T00:00:00Z"},
-        });
-        f.add("ImageRepository/apps/we\"b", repo.to_string().as_bytes());
-        f.add("ImagePolicy/apps/broken", b"{not json");
-        let text = f.finish();
-        for line in [
-            "tagpilot_object_ready{kind=\"ImagePolicy\",namespace=\"apps\",name=\"web\"} 1",
-            "tagpilot_policy_latest_info{namespace=\"apps\",name=\"web\",image=\"ghcr.io/org/app\",tag=\"1.2.3\"} 1",
-            "tagpilot_policy_held_tags{namespace=\"apps\",name=\"web\",verdict=\"minAge\"} 2",
-            "tagpilot_last_success_timestamp_seconds{kind=\"ImagePolicy\",namespace=\"apps\",name=\"web\"} 1700000000",
-            "tagpilot_object_ready{kind=\"ImageRepository\",namespace=\"apps\",name=\"we\\\"b\"} 0",
-            "tagpilot_repository_tags{namespace=\"apps\",name=\"we\\\"b\"} 7",
-            "tagpilot_unreadable_statuses 1",
-        ] {
-            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
-        }
-        assert!(!text.contains("name=\"broken\""), "{text}");
-    }
+    use super::host_of;
 
     #[test]
     fn hosts_of_header_values_and_addresses() {

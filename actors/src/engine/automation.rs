@@ -178,10 +178,7 @@ impl Engine {
     fn plan_failed(&self, a: &ImageUpdateAutomation, e: &anyhow::Error) {
         let (ns, name) = (&a.metadata.namespace, &a.metadata.name);
         let message = format_chain(e);
-        self.shared.metrics.inc(
-            "tagpilot_push_failures_total",
-            &crate::metrics::object_labels(ns, name),
-        );
+        self.shared.metrics.push_failed(ns, name);
         self.emit(a, Some(&message), message.clone(), BTreeMap::new());
         self.record_outcome(
             Kind::ImageUpdateAutomation,
@@ -402,19 +399,14 @@ impl Engine {
                         json!(tagpilot_api::rfc3339(now())),
                     );
                 }
-                let labels = crate::metrics::object_labels(&a.metadata.namespace, &a.metadata.name);
+                let (ns, name) = (&a.metadata.namespace, &a.metadata.name);
                 let metrics = &self.shared.metrics;
                 match (&outcome, &fields["lastPushCommit"]) {
                     (Ok(_), serde_json::Value::String(_)) => {
-                        metrics.inc("tagpilot_pushes_total", &labels);
-                        metrics.observe(
-                            "tagpilot_push_duration_seconds",
-                            &labels,
-                            started.elapsed(),
-                        );
+                        metrics.pushed(ns, name, started.elapsed());
                     }
                     (Ok(_), _) => {}
-                    (Err(_), _) => metrics.inc("tagpilot_push_failures_total", &labels),
+                    (Err(_), _) => metrics.push_failed(ns, name),
                 }
                 match (&outcome, &fields["lastPushCommit"]) {
                     (Ok(_), serde_json::Value::String(c)) => self.emit(

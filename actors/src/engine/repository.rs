@@ -54,12 +54,7 @@ impl Engine {
         let outcome = self.scan(repo).await;
         let metrics = &self.shared.metrics;
         if !matches!(&outcome, Ok((m, _)) if m == "suspended") {
-            let labels = crate::metrics::object_labels(ns, name);
-            metrics.inc("tagpilot_scans_total", &labels);
-            metrics.observe("tagpilot_scan_duration_seconds", &labels, started.elapsed());
-            if outcome.is_err() {
-                metrics.inc("tagpilot_scan_failures_total", &labels);
-            }
+            metrics.scanned(ns, name, started.elapsed(), outcome.is_err());
         }
         let (outcome, fields) = match outcome {
             Ok((m, f)) => (Outcome::ready(m), f),
