@@ -399,7 +399,8 @@ impl Collector for Statuses {
                 seconds,
                 MetricType::Gauge,
             ),
-            rs.iter().filter_map(|r| Some((name_labels(r), r.last_push?))),
+            rs.iter()
+                .filter_map(|r| Some((name_labels(r), r.last_push?))),
             gauge,
         )?;
         family(
@@ -459,7 +460,9 @@ impl Collector for Hosts {
                 None,
                 MetricType::Counter,
             ),
-            hosts.iter().map(|(h, g)| (host(h), g.requests.load(Relaxed))),
+            hosts
+                .iter()
+                .map(|(h, g)| (host(h), g.requests.load(Relaxed))),
             counter,
         )?;
         family(
@@ -470,7 +473,9 @@ impl Collector for Hosts {
                 None,
                 MetricType::Counter,
             ),
-            hosts.iter().map(|(h, g)| (host(h), g.throttled.load(Relaxed))),
+            hosts
+                .iter()
+                .map(|(h, g)| (host(h), g.throttled.load(Relaxed))),
             counter,
         )?;
         family(
@@ -602,13 +607,19 @@ mod tests {
             "conditions": [{"type": "Ready", "status": "False"}],
             "lastScanResult": {"tagCount": 7, "scanTime": "2026-01-01T00:00:00Z"},
         });
-        s.add("ImageRepository/apps/we\"b\\\n", repo.to_string().as_bytes());
+        s.add(
+            "ImageRepository/apps/we\"b\\\n",
+            repo.to_string().as_bytes(),
+        );
         let auto = serde_json::json!({
             "lastPushTime": 1700000100u64,
             "manualHolds": [{"policy": "a"}],
             "deliveries": {"succeeded": 3},
         });
-        s.add("ImageUpdateAutomation/apps/auto", auto.to_string().as_bytes());
+        s.add(
+            "ImageUpdateAutomation/apps/auto",
+            auto.to_string().as_bytes(),
+        );
         s.add("ImagePolicy/apps/broken", b"{not json");
         let text = page(|r| r.register_collector(Box::new(s)));
         for line in [
