@@ -398,7 +398,9 @@ async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
     }
 }
 
-fn split_key(key: &str) -> (&str, &str, &str) {
+/// A three-part `a/b/c` key (objects in the store, credentials in the keyring) → its parts;
+/// a missing part is empty.
+pub(crate) fn split_key(key: &str) -> (&str, &str, &str) {
     let mut parts = key.splitn(3, '/');
     (
         parts.next().unwrap_or(""),

@@ -253,9 +253,7 @@ impl Statuses {
             self.unreadable += 1;
             return;
         };
-        let mut parts = key.splitn(3, '/');
-        let mut part = || parts.next().unwrap_or("").to_owned();
-        let (kind, namespace, name) = (part(), part(), part());
+        let (kind, namespace, name) = crate::api::split_key(key);
         let mut held = std::collections::BTreeMap::<&str, u64>::new();
         for h in s.held_tags.iter().flatten() {
             *held
@@ -263,9 +261,9 @@ impl Statuses {
                 .or_default() += 1;
         }
         self.records.push(ObjectRecord {
-            kind,
-            namespace,
-            name,
+            kind: kind.to_owned(),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
             ready: s
                 .conditions
                 .iter()
@@ -506,12 +504,11 @@ impl Collector for Credentials {
             .all()
             .into_iter()
             .map(|(key, r)| {
-                let mut parts = key.splitn(3, '/');
-                let mut part = || Esc(parts.next().unwrap_or("").to_owned());
+                let (provider, identity, registry) = crate::api::split_key(&key);
                 let labels = [
-                    ("provider", part()),
-                    ("identity", part()),
-                    ("registry", part()),
+                    ("provider", Esc(provider.to_owned())),
+                    ("identity", Esc(identity.to_owned())),
+                    ("registry", Esc(registry.to_owned())),
                 ];
                 (labels, r.snapshot())
             })
