@@ -449,17 +449,18 @@ impl Engine {
     /// this while its scans run, so that a cold run's clone costs no time of its own. Anything
     /// that fails here is left for the round to meet and report.
     pub fn prepare_remotes(&self) {
-        let mut remotes: BTreeMap<String, Access> = BTreeMap::new();
+        // One clone per remote, checked out for the first automation that pushes to it.
+        let mut remotes: BTreeMap<String, (RoundSpec, Access)> = BTreeMap::new();
         for a in self.config.all::<ImageUpdateAutomation>() {
-            if let Ok(((url, _), _, access, _)) = self.plan(a) {
-                remotes.entry(url).or_insert(access);
+            if let Ok(((url, _), spec, access, _)) = self.plan(a) {
+                remotes.entry(url).or_insert((spec, access));
             }
         }
-        for (url, (auth, roots)) in remotes {
+        for (url, (spec, (auth, roots))) in remotes {
             let clone_lock = self.shared.clone_lock(&url);
             let _owner = lock(&clone_lock);
             let opened = WarmRepo::open_with_roots(self.git_cache.as_path(), &url, auth, roots)
-                .and_then(|repo| repo.prefetch().map(|()| repo));
+                .and_then(|repo| repo.prefetch(&spec).map(|()| repo));
             match opened {
                 Ok(repo) => {
                     lock(&self.prepared).insert(url, repo);

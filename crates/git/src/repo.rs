@@ -166,6 +166,11 @@ fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
+/// The tracking ref of a round's push branch.
+fn remote_push_ref(spec: &RoundSpec) -> String {
+    format!("refs/remotes/origin/{}", spec.push_branch)
+}
+
 fn msg(e: &git2::Error) -> String {
     let m = e.message();
     if m.contains("ssh hostkey") {
@@ -480,15 +485,31 @@ impl WarmRepo {
             })
     }
 
-    /// Fetches now unless this open just cloned, so that the next round starts from this
-    /// fetch instead of one of its own (for a caller that fetches ahead while it does other
-    /// work).
-    pub fn prefetch(&self) -> Result<(), GitError> {
+    /// Fetches now unless this open just cloned, and checks out the base `spec`'s round
+    /// would start from, so that the next round starts from this fetch instead of one of its
+    /// own and finds its work tree written (for a caller that prepares ahead while it does
+    /// other work; on a fresh clone, writing the tree is most of a round's file-system time).
+    pub fn prefetch(&self, spec: &RoundSpec) -> Result<(), GitError> {
         if !self.fresh.load(std::sync::atomic::Ordering::SeqCst) {
             self.fetch()?;
             self.fresh.store(true, std::sync::atomic::Ordering::SeqCst);
         }
-        Ok(())
+        let (_, base) = self.base(spec)?;
+        self.reset_to(base)
+    }
+
+    /// After a fetch: the commit `spec`'s checkout names, and the one its round builds on
+    /// (the remote's push branch if it exists, else the checkout).
+    fn base(&self, spec: &RoundSpec) -> Result<(Oid, Oid), GitError> {
+        let checkout = self.resolve(&spec.checkout)?;
+        let base = match self.repo.find_reference(&remote_push_ref(spec)) {
+            Ok(r) => r
+                .peel_to_commit()
+                .map_err(|e| GitError::Checkout(msg(&e)))?
+                .id(),
+            Err(_) => checkout,
+        };
+        Ok((checkout, base))
     }
 
     /// The commit a checkout reference names, after a fetch.
@@ -638,15 +659,9 @@ impl WarmRepo {
             if !self.fresh.swap(false, std::sync::atomic::Ordering::SeqCst) {
                 self.fetch()?;
             }
-            let checkout = self.resolve(&spec.checkout)?;
-            let remote_push = format!("refs/remotes/origin/{}", spec.push_branch);
-            let base = match self.repo.find_reference(&remote_push) {
-                Ok(r) => r
-                    .peel_to_commit()
-                    .map_err(|e| GitError::Checkout(msg(&e)))?
-                    .id(),
-                Err(_) => checkout,
-            };
+            let (checkout, base) = self.base(spec)?;
+            // Cheap when a prefetch already wrote this tree: only the index's stat data is
+            // compared.
             self.reset_to(base)?;
             let mut messages = Vec::new();
             let mut head = base;
@@ -676,7 +691,7 @@ impl WarmRepo {
                     // Keep the tracking ref in step without another fetch.
                     let _ = self
                         .repo
-                        .reference(&remote_push, head, true, "tagpilot: pushed");
+                        .reference(&remote_push_ref(spec), head, true, "tagpilot: pushed");
                     if let Some(refspec) = spec.push_refspec.as_deref().filter(|r| !r.is_empty()) {
                         if let PushResult::Rejected(why) = self.push(refspec, &spec.push_options)? {
                             return Err(GitError::Push {
