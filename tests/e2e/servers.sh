@@ -16,8 +16,14 @@ start_registry() {
   port=$(free_port)
   printf 'version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\nstorage: {filesystem: {rootdirectory: %s/registry}}\nhttp: {addr: 127.0.0.1:%s, secret: s}\n' \
     "$work" "$port" > "$work/registry.yml"
+  command -v docker-registry > /dev/null ||
+    { echo "docker-registry not found (apt-get install docker-registry)" >&2; exit 1; }
   docker-registry serve "$work/registry.yml" > "$work/registry.log" 2>&1 & pids+=($!)
-  until curl -sf -o /dev/null "http://127.0.0.1:$port/v2/"; do sleep 0.05; done
+  # A registry that exits (a bad config, a taken port) must not leave us waiting forever.
+  until curl -sf -o /dev/null "http://127.0.0.1:$port/v2/"; do
+    kill -0 "${pids[-1]}" 2> /dev/null || { cat "$work/registry.log" >&2; exit 1; }
+    sleep 0.05
+  done
   registry=127.0.0.1:$port
 }
 
