@@ -689,9 +689,9 @@ impl WarmRepo {
             match self.push(&format!("{local}:{local}"), &spec.push_options)? {
                 PushResult::Ok => {
                     // Keep the tracking ref in step without another fetch.
-                    let _ = self
-                        .repo
-                        .reference(&remote_push_ref(spec), head, true, "tagpilot: pushed");
+                    let _ =
+                        self.repo
+                            .reference(&remote_push_ref(spec), head, true, "tagpilot: pushed");
                     if let Some(refspec) = spec.push_refspec.as_deref().filter(|r| !r.is_empty()) {
                         if let PushResult::Rejected(why) = self.push(refspec, &spec.push_options)? {
                             return Err(GitError::Push {
