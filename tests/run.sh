@@ -72,6 +72,9 @@ deny_version=0.20.2
 if ! cargo deny --version 2>/dev/null | grep -qF "$deny_version"; then
   cargo install --locked --quiet "cargo-deny@$deny_version"
 fi
+# cargo-deny reads the metadata of every platform's crates (windows-sys, android_*): fetch
+# them all first, since a build only downloads this platform's and --offline fetches nothing.
+cargo fetch --locked --quiet
 cargo deny --offline --locked check bans licenses sources
 # CI reaches crates.io but not GitHub, where the RustSec database lives: advisories are
 # checked against a copy on disk ($CARGO_HOME/advisory-dbs, e.g. from `cargo deny fetch`),
