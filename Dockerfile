@@ -2,7 +2,7 @@
 # run from a slim image as a non-root user with only the CA bundle added.
 #   docker build -t tagpilot .
 #   docker run --rm -v $PWD/config/clusters/my-cluster:/config:ro tagpilot run --once
-FROM rust:1.88-bookworm AS build
+FROM rust:1.94-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p tagpilot \
