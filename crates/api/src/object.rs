@@ -623,7 +623,7 @@ fn validate_secret(v: &mut Validator, s: &Secret) {
 
 /// Why `pattern` does not compile, remembered per pattern: every repository carries the same
 /// few lists (Flux's default `^.*\.sig$` above all), and compiling one costs more than
-/// parsing its whole object (10,000 repositories spent most of their validation here).
+/// parsing its whole object (`validate` of 100 repositories and policies: 50 -> 20 ms).
 fn regex_error(pattern: &str) -> Option<String> {
     use std::collections::HashMap;
     use std::sync::{LazyLock, Mutex};
