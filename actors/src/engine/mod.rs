@@ -210,10 +210,6 @@ pub struct Engine {
     /// Warm clones opened and fetched ahead of their rounds ([`Engine::prepare_remotes`]),
     /// by URL; the next round of that URL takes its clone from here.
     prepared: Mutex<BTreeMap<String, tagpilot_git::WarmRepo>>,
-    /// Compiled exclusion lists by their patterns: every scan and resolution applies its
-    /// repository's list, and compiling it each time was a good part of a resolution's cost.
-    /// Few distinct lists exist (most repositories keep Flux's default).
-    exclusions: Mutex<std::collections::HashMap<Vec<String>, Exclusions>>,
 }
 
 pub(crate) fn now() -> u64 {
@@ -474,7 +470,6 @@ impl Engine {
             rows: Mutex::new(rows),
             events: Mutex::new(Vec::new()),
             prepared: Mutex::new(BTreeMap::new()),
-            exclusions: Mutex::default(),
         };
         engine.load_state();
         engine
@@ -578,19 +573,6 @@ impl Engine {
         if let Err(e) = self.store.put_status(key, &status.to_value()) {
             tracing::warn!(%key, error = %e, "cannot store status");
         }
-    }
-
-    /// `exclusionList` compiled, from the cache when this list was compiled before.
-    pub(crate) fn exclusions(
-        &self,
-        list: &[String],
-    ) -> Result<Exclusions, tagpilot_policy::PolicyError> {
-        if let Some(e) = lock(&self.exclusions).get(list) {
-            return Ok(e.clone());
-        }
-        let compiled = Exclusions::new(list)?;
-        lock(&self.exclusions).insert(list.to_vec(), compiled.clone());
-        Ok(compiled)
     }
 
     pub fn config_arc(&self) -> Arc<Config> {

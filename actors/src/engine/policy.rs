@@ -80,9 +80,8 @@ impl Engine {
                 .ok_or_else(|| anyhow::anyhow!("no tags in database"))
                 .because(DEPENDENCY_NOT_READY)?;
             // The stored list is the image's whole list: this repository's exclusions apply.
-            let exclusions = self
-                .exclusions(&repo.spec.exclusion_list)
-                .stalled(reason::FAILURE)?;
+            // Each pattern compiles once per process (tagpilot_policy::compile).
+            let exclusions = Exclusions::new(&repo.spec.exclusion_list).stalled(reason::FAILURE)?;
             let tags: Vec<&str> = stored
                 .iter()
                 .map(|t| t.tag.as_str())

@@ -190,9 +190,8 @@ impl Engine {
             return Ok(("suspended".into(), json!({})));
         }
         let name = ImageName::parse(&repo.spec.image).stalled(IMAGE_URL_INVALID)?;
-        let exclusions = self
-            .exclusions(&repo.spec.exclusion_list)
-            .stalled(reason::FAILURE)?;
+        // Each pattern compiles once per process (tagpilot_policy::compile).
+        let exclusions = Exclusions::new(&repo.spec.exclusion_list).stalled(reason::FAILURE)?;
         let mut warnings = Vec::new();
         let listed = self.list_shared(repo, &name, &mut warnings).await?;
         // The store keeps the registry's whole list per image: repositories of one image

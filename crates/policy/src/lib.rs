@@ -20,6 +20,7 @@ pub mod semver;
 pub use constraint::{ConstraintError, Constraints, Mismatch};
 pub use expand::Template;
 pub use numeric::parse_go_float;
+pub use select::compile;
 pub use select::{
     Choice, Exclusions, Explanation, Order, Policy, PolicyError, Selection, TagFilter, TagReport,
     Verdict, DEFAULT_EXCLUSION,
