@@ -317,9 +317,12 @@ impl Engine {
                             });
                             let message = render_message(job.message_template.as_deref(), &data)
                                 .map_err(|e| format!("failed to run template from spec: {e}"))?;
-                            write_changes_in_clone(&dir, &set, scratch)
+                            let written = write_changes_in_clone(&dir, &set, scratch)
                                 .map_err(|e| e.to_string())?;
-                            Ok(Some(message))
+                            Ok(Some(Applied {
+                                message,
+                                paths: Some(written),
+                            }))
                         })
                     })
                     .collect();

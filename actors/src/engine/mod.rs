@@ -16,7 +16,9 @@ use tagpilot_api::{
     build_policy, Config, GitRepository, ImagePolicy, ImageRepository, ImageUpdateAutomation, Kind,
     Object, Outcome, Provider, ReceiverType, Secrets, SigningKeyType, Status,
 };
-use tagpilot_git::{Change, CheckoutRef, ExtraRoots, GitAuth, RoundSpec, Signer, WarmRepo};
+use tagpilot_git::{
+    Applied, Change, CheckoutRef, ExtraRoots, GitAuth, RoundSpec, Signer, WarmRepo,
+};
 use tagpilot_notifier::event::AUTOMATION_CONTROLLER;
 use tagpilot_notifier::{Event, InvolvedObject, Severity};
 use tagpilot_policy::Exclusions;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use tagpilot_git::{Change, CheckoutRef, RoundSpec, WarmRepo};
+use tagpilot_git::{Applied, Change, CheckoutRef, RoundSpec, WarmRepo};
 use tagpilot_setters::{scan_tree, write_changes_in_clone, LatestRef};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -45,8 +45,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if set.is_empty() {
                 return Ok(None);
             }
-            write_changes_in_clone(&dir, &set, &scratch).map_err(|e| e.to_string())?;
-            Ok(Some(format!("ghcr.io/stefanprodan/podinfo:{tag}\n")))
+            let written =
+                write_changes_in_clone(&dir, &set, &scratch).map_err(|e| e.to_string())?;
+            Ok(Some(Applied {
+                message: format!("ghcr.io/stefanprodan/podinfo:{tag}\n"),
+                paths: Some(written),
+            }))
         });
         let out = repo.round(&spec, &mut [change])?;
         if out.pushed_commit.is_none() {

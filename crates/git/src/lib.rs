@@ -12,7 +12,7 @@ mod tls;
 
 pub use known_hosts::is_known;
 pub use refs::{push_branch, valid_branch, CheckoutRef, NO_PUSH_BRANCH};
-pub use repo::{redact, Change, GitAuth, GitError, RoundOutcome, RoundSpec, WarmRepo};
+pub use repo::{redact, Applied, Change, GitAuth, GitError, RoundOutcome, RoundSpec, WarmRepo};
 pub use signing::Signer;
 pub use tls::ExtraRoots;
 

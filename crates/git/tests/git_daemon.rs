@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tagpilot_git::{
-    source_revision, Change, CheckoutRef, GitError, RoundSpec, WarmRepo, NO_PUSH_BRANCH,
+    source_revision, Applied, Change, CheckoutRef, GitError, RoundSpec, WarmRepo, NO_PUSH_BRANCH,
 };
 use tagpilot_setters::{scan_tree, write_changes, LatestRef};
 use tagpilot_testkit::{free_port, tls_files, wait_for_port};
@@ -207,7 +207,7 @@ fn setter_change<'a>(tag: &'a str, path: &'a str) -> Change<'a> {
             return Ok(None);
         }
         write_changes(&dir, &set).map_err(|e| e.to_string())?;
-        Ok(Some(format!("ghcr.io/stefanprodan/podinfo:{tag}\n")))
+        Ok(Some(format!("ghcr.io/stefanprodan/podinfo:{tag}\n").into()))
     })
 }
 
@@ -254,7 +254,7 @@ fn round_commits_pushes_and_never_commits_nothing() {
     // A change that writes identical bytes makes no empty commit either.
     let mut same: Vec<Change<'_>> = vec![Box::new(|root: &Path| {
         std::fs::write(root.join("README.md"), "fleet\n").map_err(|e| e.to_string())?;
-        Ok(Some("touch".to_owned()))
+        Ok(Some("touch".to_owned().into()))
     })];
     assert_eq!(
         repo.round(&spec("main"), &mut same)
@@ -318,7 +318,10 @@ fn batching_refspec_and_push_options() {
         Box::new(|root: &Path| {
             std::fs::write(root.join("README.md"), "fleet, updated\n")
                 .map_err(|e| e.to_string())?;
-            Ok(Some("docs: second automation".to_owned()))
+            Ok(Some(Applied {
+                message: "docs: second automation".to_owned(),
+                paths: Some(vec!["README.md".into()]),
+            }))
         }),
     ];
     let out = repo.round(&s, &mut changes).unwrap();
@@ -336,6 +339,52 @@ fn batching_refspec_and_push_options() {
         opts.contains("merge_request.create\nci.skip=true\n"),
         "{opts:?}"
     );
+}
+
+#[test]
+fn a_change_that_names_its_files_stages_only_those() {
+    let d = daemon();
+    let (_state, repo) = warm(&d);
+    let w = |p: PathBuf, text: &str| std::fs::write(p, text).map_err(|e| e.to_string());
+    // README.md (named absolute) is committed, the named Deployment it removed is removed,
+    // the stray file it also wrote without naming it is not committed.
+    let mut named: Vec<Change<'_>> = vec![Box::new(|root: &Path| {
+        w(root.join("README.md"), "fleet, named\n")?;
+        w(root.join("stray.txt"), "not named\n")?;
+        std::fs::remove_file(root.join("clusters/my-cluster/podinfo.yaml"))
+            .map_err(|e| e.to_string())?;
+        Ok(Some(Applied {
+            message: "named".into(),
+            paths: Some(vec![
+                root.join("README.md"),
+                "clusters/my-cluster/podinfo.yaml".into(),
+            ]),
+        }))
+    })];
+    repo.round(&spec("main"), &mut named).unwrap();
+    assert_eq!(
+        git(&d.bare, &["ls-tree", "-r", "--name-only", "main"]),
+        "README.md\n"
+    );
+    assert_eq!(git(&d.bare, &["show", "main:README.md"]), "fleet, named\n");
+    // A named path outside the work tree (or in .git) is not trusted: every change is staged,
+    // as for a change that names nothing.
+    let outside = tempfile::tempdir().unwrap();
+    for (i, odd) in [outside.path().join("x"), ".git/config".into()]
+        .into_iter()
+        .enumerate()
+    {
+        let mut change: Vec<Change<'_>> = vec![Box::new(|root: &Path| {
+            w(root.join(format!("stray-{i}.txt")), "staged\n")?;
+            Ok(Some(Applied {
+                message: format!("odd path {i}"),
+                paths: Some(vec![odd.clone()]),
+            }))
+        })];
+        repo.round(&spec("main"), &mut change).unwrap();
+        let files = git(&d.bare, &["ls-tree", "-r", "--name-only", "main"]);
+        assert!(files.contains(&format!("stray-{i}.txt\n")), "{files}");
+    }
 }
 
 #[test]

@@ -199,7 +199,7 @@ fn rel(root: &Path, path: &Path) -> String {
 /// Writes every changed file under `root`: temp file in the same directory, same mode, fsync,
 /// rename. A file is either fully old or fully new, never half-written.
 pub fn write_changes(root: &Path, set: &ChangeSet) -> Result<(), TreeError> {
-    write_files(root, set, None)
+    write_files(root, set, None).map(drop)
 }
 
 /// Like [`write_changes`], for the work tree of a clone: the temp files go to `scratch` (a
@@ -207,21 +207,27 @@ pub fn write_changes(root: &Path, set: &ChangeSet) -> Result<(), TreeError> {
 /// temp file can never be committed, and nothing is fsynced: the work tree is rebuilt from
 /// Git at the start of every round and only the commit made from it has to last (a crash
 /// before it loses nothing the next round does not redo). An fsync per file was most of a
-/// 100-file `run --once`.
+/// 100-file `run --once`. Returns the files written, resolved (absolute, no symlinks), so
+/// that the commit can stage just those.
 pub fn write_changes_in_clone(
     root: &Path,
     set: &ChangeSet,
     scratch: &Path,
-) -> Result<(), TreeError> {
+) -> Result<Vec<PathBuf>, TreeError> {
     write_files(root, set, Some(scratch))
 }
 
 /// `scratch`: the temp files' directory, and no fsync (see [`write_changes_in_clone`]).
-fn write_files(root: &Path, set: &ChangeSet, scratch: Option<&Path>) -> Result<(), TreeError> {
+fn write_files(
+    root: &Path,
+    set: &ChangeSet,
+    scratch: Option<&Path>,
+) -> Result<Vec<PathBuf>, TreeError> {
     let real_root = root.canonicalize().map_err(|e| TreeError::Io {
         path: root.display().to_string(),
         message: e.to_string(),
     })?;
+    let mut written = Vec::with_capacity(set.files.len());
     for f in &set.files {
         let escapes = |message: &str| TreeError::Io {
             path: f.path.clone(),
@@ -233,15 +239,15 @@ fn write_files(root: &Path, set: &ChangeSet, scratch: Option<&Path>) -> Result<(
         let target = real_root.join(&f.path);
         // The tree may have changed since it was scanned: resolve again right before writing,
         // so neither a directory nor the file itself can be a link out of the update path.
-        let inside = target
+        let Some(parent) = target
             .parent()
             .and_then(|p| p.canonicalize().ok())
-            .is_some_and(|p| p.starts_with(&real_root));
-        if !inside {
+            .filter(|p| p.starts_with(&real_root))
+        else {
             return Err(escapes(
                 "leads outside the update path through a symlink, refused",
             ));
-        }
+        };
         if fs::symlink_metadata(&target).is_ok_and(|m| !m.file_type().is_file()) {
             return Err(escapes("is no longer a regular file, refused"));
         }
@@ -249,8 +255,9 @@ fn write_files(root: &Path, set: &ChangeSet, scratch: Option<&Path>) -> Result<(
             path: f.path.clone(),
             message: e.to_string(),
         })?;
+        written.push(parent.join(target.file_name().unwrap_or_default()));
     }
-    Ok(())
+    Ok(written)
 }
 
 fn write_atomic(target: &Path, content: &[u8], scratch: Option<&Path>) -> std::io::Result<()> {
