@@ -257,8 +257,9 @@ const STORE_BATCH: usize = 512;
 /// Starts the thread that makes the store commits of async code, one after the other (redb
 /// commits fsync and must not hold up an actor; one thread, not a pool growing with the
 /// number of scans, keeps memory flat). Group commit: the writes queued while a batch ran
-/// make the next batch, committed without fsync and made durable by one sync; nobody hears
-/// back before that sync (10,000 repositories' first scans made 30,000 fsyncs otherwise).
+/// make the next batch, one transaction per store committed without fsync and made durable
+/// by one sync; nobody hears back before that sync (10,000 repositories' first scans made
+/// 30,000 fsyncs otherwise, and a redb commit costs even without its fsync).
 fn store_writer() -> std::sync::mpsc::Sender<(Arc<Store>, StoreJob)> {
     let (tx, rx) = std::sync::mpsc::channel::<(Arc<Store>, StoreJob)>();
     let started = std::thread::Builder::new()

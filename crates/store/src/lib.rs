@@ -101,22 +101,51 @@ pub struct Store {
     unsynced: std::sync::atomic::AtomicBool,
     /// Set by [`Store::hold`]: no commit is durable until [`Store::release`].
     held: std::sync::atomic::AtomicBool,
+    /// Why the last [`deferred`] batch was not committed, until [`Store::sync`] reports it.
+    failure: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 thread_local! {
-    /// Set by [`deferred`]: this thread's commits skip their fsync.
+    /// Set by [`deferred`]: this thread's writes share one transaction per store.
     static DEFERRED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The open shared transactions of [`deferred`], one per store written.
+    static SHARED: std::cell::RefCell<Vec<Shared>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Group commit: runs `f` with the commits this thread makes non-durable (redb's
-/// `Durability::None`: atomic and visible, but not fsynced). The caller must call
-/// [`Store::sync`] on each store written before it reports any of that work as done. Many
-/// small writes then cost one disk sync instead of one each.
+/// A write transaction that every write of one [`deferred`] call to one store shares.
+struct Shared {
+    /// The store's address: a store is written only while it is borrowed by the call.
+    store: usize,
+    tx: redb::WriteTransaction,
+    /// Where the outcome of the commit is left for [`Store::sync`].
+    failure: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    /// A write failed in the database (not in our checks): nothing of the batch is kept.
+    broken: Option<String>,
+}
+
+/// Group commit: runs `f` with the writes this thread makes to each store inside one
+/// transaction, committed non-durably (redb's `Durability::None`: atomic and visible, but not
+/// fsynced) when `f` returns. The caller must call [`Store::sync`] on each store written
+/// before it reports any of that work as done: it makes the batch durable or says that it
+/// failed. Many small writes then cost one commit and one disk sync instead of one each (a
+/// redb commit writes its allocator state; commits were most of a 100-image `run --once`'s
+/// store time).
 pub fn deferred<R>(f: impl FnOnce() -> R) -> R {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
             DEFERRED.with(|d| d.set(false));
+            for shared in SHARED.with(|s| std::mem::take(&mut *s.borrow_mut())) {
+                let outcome = match shared.broken {
+                    Some(why) => Err(why),
+                    None => shared.tx.commit().map_err(|e| e.to_string()),
+                };
+                if let Err(why) = outcome {
+                    if let Ok(mut slot) = shared.failure.lock() {
+                        slot.get_or_insert(why);
+                    }
+                }
+            }
         }
     }
     DEFERRED.with(|d| d.set(true));
@@ -175,12 +204,10 @@ fn decode(key: &str, bytes: &[u8]) -> Result<Vec<StoredTag>, StoreError> {
 }
 
 impl Store {
-    /// A write transaction, non-durable inside [`deferred`].
+    /// A write transaction, non-durable while held.
     fn begin_write(&self) -> Result<redb::WriteTransaction, StoreError> {
         let mut tx = self.db.begin_write()?;
-        if DEFERRED.with(std::cell::Cell::get)
-            || self.held.load(std::sync::atomic::Ordering::SeqCst)
-        {
+        if self.held.load(std::sync::atomic::Ordering::SeqCst) {
             tx.set_durability(redb::Durability::None);
             self.unsynced
                 .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -188,10 +215,65 @@ impl Store {
         Ok(tx)
     }
 
-    /// Makes every commit so far durable (one fsync), if a [`deferred`] one is not yet.
-    /// Does nothing while the store is held ([`Store::hold`]).
+    /// Runs `f` in a write transaction and commits it; inside [`deferred`], in the
+    /// transaction this thread shares for this store, committed when `deferred` returns. `f`
+    /// must check what it reads before it writes: an error of `f` itself leaves the shared
+    /// transaction to the others, while a failed database write breaks the whole batch.
+    fn write<R>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        if !DEFERRED.with(std::cell::Cell::get) {
+            let tx = self.begin_write()?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            return Ok(out);
+        }
+        let id = std::ptr::from_ref(self) as usize;
+        SHARED.with(|shared| {
+            let mut shared = shared.borrow_mut();
+            let at = match shared.iter().position(|s| s.store == id) {
+                Some(at) => at,
+                None => {
+                    let mut tx = self.db.begin_write()?;
+                    tx.set_durability(redb::Durability::None);
+                    self.unsynced
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    shared.push(Shared {
+                        store: id,
+                        tx,
+                        failure: self.failure.clone(),
+                        broken: None,
+                    });
+                    shared.len() - 1
+                }
+            };
+            let entry = &mut shared[at];
+            if let Some(why) = &entry.broken {
+                return Err(StoreError::Db(format!(
+                    "an earlier write of this batch failed: {why}"
+                )));
+            }
+            let out = f(&entry.tx);
+            if let Err(StoreError::Db(why)) = &out {
+                entry.broken = Some(why.clone());
+            }
+            out
+        })
+    }
+
+    /// Makes every commit so far durable (one fsync), if a [`deferred`] one is not yet; an
+    /// error if a [`deferred`] batch could not be committed. Does nothing while the store is
+    /// held ([`Store::hold`]).
     pub fn sync(&self) -> Result<(), StoreError> {
-        if self.held.load(std::sync::atomic::Ordering::SeqCst) {
+        if let Some(why) = self.failure.lock().ok().and_then(|mut f| f.take()) {
+            return Err(StoreError::Db(format!("a batch of writes was lost: {why}")));
+        }
+        // Held, or inside a batch that commits when it ends (a write transaction begun here
+        // would wait for the batch's forever).
+        if self.held.load(std::sync::atomic::Ordering::SeqCst)
+            || DEFERRED.with(std::cell::Cell::get)
+        {
             return Ok(());
         }
         if self
@@ -246,6 +328,7 @@ impl Store {
             db,
             unsynced: Default::default(),
             held: Default::default(),
+            failure: Default::default(),
         };
         let tx = store.db.begin_write()?;
         {
@@ -294,16 +377,19 @@ impl Store {
         scans: &[(&str, &[String], &str)],
         now: u64,
     ) -> Result<Vec<RepoMeta>, StoreError> {
-        let tx = self.begin_write()?;
-        let mut metas = Vec::with_capacity(scans.len());
-        {
+        self.write(|tx| {
             let mut table = tx.open_table(TAGS)?;
             let mut repos = tx.open_table(REPOS)?;
-            for (repo, tags, revision) in scans {
-                let (previous, first_seen) = match table.get(*repo)? {
+            // Every stored list is read and checked before anything is written.
+            let mut stored = Vec::with_capacity(scans.len());
+            for (repo, _, _) in scans {
+                stored.push(match table.get(*repo)? {
                     Some(v) => (decode(repo, v.value())?, now),
                     None => (Vec::new(), 0),
-                };
+                });
+            }
+            let mut metas = Vec::with_capacity(scans.len());
+            for ((repo, tags, revision), (previous, first_seen)) in scans.iter().zip(stored) {
                 let known: std::collections::HashMap<&str, &StoredTag> =
                     previous.iter().map(|t| (t.tag.as_str(), t)).collect();
                 let merged: Vec<StoredTag> = tags
@@ -329,15 +415,13 @@ impl Store {
                 repos.insert(*repo, json.as_slice())?;
                 metas.push(meta);
             }
-        }
-        tx.commit()?;
-        Ok(metas)
+            Ok(metas)
+        })
     }
 
     /// Remembers a held (suspicious) listing's revision without touching the tag list.
     pub fn set_pending(&self, repo: &str, revision: Option<&str>) -> Result<(), StoreError> {
-        let tx = self.begin_write()?;
-        {
+        self.write(|tx| {
             let mut repos = tx.open_table(REPOS)?;
             let mut meta = match repos.get(repo)? {
                 Some(v) => parse_meta(repo, v.value())?,
@@ -346,9 +430,8 @@ impl Store {
             meta.pending_revision = revision.map(str::to_owned);
             let json = serde_json::to_vec(&meta).map_err(|e| StoreError::Db(e.to_string()))?;
             repos.insert(repo, json.as_slice())?;
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Records the digest of one stored tag seen at `now`; a digest other than the known one
@@ -360,8 +443,7 @@ impl Store {
         digest: &str,
         now: u64,
     ) -> Result<Option<StoredTag>, StoreError> {
-        let tx = self.begin_write()?;
-        let found = {
+        self.write(|tx| {
             let mut table = tx.open_table(TAGS)?;
             let mut tags = match table.get(repo)? {
                 Some(v) => decode(repo, v.value())?,
@@ -379,10 +461,8 @@ impl Store {
             if found.as_ref().is_some_and(|(_, write)| *write) {
                 table.insert(repo, encode(&tags).as_slice())?;
             }
-            found.map(|(t, _)| t)
-        };
-        tx.commit()?;
-        Ok(found)
+            Ok(found.map(|(t, _)| t))
+        })
     }
 
     /// An automation's manual-change state (JSON), under `namespace/name`.
@@ -419,8 +499,7 @@ impl Store {
 
     /// Removes a release request once applied, unless a newer one replaced it meanwhile.
     pub fn release_done(&self, key: &str, token: &str) -> Result<bool, StoreError> {
-        let tx = self.begin_write()?;
-        let removed = {
+        self.write(|tx| {
             let mut t = tx.open_table(RELEASES)?;
             let same = t
                 .get(key)?
@@ -429,10 +508,8 @@ impl Store {
             if same {
                 t.remove(key)?;
             }
-            same
-        };
-        tx.commit()?;
-        Ok(removed)
+            Ok(same)
+        })
     }
 
     /// The platforms (`os/arch[/variant]`) of the image with this digest, when recorded.
@@ -453,11 +530,11 @@ impl Store {
     }
 
     pub fn put_platforms(&self, digest: &str, platforms: &[String]) -> Result<(), StoreError> {
-        let tx = self.begin_write()?;
-        tx.open_table(PLATFORMS)?
-            .insert(digest, platforms.join("\n").as_bytes())?;
-        tx.commit()?;
-        Ok(())
+        self.write(|tx| {
+            tx.open_table(PLATFORMS)?
+                .insert(digest, platforms.join("\n").as_bytes())?;
+            Ok(())
+        })
     }
 
     /// The stored tags of a repository, in stored order.
@@ -533,10 +610,10 @@ impl Store {
         value: &serde_json::Value,
     ) -> Result<(), StoreError> {
         let json = serde_json::to_vec(value).map_err(|e| StoreError::Db(e.to_string()))?;
-        let tx = self.begin_write()?;
-        tx.open_table(table)?.insert(key, json.as_slice())?;
-        tx.commit()?;
-        Ok(())
+        self.write(|tx| {
+            tx.open_table(table)?.insert(key, json.as_slice())?;
+            Ok(())
+        })
     }
 
     fn get_json(
@@ -593,36 +670,40 @@ impl Store {
         table: TableDefinition<&str, &[u8]>,
         keep: impl Fn(&str) -> bool,
     ) -> Result<usize, StoreError> {
-        let doomed: Vec<String> = {
+        if !DEFERRED.with(std::cell::Cell::get) {
+            // Most calls remove nothing: then no write transaction (an empty commit still
+            // costs one). Inside a batch the write transaction reads what the batch stored.
             let tx = self.db.begin_read()?;
-            let t = tx.open_table(table)?;
-            let mut out = Vec::new();
+            let mut any = false;
+            for entry in tx.open_table(table)?.iter()? {
+                if !keep(entry?.0.value()) {
+                    any = true;
+                    break;
+                }
+            }
+            if !any {
+                return Ok(0);
+            }
+        }
+        self.write(|tx| {
+            let mut t = tx.open_table(table)?;
+            let mut doomed = Vec::new();
             for entry in t.iter()? {
                 let (k, _) = entry?;
                 if !keep(k.value()) {
-                    out.push(k.value().to_owned());
+                    doomed.push(k.value().to_owned());
                 }
             }
-            out
-        };
-        if doomed.is_empty() {
-            return Ok(0);
-        }
-        let tx = self.begin_write()?;
-        {
-            let mut t = tx.open_table(table)?;
             for k in &doomed {
                 t.remove(k.as_str())?;
             }
-        }
-        tx.commit()?;
-        Ok(doomed.len())
+            Ok(doomed.len())
+        })
     }
 
     /// Sets (or with None clears) the runtime suspend override of `key` (`Kind/ns/name`).
     pub fn set_suspended(&self, key: &str, suspended: Option<bool>) -> Result<(), StoreError> {
-        let tx = self.begin_write()?;
-        {
+        self.write(|tx| {
             let mut table = tx.open_table(OVERRIDES)?;
             match suspended {
                 Some(s) => {
@@ -632,9 +713,8 @@ impl Store {
                     table.remove(key)?;
                 }
             }
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// The runtime suspend override of `key`, if any.
@@ -837,6 +917,55 @@ mod tests {
             store.status("ImagePolicy/ns/p").ok().flatten(),
             Some(serde_json::json!({"ready": true}))
         );
+    }
+
+    #[test]
+    fn a_batch_is_one_transaction_and_a_failed_write_loses_all_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let json = |n: u64| serde_json::json!({ "n": n });
+        // A corrupt tag list, as a damaged file or an older bug would leave it.
+        let tx = store.db.begin_write().unwrap();
+        tx.open_table(TAGS)
+            .unwrap()
+            .insert("bad", b"\tno tag\n".as_slice())
+            .unwrap();
+        tx.commit().unwrap();
+        deferred(|| {
+            store.put_status("K/a", &json(1)).unwrap();
+            // Not committed before the batch ends: a reader does not see it yet.
+            assert_eq!(store.status("K/a").unwrap(), None);
+            // A record refused by our checks (before anything is written) costs only itself.
+            assert!(matches!(
+                store.set_digest("bad", "t", "sha256:x", 1),
+                Err(StoreError::Corrupt { .. })
+            ));
+            // Later writes read what earlier ones of the batch stored.
+            store.put_latest("ns/p", Some(&json(2))).unwrap();
+            assert_eq!(store.retain_latest(|k| k != "ns/p").unwrap(), 1);
+            store.put_status("K/b", &json(3)).unwrap();
+        });
+        store.sync().unwrap();
+        assert_eq!(store.status("K/a").unwrap(), Some(json(1)));
+        assert_eq!(store.status("K/b").unwrap(), Some(json(3)));
+        assert_eq!(store.latest_refs().unwrap(), Vec::new());
+
+        // A write the database refuses breaks the batch: nothing of it is kept, the writes
+        // after it are refused, and the next sync says so (once).
+        deferred(|| {
+            store.put_status("K/c", &json(4)).unwrap();
+            let failed = store.write(|_| Err::<(), _>(StoreError::Db("disk on fire".into())));
+            assert!(failed.is_err());
+            let refused = store.put_status("K/d", &json(5)).unwrap_err();
+            assert!(refused.to_string().contains("disk on fire"), "{refused}");
+        });
+        let lost = store.sync().unwrap_err();
+        assert!(lost.to_string().contains("disk on fire"), "{lost}");
+        assert_eq!(store.status("K/c").unwrap(), None);
+        assert_eq!(store.status("K/d").unwrap(), None);
+        store.sync().unwrap();
+        store.put_status("K/e", &json(6)).unwrap();
+        assert_eq!(store.status("K/e").unwrap(), Some(json(6)));
     }
 
     #[test]
