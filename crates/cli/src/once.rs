@@ -78,21 +78,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     // Scans overlap (network-bound), `concurrency` at a time and politely per host; the
-    // automations' clones are made (or fetched) meanwhile on a thread of their own.
+    // automations' clones are made (or fetched) meanwhile on a thread of their own, and only
+    // the automations wait for them.
     let scans = engine
         .repositories()
         .into_iter()
         .map(|repo| engine.reconcile_repository(repo, false));
+    let policies = engine.policies();
     std::thread::scope(|scope| {
         scope.spawn(|| engine.prepare_remotes());
         runtime.block_on(futures_util::future::join_all(scans));
+        // Policies are independent of each other (as the daemon's resolvers are): side by
+        // side, so that their store writes share the writer's batches.
+        runtime.block_on(futures_util::future::join_all(
+            policies.iter().map(|p| engine.reconcile_policy(p)),
+        ));
     });
-    // Policies are independent of each other (as the daemon's resolvers are): side by side,
-    // so that their store writes share the writer's batches.
-    let policies = engine.policies();
-    runtime.block_on(futures_util::future::join_all(
-        policies.iter().map(|p| engine.reconcile_policy(p)),
-    ));
     engine.check_alerts();
     engine.automations();
     let notes = engine.notifications(&engine.take_events());
