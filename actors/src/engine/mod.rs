@@ -251,8 +251,9 @@ const URGENT_SCANS: usize = 2;
 type StoreJob = Box<dyn FnOnce() -> StoreReply + Send>;
 type StoreReply = Box<dyn FnOnce(Result<(), String>) + Send>;
 
-/// Writes one batch of the store writer at most (bounds the latency of the batch's first).
-const STORE_BATCH: usize = 512;
+/// Writes one batch of the store writer at most: one transaction, whose pages stay in memory
+/// until it commits (bounds that, and the latency of the batch's first write).
+const STORE_BATCH: usize = 64;
 
 /// Starts the thread that makes the store commits of async code, one after the other (redb
 /// commits fsync and must not hold up an actor; one thread, not a pool growing with the
