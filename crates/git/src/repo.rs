@@ -229,8 +229,8 @@ pub struct Applied {
     pub message: String,
     /// The files it wrote or removed (absolute, or relative to the work tree), so that only
     /// those are staged; None stages every change in the work tree. Staging everything
-    /// compares the whole tree with the index and hashes each changed file twice, with an
-    /// attributes lookup each time: about half of a 100-file round's commit.
+    /// compares the whole work tree with the index (a stat per file, every round) and hashes
+    /// each changed file twice, each time with an attributes lookup.
     pub paths: Option<Vec<PathBuf>>,
 }
 
