@@ -204,10 +204,12 @@ fn decode(key: &str, bytes: &[u8]) -> Result<Vec<StoredTag>, StoreError> {
 }
 
 impl Store {
-    /// A write transaction, non-durable while held.
+    /// A write transaction, non-durable inside [`deferred`] or while held.
     fn begin_write(&self) -> Result<redb::WriteTransaction, StoreError> {
         let mut tx = self.db.begin_write()?;
-        if self.held.load(std::sync::atomic::Ordering::SeqCst) {
+        if DEFERRED.with(std::cell::Cell::get)
+            || self.held.load(std::sync::atomic::Ordering::SeqCst)
+        {
             tx.set_durability(redb::Durability::None);
             self.unsynced
                 .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -235,13 +237,9 @@ impl Store {
             let at = match shared.iter().position(|s| s.store == id) {
                 Some(at) => at,
                 None => {
-                    let mut tx = self.db.begin_write()?;
-                    tx.set_durability(redb::Durability::None);
-                    self.unsynced
-                        .store(true, std::sync::atomic::Ordering::SeqCst);
                     shared.push(Shared {
                         store: id,
-                        tx,
+                        tx: self.begin_write()?,
                         failure: self.failure.clone(),
                         broken: None,
                     });
